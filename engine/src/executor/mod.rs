@@ -1,0 +1,218 @@
+//! Run lifecycle: uploading modules, starting runs, delivering calls, driving runs
+//! (through the runtime) until they complete, fail or suspend, timers, and recovery
+//! after a restart.
+
+mod timers;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::clock::now_ms;
+use crate::runtime::{Outcome, Runtime, RuntimeError, Shared};
+use crate::store::records::{
+    Event, Failure, HookRecord, ModuleRecord, ModuleVersion, RequestRecord, RunRecord, RunStatus,
+};
+use crate::store::{Delivery, StoreError, event_record};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("module name `{0}` must be 1 to 64 characters of a-z 0-9 - _")]
+    BadModuleName(String),
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    #[error("the webhook no longer takes calls")]
+    Gone,
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Executor {
+    runtime: Runtime,
+    shared: Arc<Shared>,
+}
+
+/// Releases a run's driver slot however the driver ends, panics included, so the run can
+/// be driven again.
+struct DriverGuard<'a> {
+    shared: &'a Shared,
+    run_id: &'a str,
+    armed: bool,
+}
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.live.release(self.run_id);
+        }
+    }
+}
+
+fn check_module_name(name: &str) -> Result<(), ExecError> {
+    let legal = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(legal) {
+        return Err(ExecError::BadModuleName(name.to_string()));
+    }
+    Ok(())
+}
+
+impl Executor {
+    pub fn new(runtime: Runtime) -> Arc<Executor> {
+        let shared = runtime.shared().clone();
+        Arc::new(Executor { runtime, shared })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stores a module version (idempotent for identical bytes). Returns the version and
+    /// whether it is new.
+    pub async fn upload(&self, name: &str, bytes: &[u8]) -> Result<(ModuleVersion, bool), ExecError> {
+        check_module_name(name)?;
+        let store = &self.shared.store;
+        let version = hex::encode(Sha256::digest(bytes));
+        let mut module =
+            store.module(name)?.unwrap_or_else(|| ModuleRecord { name: name.to_string(), versions: Vec::new() });
+        if let Some(latest) = module.latest().filter(|v| v.version == version) {
+            return Ok((latest.clone(), false));
+        }
+        let info = self.runtime.prepare(&version, bytes).await?;
+        let entry =
+            ModuleVersion { version: version.clone(), size: bytes.len() as u64, uploaded_at_ms: now_ms(), info };
+        store.put_blob(&version, bytes)?;
+        module.versions.push(entry.clone());
+        store.put_module(&module)?;
+        store.flush().await?;
+        Ok((entry, true))
+    }
+
+    /// Creates a run on the module's latest version, durably, and starts driving it.
+    pub async fn start_run(self: &Arc<Self>, module_name: &str, input: Value) -> Result<RunRecord, ExecError> {
+        let store = &self.shared.store;
+        let module = store.module(module_name)?.ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
+        let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
+        let now = now_ms();
+        let run = RunRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            module: module.name.clone(),
+            version: version.version.clone(),
+            status: RunStatus::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            waiting_on: Vec::new(),
+        };
+        let started = event_record(0, Event::Started { input, start_ms: now, seed: rand::random() });
+        store.create_run(&run, &started)?;
+        store.flush().await?;
+        self.wake(&run.id);
+        Ok(run)
+    }
+
+    /// Puts a call in its run's inbox, durably (flushed before this returns), and wakes
+    /// the run.
+    pub async fn accept_call(self: &Arc<Self>, hook: &HookRecord, request: &RequestRecord) -> Result<(), ExecError> {
+        let store = &self.shared.store;
+        match store.deliver(&hook.token, request)? {
+            Delivery::Accepted => {}
+            Delivery::Gone => return Err(ExecError::Gone),
+        }
+        store.flush().await?;
+        self.wake(&hook.run_id);
+        Ok(())
+    }
+
+    /// Makes sure the run makes progress: wakes its driver, or starts one.
+    pub fn wake(self: &Arc<Self>, run_id: &str) {
+        if self.shared.live.claim_or_notify(run_id) {
+            let executor = self.clone();
+            let run_id = run_id.to_string();
+            tokio::spawn(async move { executor.drive(&run_id).await });
+        }
+    }
+
+    /// Executes the run until it completes, fails or suspends. The caller holds the
+    /// run's driver slot.
+    async fn drive(&self, run_id: &str) {
+        let mut guard = DriverGuard { shared: &self.shared, run_id, armed: true };
+        let store = &self.shared.store;
+        let loaded = store.run(run_id).and_then(|run| Ok((run, store.events(run_id)?)));
+        let (run, events) = match loaded {
+            Ok((Some(run), events)) if !run.status.is_terminal() => (run, events),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(run = run_id, "cannot load run: {e}");
+                return;
+            }
+        };
+        match self.runtime.execute(run.clone(), events).await {
+            // The wait that suspended already handed the driver slot back.
+            Outcome::Suspended => guard.armed = false,
+            Outcome::Completed(output) => self.finish(run, Ok(output)).await,
+            Outcome::Failed(failure) => self.finish(run, Err(failure)).await,
+        }
+    }
+
+    /// Writes a run's end durably and closes its webhooks.
+    async fn finish(&self, mut run: RunRecord, result: Result<Value, Failure>) {
+        let store = &self.shared.store;
+        match result {
+            Ok(output) => {
+                run.status = RunStatus::Completed;
+                run.output = Some(output);
+            }
+            Err(failure) => {
+                tracing::warn!(run = %run.id, code = %failure.code, "run failed: {}", failure.message);
+                run.status = RunStatus::Failed;
+                run.error = Some(failure);
+            }
+        }
+        run.waiting_on.clear();
+        run.updated_at_ms = now_ms();
+        let closed = store.put_run(&run).and_then(|()| {
+            for record in store.events(&run.id)? {
+                if let Event::WebhookCreated { webhook: Ok(webhook) } = record.event {
+                    store.close_hook(&webhook.token)?;
+                }
+            }
+            Ok(())
+        });
+        let flushed = match closed {
+            Ok(()) => store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            tracing::error!(run = %run.id, "cannot record the run's end: {e}");
+        }
+    }
+
+    /// After a start: drives runs that were mid-flight, and waiting runs that have an
+    /// acknowledged call they had not taken yet. Returns how many were resumed.
+    pub fn recover(self: &Arc<Self>) -> Result<usize, ExecError> {
+        let store = &self.shared.store;
+        let mut resumed = 0;
+        for run in store.runs(None)? {
+            let due = match run.status {
+                RunStatus::Running => true,
+                RunStatus::Waiting => store.has_any_request(&run.id)?,
+                RunStatus::Completed | RunStatus::Failed => false,
+            };
+            if due {
+                self.wake(&run.id);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Starts the timer scheduler.
+    pub fn spawn_timers(self: &Arc<Self>) {
+        tokio::spawn(timers::schedule(self.clone()));
+    }
+}

@@ -1,0 +1,44 @@
+//! One scheduler for every durable timer: timers sit in sled ordered by due time; the
+//! scheduler sleeps until the earliest and wakes its run. A timer is removed by the run
+//! when its wait ends, so a crash between firing and handling fires it again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Executor;
+use crate::clock::now_ms;
+
+/// Past this many remembered firings, forget those whose timers are gone.
+const PRUNE_FIRED_AT: usize = 4096;
+
+pub async fn schedule(executor: Arc<Executor>) {
+    let shared = executor.shared().clone();
+    let mut fired: HashSet<(u64, String)> = HashSet::new();
+    loop {
+        let sleep = match shared.store.due_timers(now_ms()) {
+            Ok(timers) => {
+                for timer in timers.due {
+                    if !fired.contains(&timer) {
+                        executor.wake(&timer.1);
+                        fired.insert(timer);
+                    }
+                }
+                if fired.len() > PRUNE_FIRED_AT {
+                    fired.retain(|(at, run)| shared.store.has_timer(*at, run).unwrap_or(true));
+                }
+                timers.next_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
+            }
+            Err(e) => {
+                tracing::error!("timer scan failed: {e}");
+                Some(Duration::from_secs(1))
+            }
+        };
+        match sleep {
+            Some(duration) => {
+                let _ = tokio::time::timeout(duration, shared.timers_changed.notified()).await;
+            }
+            None => shared.timers_changed.notified().await,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The admin API: modules, runs and their logs. Every route needs the admin key.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, extract::DefaultBodyLimit};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, parse_json, read_body};
+use crate::store::records::{Event, RunRecord, RunStatus};
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/modules/{name}", get(get_module).put(put_module))
+        .route("/v1/modules/{name}/runs", post(start_run))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/events", get(get_events))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state, require_admin_key))
+}
+
+async fn require_admin_key(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(key) if crate::auth::key_matches(key, &app.admin_key_sha256) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "bad-admin-key", "the admin key is wrong").into_response(),
+        None => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing-admin-key", "send `Authorization: Bearer <admin key>`")
+                .into_response()
+        }
+    }
+}
+
+async fn put_module(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, app.limits.max_module_bytes).await?;
+    let (version, created) = app.executor.upload(&name, &bytes).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "name": name, "created": created, "version": version }))).into_response())
+}
+
+async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let module = app
+        .store
+        .module(&name)?
+        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{name}`")))?;
+    Ok(Json(json!(module)))
+}
+
+async fn start_run(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let input = parse_json(&read_body(body, app.limits.max_body_bytes).await?)?;
+    let run = app.executor.start_run(&name, input).await?;
+    let view = json!({ "id": run.id, "status": run.status, "module": run.module, "version": run.version });
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize)]
+struct RunFilter {
+    status: Option<RunStatus>,
+}
+
+async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
+    let runs = app.store.runs(filter.status)?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+fn load_run(app: &AppState, id: &str) -> Result<RunRecord, ApiError> {
+    app.store.run(id)?.ok_or_else(|| ApiError::not_found("unknown-run", format!("no run with id `{id}`")))
+}
+
+/// A run with the URLs of its webhooks, and of those it waits on.
+async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = load_run(&app, &id)?;
+    let webhooks: Vec<_> = app
+        .store
+        .events(&id)?
+        .into_iter()
+        .filter_map(|record| match record.event {
+            Event::WebhookCreated { webhook: Ok(webhook) } => Some(webhook),
+            _ => None,
+        })
+        .collect();
+    let waiting_on: Vec<_> = webhooks
+        .iter()
+        .filter(|w| run.waiting_on.contains(&w.id))
+        .map(|w| json!({ "webhook": w.id, "url": w.url }))
+        .collect();
+    let mut view = json!(run);
+    view["waiting_on"] = json!(waiting_on);
+    view["webhooks"] = json!(webhooks);
+    Ok(Json(view))
+}
+
+async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    load_run(&app, &id)?;
+    Ok(Json(json!({ "events": app.store.events(&id)? })))
+}

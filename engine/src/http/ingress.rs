@@ -1,0 +1,152 @@
+//! Public ingress: `/hooks/{token}` delivers a call to the run that owns the webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::Response;
+use axum::routing::any;
+use serde_json::{Map, Value};
+
+use super::{ApiError, AppState, parse_json, read_body};
+use crate::clock::now_ms;
+use crate::store::records::{Caller, HookRecord, HookState, HttpResponse, Method, RequestRecord, ResponseMode};
+
+/// The query parameter that carries a URL-embedded key; it never reaches the run.
+const KEY_PARAM: &str = "key";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/hooks/{token}", any(call_hook))
+}
+
+async fn call_hook(
+    State(app): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let hook =
+        app.store.hook(&token)?.ok_or_else(|| ApiError::not_found("unknown-webhook", "no webhook has this token"))?;
+    let method = allowed_method(&hook, &method)?;
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let caller = authenticate(&hook, &mut query)?;
+    check_open(&hook)?;
+    let body = read_body(body, app.limits.max_body_bytes).await?;
+    let data = match method {
+        Method::Get | Method::Delete => query_object(&query),
+        Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
+    };
+    let request = RequestRecord {
+        id: format!("rq-{}", app.store.next_id()?),
+        webhook: format!("wh-{}", hook.number),
+        method,
+        path: uri.path().to_string(),
+        query,
+        headers: header_pairs(&headers),
+        data,
+        caller,
+        received_at_ms: now_ms(),
+    };
+    match &hook.response {
+        ResponseMode::Automatic { response } => {
+            app.executor.accept_call(&hook, &request).await?;
+            Ok(http_response(response, &hook, &request))
+        }
+        ResponseMode::Manual { deadline_ms } => {
+            let shared = app.executor.shared();
+            let answer = shared.responses.hold(&request.id);
+            if let Err(e) = app.executor.accept_call(&hook, &request).await {
+                shared.responses.forget(&request.id);
+                return Err(e.into());
+            }
+            match tokio::time::timeout(Duration::from_millis(u64::from(*deadline_ms)), answer).await {
+                Ok(Ok(response)) => Ok(http_response(&response, &hook, &request)),
+                _ => {
+                    shared.responses.forget(&request.id);
+                    Err(ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "response-timeout",
+                        format!("the run did not respond within {deadline_ms} ms; the call was delivered"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn allowed_method(hook: &HookRecord, method: &axum::http::Method) -> Result<Method, ApiError> {
+    Method::parse(method.as_str()).filter(|m| hook.methods.contains(m)).ok_or_else(|| {
+        let allow: Vec<&str> = hook.methods.iter().map(|m| m.as_str()).collect();
+        let mut error = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("this webhook takes {}", allow.join(", ")),
+        );
+        error.allow = Some(allow.join(", "));
+        error
+    })
+}
+
+/// Checks the caller against the hook's auth and takes the credential out of the query.
+fn authenticate(hook: &HookRecord, query: &mut Vec<(String, String)>) -> Result<Caller, ApiError> {
+    let Some(digest) = &hook.url_key_sha256 else { return Ok(Caller::Anonymous) };
+    let key = query.iter().find(|(k, _)| k == KEY_PARAM).map(|(_, v)| v.clone());
+    query.retain(|(k, _)| k != KEY_PARAM);
+    match key {
+        Some(key) if crate::auth::key_matches(&key, digest) => Ok(Caller::UrlKey),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad-key", "the URL's key is wrong")),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing-key", "this webhook's URL carries a `key`")),
+    }
+}
+
+fn check_open(hook: &HookRecord) -> Result<(), ApiError> {
+    match hook.state {
+        HookState::Open if hook.expires_at_ms.is_some_and(|at| now_ms() >= at) => {
+            Err(ApiError::gone("the webhook has expired"))
+        }
+        HookState::Open => Ok(()),
+        HookState::Used => Err(ApiError::gone("the webhook was single-use and has been used")),
+        HookState::Closed => Err(ApiError::gone("the webhook is closed")),
+    }
+}
+
+/// A GET's query as the run's data: `{name: value}`, the last value winning.
+fn query_object(query: &[(String, String)]) -> Value {
+    let map: Map<String, Value> = query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    Value::Object(map)
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// Turns a recorded response into HTTP, tagged with the ids an operator needs to trace it.
+fn http_response(response: &HttpResponse, hook: &HookRecord, request: &RequestRecord) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let mut out = Response::new(Body::from(response.body.clone()));
+    *out.status_mut() = status;
+    let headers = out.headers_mut();
+    for (name, value) in &response.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            headers.append(name, value);
+        }
+    }
+    if !response.body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    for (name, value) in [("latch-run-id", &hook.run_id), ("latch-request-id", &request.id)] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    out
+}

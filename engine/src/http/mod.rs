@@ -1,0 +1,65 @@
+//! HTTP: the admin API under `/v1` (bearer admin key) and the public ingress
+//! (`/hooks/{token}`). Handlers parse and check, persist through the executor, and answer.
+
+mod admin;
+mod error;
+mod ingress;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+pub use error::ApiError;
+
+use crate::executor::Executor;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body a webhook accepts.
+    pub max_body_bytes: usize,
+    /// Largest component upload.
+    pub max_module_bytes: usize,
+}
+
+pub struct AppState {
+    pub executor: Arc<Executor>,
+    pub store: Store,
+    pub admin_key_sha256: String,
+    pub limits: Limits,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(admin::routes(state.clone()))
+        .merge(ingress::routes())
+        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({ "ok": true })) }))
+        .fallback(|| async { ApiError::not_found("not-found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
+        })
+        .with_state(state)
+}
+
+/// Reads a body up to `limit` bytes; a larger one is a 413.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    })
+}
+
+/// A JSON body; an empty body is `null`.
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("bad-json", format!("the body is not valid JSON: {e}")))
+}

@@ -1,0 +1,48 @@
+//! `latch:workflow/context`: what a run knows about itself, recorded where it could vary.
+
+use super::HostState;
+use super::bindings::context::{Host, Level};
+use crate::store::records::Event;
+
+impl Host for HostState {
+    async fn run_id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.run.id.clone())
+    }
+
+    async fn module_name(&mut self) -> wasmtime::Result<String> {
+        Ok(self.run.module.clone())
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        if let Some(Event::Now { ms }) = self.journal.replay("now")? {
+            return Ok(ms);
+        }
+        let ms = crate::clock::now_ms();
+        self.journal.record(Event::Now { ms })?;
+        Ok(ms)
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        if let Some(Event::Random { value }) = self.journal.replay("random")? {
+            return Ok(value);
+        }
+        let value = rand::random();
+        self.journal.record(Event::Random { value })?;
+        Ok(value)
+    }
+
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.journal.replay("log")?.is_some() {
+            return Ok(());
+        }
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        tracing::info!(run = %self.run.id, level, "{message}");
+        self.journal.record(Event::Log { level: level.to_string(), message })?;
+        Ok(())
+    }
+}

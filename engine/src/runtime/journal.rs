@@ -1,0 +1,65 @@
+//! A run's event log as the host calls see it: recorded results are handed back in
+//! order while replaying; past the end, new results are appended.
+
+use crate::store::Store;
+use crate::store::records::{Event, EventRecord};
+
+use super::fault::HostFault;
+
+pub struct Journal {
+    run_id: String,
+    events: Vec<Event>,
+    cursor: usize,
+    store: Store,
+}
+
+impl Journal {
+    /// `events` is the whole log; the cursor starts after the `started` event.
+    pub fn new(run_id: String, events: Vec<EventRecord>, store: Store) -> Journal {
+        let events = events.into_iter().map(|r| r.event).collect();
+        Journal { run_id, events, cursor: 1, store }
+    }
+
+    /// While replaying, the next recorded event, which must be of `kind`; `None` once the
+    /// log is exhausted and the call must be performed live.
+    pub fn replay(&mut self, kind: &'static str) -> Result<Option<Event>, HostFault> {
+        let Some(event) = self.events.get(self.cursor) else { return Ok(None) };
+        if event.kind() != kind {
+            return Err(HostFault::Nondeterminism(format!(
+                "the run made a `{kind}` call where its log has `{}` (event {})",
+                event.kind(),
+                self.cursor
+            )));
+        }
+        self.cursor += 1;
+        Ok(Some(event.clone()))
+    }
+
+    /// Appends a live result to the log.
+    pub fn record(&mut self, event: Event) -> Result<(), HostFault> {
+        let record = crate::store::event_record(self.next_seq(), event);
+        self.store.append_event(&self.run_id, &record)?;
+        self.push(record.event);
+        Ok(())
+    }
+
+    /// Adds an event already written by the store (in its own transaction).
+    pub fn push(&mut self, event: Event) {
+        self.events.push(event);
+        self.cursor = self.events.len();
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    /// Events the guest has not replayed yet: left over when it finishes, it diverged.
+    pub fn unreplayed(&self) -> Option<&Event> {
+        self.events.get(self.cursor)
+    }
+
+    /// The event that ended the run in an earlier activation, if the log has one.
+    pub fn terminal(&self) -> Option<&Event> {
+        self.events.last().filter(|e| matches!(e, Event::Completed { .. } | Event::Failed { .. }))
+    }
+}

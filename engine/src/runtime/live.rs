@@ -1,0 +1,110 @@
+//! Which runs have a driver (an instance running or parked hot) right now, and how to
+//! wake them. This is what makes "a call arrived" and "the run gave up waiting" race-free:
+//! both sides decide under the same lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct LiveRuns {
+    runs: Mutex<HashMap<String, Arc<Notify>>>,
+    hot: AtomicUsize,
+}
+
+/// A held slot for a hot-parked instance; dropping it frees the slot.
+pub struct HotSlot<'a>(&'a AtomicUsize);
+
+impl Drop for HotSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl LiveRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        // A panic while holding this lock leaves the map consistent (single inserts and
+        // removes), so a poisoned lock is still safe to use.
+        self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the run's driver if it has one and returns false; otherwise registers the
+    /// caller as its driver and returns true: the caller must then drive the run.
+    pub fn claim_or_notify(&self, run_id: &str) -> bool {
+        let mut runs = self.lock();
+        match runs.get(run_id) {
+            Some(notify) => {
+                notify.notify_one();
+                false
+            }
+            None => {
+                runs.insert(run_id.to_string(), Arc::new(Notify::new()));
+                true
+            }
+        }
+    }
+
+    /// The signal a parked instance of this run waits on.
+    pub fn notifier(&self, run_id: &str) -> Arc<Notify> {
+        self.lock().entry(run_id.to_string()).or_default().clone()
+    }
+
+    /// Ends the run's driver unconditionally (the run finished).
+    pub fn release(&self, run_id: &str) {
+        self.lock().remove(run_id);
+    }
+
+    /// Ends the run's driver unless `still_needed` says otherwise, deciding under the
+    /// lock so that a concurrent `claim_or_notify` either wakes us or starts a new driver.
+    pub fn release_unless(&self, run_id: &str, still_needed: impl FnOnce() -> bool) -> bool {
+        let mut runs = self.lock();
+        if still_needed() {
+            return false;
+        }
+        runs.remove(run_id);
+        true
+    }
+
+    /// Takes a hot-parking slot if fewer than `limit` are taken.
+    pub fn try_hot(&self, limit: usize) -> Option<HotSlot<'_>> {
+        let taken = self.hot.fetch_add(1, Ordering::Relaxed);
+        let slot = HotSlot(&self.hot);
+        (taken < limit).then_some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_driver_per_run() {
+        let live = LiveRuns::default();
+        assert!(live.claim_or_notify("a"));
+        assert!(!live.claim_or_notify("a"));
+        live.release("a");
+        assert!(live.claim_or_notify("a"));
+    }
+
+    #[test]
+    fn release_unless_keeps_a_needed_driver() {
+        let live = LiveRuns::default();
+        assert!(live.claim_or_notify("a"));
+        assert!(!live.release_unless("a", || true));
+        assert!(!live.claim_or_notify("a"));
+        assert!(live.release_unless("a", || false));
+        assert!(live.claim_or_notify("a"));
+    }
+
+    #[test]
+    fn hot_slots_are_bounded_and_returned() {
+        let live = LiveRuns::default();
+        let first = live.try_hot(1);
+        assert!(first.is_some());
+        assert!(live.try_hot(1).is_none());
+        drop(first);
+        assert!(live.try_hot(1).is_some());
+    }
+}

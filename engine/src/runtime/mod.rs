@@ -1,0 +1,326 @@
+//! Wasmtime: compiling and caching components, the linker, the host side of each WIT
+//! interface (one file each), determinism and replay.
+
+mod bindings;
+mod context;
+mod determinism;
+mod fault;
+mod journal;
+pub mod live;
+pub mod pending;
+mod responses;
+mod waits;
+mod webhooks;
+
+pub use webhooks::random_token;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord, TriggerInfo};
+use crate::store::{Store, StoreError};
+use bindings::{Start, Workflow, WorkflowPre};
+use fault::HostFault;
+use journal::Journal;
+use live::LiveRuns;
+use pending::PendingResponses;
+
+/// Operator settings the host calls need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base of every URL handed out, such as `https://latch.example.com`.
+    pub public_url: String,
+    /// How long a waiting run keeps its instance in memory before it is dropped.
+    pub hot_hold: Duration,
+    /// At most this many instances are kept parked in memory at once.
+    pub max_hot_runs: usize,
+}
+
+/// What the engine's parts share with every host call.
+pub struct Shared {
+    pub store: Store,
+    pub live: LiveRuns,
+    pub responses: PendingResponses,
+    pub settings: Settings,
+    /// Signalled when a timer is added, so the scheduler can wake earlier.
+    pub timers_changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the upload is not WebAssembly (it does not start with `\\0asm`)")]
+    NotWasm,
+    #[error(
+        "the upload is a core WebAssembly module; Latch runs components (build for wasm32-wasip2 or run `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("the component does not compile: {0}")]
+    Invalid(String),
+    #[error("the component does not implement the world latch:workflow/workflow@0.1.0: {0}")]
+    WorldMismatch(String),
+    #[error("the component's describe() failed: {0}")]
+    DescribeFailed(String),
+    #[error("module version {0} is not stored")]
+    MissingVersion(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("compiled-code cache: {0}")]
+    Cache(#[from] std::io::Error),
+    #[error("wasmtime: {0}")]
+    Wasmtime(String),
+}
+
+fn wasmtime_error(e: wasmtime::Error) -> RuntimeError {
+    RuntimeError::Wasmtime(format!("{e:#}"))
+}
+
+/// How an activation of a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Completed(Value),
+    Failed(Failure),
+    /// The run waits; its instance is gone and its log holds everything.
+    Suspended,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled_dir: PathBuf,
+    compat: String,
+    loaded: Mutex<HashMap<String, WorkflowPre<HostState>>>,
+    shared: Arc<Shared>,
+}
+
+/// The state of one instance: WASI, and the run it executes with its log.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    shared: Arc<Shared>,
+    run: RunRecord,
+    journal: Journal,
+    /// Webhooks the run created, by number (`wh-N` is entry N-1); `None` for a refused create.
+    webhooks: Vec<Option<crate::store::records::WebhookInfo>>,
+    delivered: HashSet<String>,
+    responded: HashSet<String>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::types::Host for HostState {}
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
+
+impl Runtime {
+    pub fn new(shared: Arc<Shared>, data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&Config::new()).map_err(wasmtime_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
+        Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wasmtime_error)?;
+        let compiled_dir = data_dir.join("compiled");
+        std::fs::create_dir_all(&compiled_dir)?;
+        let compat = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        };
+        Ok(Runtime { engine, linker, compiled_dir, compat, loaded: Mutex::default(), shared })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Checks an upload, compiles it into the on-disk cache and asks it to describe itself.
+    pub async fn prepare(&self, version: &str, bytes: &[u8]) -> Result<ModuleInfo, RuntimeError> {
+        if !bytes.starts_with(WASM_MAGIC) {
+            return Err(RuntimeError::NotWasm);
+        }
+        if bytes.get(4..8) == Some(CORE_MODULE_VERSION) {
+            return Err(RuntimeError::CoreModule);
+        }
+        let pre = self.compile(version, bytes.to_vec()).await?;
+        let info = self.describe(&pre).await?;
+        self.cache(version, pre);
+        Ok(info)
+    }
+
+    /// Compiles (once per version, in the background pool) and links a component.
+    async fn compile(&self, version: &str, bytes: Vec<u8>) -> Result<WorkflowPre<HostState>, RuntimeError> {
+        let path = self.compiled_dir.join(format!("{version}-{}.cwasm", self.compat));
+        let version = version.to_string();
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || -> Result<Component, RuntimeError> {
+            if path.exists() {
+                // SAFETY: the file was written by `precompile_component` of an engine with
+                // the same compatibility hash (it is in the file name), in our data dir.
+                return unsafe { Component::deserialize_file(&engine, &path) }.map_err(wasmtime_error);
+            }
+            tracing::info!(%version, "compiling module version");
+            let compiled = engine.precompile_component(&bytes).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &compiled)?;
+            std::fs::rename(&partial, &path)?;
+            // SAFETY: these bytes were just produced by `precompile_component` above.
+            unsafe { Component::deserialize(&engine, &compiled) }.map_err(wasmtime_error)
+        })
+        .await
+        .map_err(|e| RuntimeError::Wasmtime(e.to_string()))??;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))?;
+        WorkflowPre::new(instance_pre).map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))
+    }
+
+    fn cache(&self, version: &str, pre: WorkflowPre<HostState>) {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(version.to_string(), pre);
+    }
+
+    /// The linked component of a module version: from memory, the disk cache, or compiled.
+    async fn instance_pre(&self, version: &str) -> Result<WorkflowPre<HostState>, RuntimeError> {
+        if let Some(pre) = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(version) {
+            return Ok(pre.clone());
+        }
+        let bytes =
+            self.shared.store.blob(version)?.ok_or_else(|| RuntimeError::MissingVersion(version.to_string()))?;
+        let pre = self.compile(version, bytes).await?;
+        self.cache(version, pre.clone());
+        Ok(pre)
+    }
+
+    async fn describe(&self, pre: &WorkflowPre<HostState>) -> Result<ModuleInfo, RuntimeError> {
+        let probe = RunRecord {
+            id: uuid::Uuid::nil().to_string(),
+            module: String::new(),
+            version: String::new(),
+            status: crate::store::records::RunStatus::Running,
+            input: Value::Null,
+            output: None,
+            error: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            waiting_on: Vec::new(),
+        };
+        let (mut store, _) = self.new_store(probe, Vec::new(), 0, 0);
+        let instance =
+            pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
+        let info =
+            instance.call_describe(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
+        Ok(ModuleInfo {
+            description: info.description,
+            triggers: info
+                .triggers
+                .into_iter()
+                .map(|t| TriggerInfo {
+                    name: t.name,
+                    suffix: t.suffix,
+                    methods: t.methods.into_iter().map(webhooks::method_from_wit).collect(),
+                })
+                .collect(),
+        })
+    }
+
+    fn new_store(
+        &self,
+        run: RunRecord,
+        events: Vec<EventRecord>,
+        start_ms: u64,
+        seed: u64,
+    ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
+        let stderr = MemoryOutputPipe::new(256 * 1024);
+        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone());
+        let state = HostState {
+            wasi: determinism::wasi_context(start_ms, seed, stderr.clone()),
+            table: ResourceTable::new(),
+            shared: self.shared.clone(),
+            run,
+            journal,
+            webhooks: Vec::new(),
+            delivered: HashSet::new(),
+            responded: HashSet::new(),
+        };
+        (wasmtime::Store::new(&self.engine, state), stderr)
+    }
+
+    /// Runs (replaying, then live) a run until it completes, fails or suspends. A
+    /// completion or failure is appended to the log before it is returned.
+    pub async fn execute(&self, run: RunRecord, events: Vec<EventRecord>) -> Outcome {
+        let Some(Event::Started { input, start_ms, seed }) = events.first().map(|e| e.event.clone()) else {
+            return Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`"));
+        };
+        let pre = match self.instance_pre(&run.version).await {
+            Ok(pre) => pre,
+            Err(e) => return Outcome::Failed(Failure::new("module-unavailable", e.to_string())),
+        };
+        let (mut store, stderr) = self.new_store(run, events, start_ms, seed);
+        if let Some(terminal) = store.data().journal.terminal() {
+            return match terminal.clone() {
+                Event::Completed { output } => Outcome::Completed(output),
+                Event::Failed { error } => Outcome::Failed(error),
+                _ => Outcome::Suspended,
+            };
+        }
+        let start = Start::Api(input.to_string());
+        let result = match pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance.call_run(&mut store, &start).await,
+            Err(e) => Err(e),
+        };
+        let outcome = outcome_of(result, store.data(), &stderr);
+        let terminal = match &outcome {
+            Outcome::Completed(output) => Event::Completed { output: output.clone() },
+            Outcome::Failed(error) => Event::Failed { error: error.clone() },
+            Outcome::Suspended => return outcome,
+        };
+        match store.data_mut().journal.record(terminal) {
+            Ok(()) => outcome,
+            Err(e) => Outcome::Failed(Failure::new(e.code(), e.to_string())),
+        }
+    }
+}
+
+/// Reads a finished call to the guest's `run` as a run outcome.
+fn outcome_of(
+    result: wasmtime::Result<Result<String, bindings::types::Error>>,
+    state: &HostState,
+    stderr: &MemoryOutputPipe,
+) -> Outcome {
+    match result {
+        Ok(returned) => {
+            if let Some(event) = state.journal.unreplayed() {
+                return Outcome::Failed(Failure::new(
+                    "nondeterminism",
+                    format!("the run returned where its log has `{}` next", event.kind()),
+                ));
+            }
+            match returned {
+                Ok(text) => match serde_json::from_str(&text) {
+                    Ok(output) => Outcome::Completed(output),
+                    Err(e) => Outcome::Failed(Failure::new("bad-output", format!("run returned invalid JSON: {e}"))),
+                },
+                Err(e) => Outcome::Failed(Failure::new(e.code, e.message)),
+            }
+        }
+        Err(error) => match error.downcast_ref::<HostFault>() {
+            Some(HostFault::Suspend) => Outcome::Suspended,
+            Some(fault) => Outcome::Failed(Failure::new(fault.code(), fault.to_string())),
+            None => {
+                let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+                let message = if printed.is_empty() { format!("{error:#}") } else { format!("{printed}\n{error:#}") };
+                Outcome::Failed(Failure::new("trap", message))
+            }
+        },
+    }
+}

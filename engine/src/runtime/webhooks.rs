@@ -1,0 +1,169 @@
+//! `latch:workflow/webhooks`: URLs a run hands out and later waits on.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use super::HostState;
+use super::bindings::types::{Auth, Error as WitError, Method as WitMethod, Response, ResponseMode as WitResponseMode};
+use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
+use super::fault::HostFault;
+use crate::store::StoreError;
+use crate::store::records::{Event, Failure, HookRecord, HookState, HttpResponse, Method, ResponseMode, WebhookInfo};
+
+/// Longest caller-chosen token; a random one is 43 characters.
+const MAX_TOKEN_LEN: usize = 256;
+
+pub fn method_from_wit(method: WitMethod) -> Method {
+    match method {
+        WitMethod::Get => Method::Get,
+        WitMethod::Post => Method::Post,
+        WitMethod::Put => Method::Put,
+        WitMethod::Patch => Method::Patch,
+        WitMethod::Delete => Method::Delete,
+    }
+}
+
+pub fn method_to_wit(method: Method) -> WitMethod {
+    match method {
+        Method::Get => WitMethod::Get,
+        Method::Post => WitMethod::Post,
+        Method::Put => WitMethod::Put,
+        Method::Patch => WitMethod::Patch,
+        Method::Delete => WitMethod::Delete,
+    }
+}
+
+/// 256 random bits, URL-safe.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Tokens appear in URL paths unescaped, so they keep to unreserved characters and `:`.
+fn check_token(token: &str) -> Result<(), Failure> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || "-._~:".contains(c);
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.chars().all(legal) {
+        return Err(Failure::new(
+            "bad-token",
+            format!("token `{token}` must be 1 to {MAX_TOKEN_LEN} characters of A-Z a-z 0-9 - . _ ~ :"),
+        ));
+    }
+    Ok(())
+}
+
+fn unsupported(what: &str) -> Failure {
+    Failure::new("unsupported", format!("{what} is not supported by this engine version yet"))
+}
+
+impl From<Failure> for WitError {
+    fn from(f: Failure) -> Self {
+        WitError { code: f.code, message: f.message }
+    }
+}
+
+impl From<Response> for HttpResponse {
+    fn from(r: Response) -> Self {
+        HttpResponse { status: r.status, headers: r.headers, body: r.body }
+    }
+}
+
+impl HostState {
+    /// Creates the hook record for a live `create` call.
+    fn create_hook(&mut self, options: WebhookOptions) -> Result<WebhookInfo, Failure> {
+        let url_key = match options.auth {
+            Auth::None => None,
+            Auth::UrlKey => Some(random_token()),
+            Auth::Bearer(_) => return Err(unsupported("bearer API-key auth")),
+            Auth::Signature(_) => return Err(unsupported("signature auth")),
+        };
+        if options.schema.is_some() {
+            return Err(unsupported("a JSON Schema on a webhook"));
+        }
+        if options.condition.is_some() {
+            return Err(unsupported("a condition on a webhook"));
+        }
+        let response = match options.response {
+            WitResponseMode::Automatic(response) => {
+                if !(100..=599).contains(&response.status) {
+                    return Err(Failure::new("bad-status", format!("{} is not an HTTP status", response.status)));
+                }
+                ResponseMode::Automatic { response: response.into() }
+            }
+            WitResponseMode::Manual(deadline_ms) => ResponseMode::Manual { deadline_ms },
+        };
+        let token = match options.token {
+            Some(token) => {
+                check_token(&token)?;
+                token
+            }
+            None => random_token(),
+        };
+        let number = self.webhooks.len() as u32 + 1;
+        let mut methods: Vec<Method> = options.methods.into_iter().map(method_from_wit).collect();
+        if methods.is_empty() {
+            methods.push(Method::Post);
+        }
+        let hook = HookRecord {
+            token: token.clone(),
+            run_id: self.run.id.clone(),
+            number,
+            methods,
+            single_use: options.single_use,
+            state: HookState::Open,
+            url_key_sha256: url_key.as_deref().map(sha256_hex),
+            response,
+            expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
+        };
+        match self.shared.store.insert_hook(&hook) {
+            Ok(()) => {}
+            Err(StoreError::TokenTaken) => {
+                return Err(Failure::new("token-taken", format!("token `{token}` belongs to a live webhook")));
+            }
+            Err(e) => return Err(Failure::new("storage", e.to_string())),
+        }
+        let mut url = format!("{}/hooks/{token}", self.shared.settings.public_url);
+        if let Some(key) = url_key {
+            url.push_str(&format!("?key={key}"));
+        }
+        Ok(WebhookInfo { id: format!("wh-{number}"), token, url })
+    }
+
+    /// The webhook `id` names, if this run created it.
+    pub(super) fn webhook(&self, id: &str) -> Result<(u32, &WebhookInfo), HostFault> {
+        let number: Option<u32> = id.strip_prefix("wh-").and_then(|n| n.parse().ok());
+        number
+            .and_then(|n| Some((n, self.webhooks.get(n.checked_sub(1)? as usize)?.as_ref()?)))
+            .ok_or_else(|| HostFault::Misuse(format!("`{id}` is not a webhook of this run")))
+    }
+}
+
+impl Host for HostState {
+    async fn create(&mut self, options: WebhookOptions) -> wasmtime::Result<Result<Webhook, WitError>> {
+        let result = match self.journal.replay("webhook-created")? {
+            Some(Event::WebhookCreated { webhook }) => webhook,
+            _ => {
+                let webhook = self.create_hook(options);
+                self.journal.record(Event::WebhookCreated { webhook: webhook.clone() })?;
+                webhook
+            }
+        };
+        self.webhooks.push(result.as_ref().ok().cloned());
+        Ok(result.map(|w| Webhook { id: w.id, token: w.token, url: w.url }).map_err(WitError::from))
+    }
+
+    async fn close(&mut self, id: String) -> wasmtime::Result<()> {
+        if self.journal.replay("webhook-closed")?.is_some() {
+            return Ok(());
+        }
+        let (_, webhook) = self.webhook(&id)?;
+        self.shared.store.close_hook(&webhook.token).map_err(HostFault::from)?;
+        self.journal.record(Event::WebhookClosed { id })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! The plain serde types kept in sled. Nothing here knows keys or trees.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An uploaded module: every version it ever had, newest last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub name: String,
+    pub versions: Vec<ModuleVersion>,
+}
+
+impl ModuleRecord {
+    pub fn latest(&self) -> Option<&ModuleVersion> {
+        self.versions.last()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    /// sha256 of the component bytes, hex: the version's identity.
+    pub version: String,
+    pub size: u64,
+    pub uploaded_at_ms: u64,
+    /// What the module's `describe()` said at upload.
+    pub info: ModuleInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    pub description: String,
+    pub triggers: Vec<TriggerInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerInfo {
+    pub name: String,
+    pub suffix: String,
+    pub methods: Vec<Method>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Waiting,
+    Completed,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub module: String,
+    /// The module version (content hash) the run is pinned to.
+    pub version: String,
+    pub status: RunStatus,
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Ids of the webhooks the run is paused on.
+    #[serde(default)]
+    pub waiting_on: Vec<String>,
+}
+
+/// Why a run failed (or a guest call was refused): a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure { code: code.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Method> {
+        [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A response written by the engine or the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum ResponseMode {
+    Automatic { response: HttpResponse },
+    Manual { deadline_ms: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookState {
+    Open,
+    /// A single-use hook after its accepted call.
+    Used,
+    Closed,
+}
+
+/// A webhook, found by its token at ingress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookRecord {
+    pub token: String,
+    pub run_id: String,
+    /// The webhook's number within its run (`wh-N`).
+    pub number: u32,
+    pub methods: Vec<Method>,
+    pub single_use: bool,
+    pub state: HookState,
+    /// sha256 (hex) of the key the URL embeds, when the hook is `url-key` authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_key_sha256: Option<String>,
+    pub response: ResponseMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// Who made a call, as far as the engine verified it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Caller {
+    Anonymous,
+    UrlKey,
+}
+
+/// A call that reached a webhook: kept in the inbox until the run takes it, then in
+/// the run's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub webhook: String,
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub data: Value,
+    pub caller: Caller,
+    pub received_at_ms: u64,
+}
+
+/// A public view of a webhook, as the run and operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub token: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum WaitOutcome {
+    Request { request: RequestRecord },
+    TimedOut,
+    Closed,
+}
+
+/// One entry of a run's append-only log. Replay feeds these back to the guest in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Event {
+    Started { input: Value, start_ms: u64, seed: u64 },
+    Now { ms: u64 },
+    Random { value: u64 },
+    Log { level: String, message: String },
+    WebhookCreated { webhook: Result<WebhookInfo, Failure> },
+    WebhookClosed { id: String },
+    WaitStarted { webhook: String, deadline_ms: Option<u64> },
+    WaitEnded { result: WaitOutcome },
+    Responded { request_id: String, status: u16, result: Result<(), Failure> },
+    Completed { output: Value },
+    Failed { error: Failure },
+}
+
+impl Event {
+    /// The event's name, used to check that a replay takes the path it took before.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "started",
+            Event::Now { .. } => "now",
+            Event::Random { .. } => "random",
+            Event::Log { .. } => "log",
+            Event::WebhookCreated { .. } => "webhook-created",
+            Event::WebhookClosed { .. } => "webhook-closed",
+            Event::WaitStarted { .. } => "wait-started",
+            Event::WaitEnded { .. } => "wait-ended",
+            Event::Responded { .. } => "responded",
+            Event::Completed { .. } => "completed",
+            Event::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// An event with its position and the time it was written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real `latch` process on a free port with a temporary data dir,
+//! real components built from `plugins/`, real HTTP.
+
+mod durability;
+mod harness;
+mod ingress;
+mod runs;
+mod uploads;

@@ -1,0 +1,103 @@
+//! Runs from start to completion through their callback URLs.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Latch, send};
+
+#[tokio::test]
+async fn order_completes_with_the_payment_callbacks_data() {
+    let latch = Latch::start().await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 42 })).await;
+
+    let url = latch.waiting_url(&id).await;
+    let payment = json!({ "status": "succeeded", "transaction": "tx-9" });
+    let (status, _) = send(latch.http.post(&url).json(&payment)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["order_id"], "o-1");
+    assert_eq!(run["output"]["status"], "paid");
+    assert_eq!(run["output"]["payment"], payment);
+    assert_eq!(run["waiting_on"], json!([]));
+
+    let kinds: Vec<Value> = latch.events(&id).await.iter().map(|e| e["type"].clone()).collect();
+    for kind in ["started", "webhook-created", "log", "wait-started", "wait-ended", "completed"] {
+        assert!(kinds.contains(&json!(kind)), "no {kind} event in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_payment_is_reported_in_the_output() {
+    let latch = Latch::start().await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-2", "amount": 5 })).await;
+    let url = latch.waiting_url(&id).await;
+    send(latch.http.post(&url).json(&json!({ "status": "failed" }))).await;
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["status"], "payment-failed");
+}
+
+#[tokio::test]
+async fn bad_input_fails_the_run_with_the_guests_error() {
+    let latch = Latch::start().await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "amount": 5 })).await;
+    let run = latch.wait_for(&id, "failed").await;
+    assert_eq!(run["error"]["code"], "bad-input");
+}
+
+#[tokio::test]
+async fn ticket_triage_shows_its_url_and_takes_a_callback_that_came_before_its_wait() {
+    let latch = Latch::start().await;
+    latch.upload_plugin("ticket-triage").await;
+    let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-7", "subject": "printer on fire" })).await;
+
+    // The run waits on its SLA callback; the URL is in its status and in its log.
+    let sla_url = latch.waiting_url(&id).await;
+    let run = latch.run(&id).await;
+    let resolved_url = run["webhooks"]
+        .as_array()
+        .and_then(|w| w.iter().map(|w| w["url"].as_str().unwrap_or_default()).find(|u| *u != sla_url))
+        .expect("a second callback URL")
+        .to_string();
+    let logs: Vec<String> = latch
+        .events(&id)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "log")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(logs.iter().any(|l| l.contains(&sla_url)), "SLA URL not logged: {logs:?}");
+
+    // The ticketing system resolves the ticket before it reports the SLA: the call is kept.
+    let resolution = json!({ "resolved_by": "ana" });
+    let (status, _) = send(latch.http.post(&resolved_url).json(&resolution)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let run = latch.wait_for(&id, "waiting").await;
+    assert_eq!(run["waiting_on"][0]["url"], sla_url, "still waits on the SLA callback");
+
+    let sla = json!({ "sla_hours": 4, "tier": "gold" });
+    send(latch.http.post(&sla_url).json(&sla)).await;
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(
+        run["output"],
+        json!({ "ticket_id": "T-7", "priority": "urgent", "sla": sla, "resolution": resolution })
+    );
+}
+
+#[tokio::test]
+async fn a_gets_query_parameters_become_the_runs_data() {
+    let latch = Latch::start().await;
+    latch.upload_plugin("ticket-triage").await;
+    let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-8" })).await;
+    let sla_url = latch.waiting_url(&id).await;
+    send(latch.http.post(&sla_url).json(&json!({ "sla_hours": 48 }))).await;
+    let resolved_url = latch.waiting_url_other_than(&id, &sla_url).await;
+    let (status, _) = send(latch.http.get(format!("{resolved_url}?resolved_by=ana&note=fixed%20it"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["priority"], "normal");
+    assert_eq!(run["output"]["resolution"], json!({ "resolved_by": "ana", "note": "fixed it" }));
+}
