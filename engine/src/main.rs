@@ -74,6 +74,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.data).context("opening the sled store")?;
     let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref())?;
     if let Some(key) = new_key {
+        // Durable before anyone sees it.
+        store.flush().await?;
         println!("admin key (shown once, store it now): {key}");
     }
 
@@ -82,17 +84,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let public_url = args.public_url.unwrap_or_else(|| format!("http://{local}")).trim_end_matches('/').to_string();
 
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        live: Default::default(),
-        responses: Default::default(),
-        settings: Settings {
-            public_url: public_url.clone(),
-            hot_hold: Duration::from_millis(args.hot_hold_ms),
-            max_hot_runs: args.max_hot_runs,
-        },
-        timers_changed: Default::default(),
-    });
+    let settings = Settings {
+        public_url: public_url.clone(),
+        hot_hold: Duration::from_millis(args.hot_hold_ms),
+        max_hot_runs: args.max_hot_runs,
+    };
+    let shared = Shared::new(store.clone(), settings);
     let executor = Executor::new(Runtime::new(shared, &args.data)?);
     let resumed = executor.recover()?;
     executor.spawn_timers();

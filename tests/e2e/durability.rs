@@ -4,11 +4,11 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Latch, send};
+use crate::harness::{send, start, start_with};
 
 #[tokio::test]
 async fn sigkill_while_runs_wait_loses_no_run_and_no_acknowledged_callback() {
-    let mut latch = Latch::start().await;
+    let mut latch = start().await;
     latch.upload_plugin("order-payment").await;
     let mut orders = Vec::new();
     for n in 0..6 {
@@ -41,7 +41,7 @@ async fn sigkill_while_runs_wait_loses_no_run_and_no_acknowledged_callback() {
 
 #[tokio::test]
 async fn a_run_started_right_before_a_sigkill_resumes_at_start_up() {
-    let mut latch = Latch::start().await;
+    let mut latch = start().await;
     latch.upload_plugin("ticket-triage").await;
     let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-9" })).await;
     latch.restart().await;
@@ -54,7 +54,7 @@ async fn a_run_started_right_before_a_sigkill_resumes_at_start_up() {
 #[tokio::test]
 async fn two_hundred_waiting_runs_all_resume_correctly() {
     // A short hot hold makes most of the runs suspend (no instance) before their call.
-    let latch = Latch::start_with(&["--hot-hold-ms", "50"]).await;
+    let latch = start_with(&["--hot-hold-ms", "50"]).await;
     latch.upload_plugin("order-payment").await;
     let latch = &latch;
     let ids = join_all((0..200).map(|n| async move {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Latch, error_code, send};
+use crate::harness::{Latch, error_code, send, start, start_with};
 
 async fn waiting_order(latch: &Latch) -> (String, String) {
     latch.upload_plugin("order-payment").await;
@@ -14,7 +14,7 @@ async fn waiting_order(latch: &Latch) -> (String, String) {
 
 #[tokio::test]
 async fn a_single_use_hook_answers_410_after_its_first_call() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (id, url) = waiting_order(&latch).await;
     let (status, _) = send(latch.http.post(&url).json(&json!({ "n": 1 }))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -27,7 +27,7 @@ async fn a_single_use_hook_answers_410_after_its_first_call() {
 
 #[tokio::test]
 async fn an_unknown_token_is_404() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (status, body) = send(latch.http.post(format!("{}/hooks/no-such-token", latch.base)).json(&json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "unknown-webhook");
@@ -35,7 +35,7 @@ async fn an_unknown_token_is_404() {
 
 #[tokio::test]
 async fn malformed_json_is_400_and_the_run_keeps_waiting() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (id, url) = waiting_order(&latch).await;
     let request = latch.http.post(&url).header("content-type", "application/json").body("{\"status\": ");
     let (status, body) = send(request).await;
@@ -49,7 +49,7 @@ async fn malformed_json_is_400_and_the_run_keeps_waiting() {
 
 #[tokio::test]
 async fn a_body_over_the_default_limit_is_413() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (_, url) = waiting_order(&latch).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 1));
     let (status, body) = send(latch.http.post(&url).body(big)).await;
@@ -59,7 +59,7 @@ async fn a_body_over_the_default_limit_is_413() {
 
 #[tokio::test]
 async fn the_body_limit_is_configurable() {
-    let latch = Latch::start_with(&["--max-body-bytes", "64"]).await;
+    let latch = start_with(&["--max-body-bytes", "64"]).await;
     let (id, url) = waiting_order(&latch).await;
     let (status, _) = send(latch.http.post(&url).json(&json!({ "pad": "x".repeat(100) }))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -70,7 +70,7 @@ async fn the_body_limit_is_configurable() {
 
 #[tokio::test]
 async fn a_method_the_hook_does_not_take_is_405_with_allow() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (_, url) = waiting_order(&latch).await;
     let response = latch.http.delete(&url).send().await.expect("answered");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -81,7 +81,7 @@ async fn a_method_the_hook_does_not_take_is_405_with_allow() {
 
 #[tokio::test]
 async fn a_finished_runs_hooks_are_gone() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("ticket-triage").await;
     let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-1" })).await;
     latch.wait_for(&id, "waiting").await;

@@ -6,3 +6,4 @@ mod harness;
 mod ingress;
 mod runs;
 mod uploads;
+mod waits;

@@ -3,11 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Latch, send};
+use crate::harness::{send, start};
 
 #[tokio::test]
 async fn order_completes_with_the_payment_callbacks_data() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("order-payment").await;
     let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 42 })).await;
 
@@ -30,7 +30,7 @@ async fn order_completes_with_the_payment_callbacks_data() {
 
 #[tokio::test]
 async fn a_failed_payment_is_reported_in_the_output() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("order-payment").await;
     let id = latch.start_run("order-payment", json!({ "order_id": "o-2", "amount": 5 })).await;
     let url = latch.waiting_url(&id).await;
@@ -41,7 +41,7 @@ async fn a_failed_payment_is_reported_in_the_output() {
 
 #[tokio::test]
 async fn bad_input_fails_the_run_with_the_guests_error() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("order-payment").await;
     let id = latch.start_run("order-payment", json!({ "amount": 5 })).await;
     let run = latch.wait_for(&id, "failed").await;
@@ -50,7 +50,7 @@ async fn bad_input_fails_the_run_with_the_guests_error() {
 
 #[tokio::test]
 async fn ticket_triage_shows_its_url_and_takes_a_callback_that_came_before_its_wait() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("ticket-triage").await;
     let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-7", "subject": "printer on fire" })).await;
 
@@ -89,7 +89,7 @@ async fn ticket_triage_shows_its_url_and_takes_a_callback_that_came_before_its_w
 
 #[tokio::test]
 async fn a_gets_query_parameters_become_the_runs_data() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     latch.upload_plugin("ticket-triage").await;
     let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-8" })).await;
     let sla_url = latch.waiting_url(&id).await;

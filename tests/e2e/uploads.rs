@@ -3,11 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Latch, error_code, plugin, send};
+use crate::harness::{error_code, plugin, send, start};
 
 #[tokio::test]
 async fn invalid_uploads_are_400_and_say_why() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let cases: [(&str, Vec<u8>); 4] = [
         ("not-wasm", b"#!/bin/sh\necho hi\n".to_vec()),
         ("not-a-component", b"\0asm\x01\0\0\0".to_vec()),
@@ -26,7 +26,7 @@ async fn invalid_uploads_are_400_and_say_why() {
 
 #[tokio::test]
 async fn uploads_are_versioned_by_content_and_idempotent() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (status, first) = latch.upload("orders", plugin("order-payment")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let (status, again) = latch.upload("orders", plugin("order-payment")).await;
@@ -42,7 +42,7 @@ async fn uploads_are_versioned_by_content_and_idempotent() {
 
 #[tokio::test]
 async fn a_restart_reuses_the_compiled_code_cache() {
-    let mut latch = Latch::start().await;
+    let mut latch = start().await;
     latch.upload_plugin("order-payment").await;
     let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
     let url = latch.waiting_url(&id).await;
@@ -54,7 +54,7 @@ async fn a_restart_reuses_the_compiled_code_cache() {
 
 #[tokio::test]
 async fn the_admin_api_needs_the_admin_key() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let (status, body) = send(latch.http.get(format!("{}/v1/runs", latch.base))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&body), "missing-admin-key");
@@ -65,7 +65,7 @@ async fn the_admin_api_needs_the_admin_key() {
 
 #[tokio::test]
 async fn unknown_modules_runs_and_bad_inputs_are_json_errors() {
-    let latch = Latch::start().await;
+    let latch = start().await;
     let request =
         latch.http.post(format!("{}/v1/modules/nope/runs", latch.base)).bearer_auth(crate::harness::ADMIN_KEY);
     let (status, body) = send(request.json(&json!({}))).await;
@@ -86,4 +86,18 @@ async fn unknown_modules_runs_and_bad_inputs_are_json_errors() {
     let (status, body) = latch.upload("Bad Name", plugin("order-payment")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "bad-module-name");
+}
+
+#[tokio::test]
+async fn requests_that_do_not_parse_get_json_errors() {
+    let latch = start().await;
+    let (status, body) = latch.get("/v1/runs?status=bogus").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "bad-request");
+    let (status, body) = send(latch.http.post(format!("{}/hooks/%FF", latch.base)).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "bad-request");
+    let (status, body) = send(latch.http.get(format!("{}/nowhere", latch.base))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not-found");
 }

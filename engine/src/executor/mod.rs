@@ -33,6 +33,8 @@ pub enum ExecError {
 pub struct Executor {
     runtime: Runtime,
     shared: Arc<Shared>,
+    /// Uploads read, extend and write a module's record: one at a time.
+    uploads: tokio::sync::Mutex<()>,
 }
 
 /// Releases a run's driver slot however the driver ends, panics included, so the run can
@@ -62,7 +64,7 @@ fn check_module_name(name: &str) -> Result<(), ExecError> {
 impl Executor {
     pub fn new(runtime: Runtime) -> Arc<Executor> {
         let shared = runtime.shared().clone();
-        Arc::new(Executor { runtime, shared })
+        Arc::new(Executor { runtime, shared, uploads: tokio::sync::Mutex::new(()) })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -73,6 +75,7 @@ impl Executor {
     /// whether it is new.
     pub async fn upload(&self, name: &str, bytes: &[u8]) -> Result<(ModuleVersion, bool), ExecError> {
         check_module_name(name)?;
+        let _one_at_a_time = self.uploads.lock().await;
         let store = &self.shared.store;
         let version = hex::encode(Sha256::digest(bytes));
         let mut module =
@@ -119,13 +122,14 @@ impl Executor {
     /// the run.
     pub async fn accept_call(self: &Arc<Self>, hook: &HookRecord, request: &RequestRecord) -> Result<(), ExecError> {
         let store = &self.shared.store;
-        match store.deliver(&hook.token, request)? {
+        match store.deliver(hook, request, now_ms())? {
             Delivery::Accepted => {}
             Delivery::Gone => return Err(ExecError::Gone),
         }
-        store.flush().await?;
+        let flushed = store.flush().await;
+        // Even when the flush failed the call is in the inbox: the run must see it.
         self.wake(&hook.run_id);
-        Ok(())
+        Ok(flushed?)
     }
 
     /// Makes sure the run makes progress: wakes its driver, or starts one.
@@ -159,7 +163,9 @@ impl Executor {
         }
     }
 
-    /// Writes a run's end durably and closes its webhooks.
+    /// Closes a run's webhooks, then writes its end durably. In that order, no call is
+    /// accepted for a run that has ended; a crash in between is repaired by recovery,
+    /// which finds the end in the log and comes here again.
     async fn finish(&self, mut run: RunRecord, result: Result<Value, Failure>) {
         let store = &self.shared.store;
         match result {
@@ -175,15 +181,8 @@ impl Executor {
         }
         run.waiting_on.clear();
         run.updated_at_ms = now_ms();
-        let closed = store.put_run(&run).and_then(|()| {
-            for record in store.events(&run.id)? {
-                if let Event::WebhookCreated { webhook: Ok(webhook) } = record.event {
-                    store.close_hook(&webhook.token)?;
-                }
-            }
-            Ok(())
-        });
-        let flushed = match closed {
+        let written = self.close_webhooks(&run.id).and_then(|()| store.put_run(&run));
+        let flushed = match written {
             Ok(()) => store.flush().await,
             Err(e) => Err(e),
         };
@@ -192,15 +191,32 @@ impl Executor {
         }
     }
 
-    /// After a start: drives runs that were mid-flight, and waiting runs that have an
-    /// acknowledged call they had not taken yet. Returns how many were resumed.
+    fn close_webhooks(&self, run_id: &str) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        for record in store.events(run_id)? {
+            if let Event::WebhookCreated { webhook: Ok(webhook) } = record.event
+                && let Some(number) = webhook.number()
+            {
+                store.close_hook(&webhook.token, run_id, number)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a start: drives every run that has something to do. That is a run that
+    /// was running; and a waiting run with an acknowledged call it had not taken, or
+    /// whose log shows its wait already ended (its status was not written before the
+    /// crash). Runs parked on a wait are left alone: their calls and timers wake them.
     pub fn recover(self: &Arc<Self>) -> Result<usize, ExecError> {
         let store = &self.shared.store;
         let mut resumed = 0;
         for run in store.runs(None)? {
             let due = match run.status {
                 RunStatus::Running => true,
-                RunStatus::Waiting => store.has_any_request(&run.id)?,
+                RunStatus::Waiting => {
+                    let parked = matches!(store.last_event(&run.id)?, Some(e) if e.event.kind() == "wait-started");
+                    !parked || store.has_any_request(&run.id)?
+                }
                 RunStatus::Completed | RunStatus::Failed => false,
             };
             if due {

@@ -47,6 +47,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The header that marks an answer the run wrote itself; it is passed on untouched.
+pub const RUN_ANSWER_HEADER: &str = "latch-request-id";
+
+/// Turns every other error answer that is not JSON yet (axum's extractor rejections, such
+/// as a query or a path that does not parse) into the JSON error shape.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let from_run = response.headers().contains_key(RUN_ANSWER_HEADER);
+    if !(status.is_client_error() || status.is_server_error()) || is_json || from_run {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        _ if status.is_client_error() => "bad-request",
+        _ => "internal",
+    };
+    let mut error = ApiError::new(status, code, message);
+    error.allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).map(str::to_string);
+    error.into_response()
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!("storage error: {e}");

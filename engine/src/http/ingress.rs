@@ -107,9 +107,7 @@ fn authenticate(hook: &HookRecord, query: &mut Vec<(String, String)>) -> Result<
 
 fn check_open(hook: &HookRecord) -> Result<(), ApiError> {
     match hook.state {
-        HookState::Open if hook.expires_at_ms.is_some_and(|at| now_ms() >= at) => {
-            Err(ApiError::gone("the webhook has expired"))
-        }
+        HookState::Open if hook.expired(now_ms()) => Err(ApiError::gone("the webhook has expired")),
         HookState::Open => Ok(()),
         HookState::Used => Err(ApiError::gone("the webhook was single-use and has been used")),
         HookState::Closed => Err(ApiError::gone("the webhook is closed")),
@@ -143,7 +141,7 @@ fn http_response(response: &HttpResponse, hook: &HookRecord, request: &RequestRe
     if !response.body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    for (name, value) in [("latch-run-id", &hook.run_id), ("latch-request-id", &request.id)] {
+    for (name, value) in [("latch-run-id", &hook.run_id), (super::error::RUN_ANSWER_HEADER, &request.id)] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }

@@ -41,17 +41,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
         })
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
 /// Reads a body up to `limit` bytes; a larger one is a 413.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("the body is larger than the limit of {limit} bytes"),
-        )
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request("bad-body", format!("the body could not be read: {e}"))
+        }
     })
 }
 

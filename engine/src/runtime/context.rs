@@ -2,6 +2,7 @@
 
 use super::HostState;
 use super::bindings::context::{Host, Level};
+use super::webhooks::diverged_unless;
 use crate::store::records::Event;
 
 impl Host for HostState {
@@ -32,8 +33,10 @@ impl Host for HostState {
     }
 
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if self.journal.replay("log")?.is_some() {
-            return Ok(());
+        if let Some(Event::Log { message: recorded, .. }) = self.journal.replay("log")? {
+            return diverged_unless(recorded == message, || {
+                format!("the run logs `{message}` where its log has `{recorded}`")
+            });
         }
         let level = match level {
             Level::Debug => "debug",

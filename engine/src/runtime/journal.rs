@@ -11,18 +11,33 @@ pub struct Journal {
     events: Vec<Event>,
     cursor: usize,
     store: Store,
+    /// A probe (`describe()` at upload) belongs to no run: it may not record anything.
+    probe: bool,
 }
 
 impl Journal {
     /// `events` is the whole log; the cursor starts after the `started` event.
     pub fn new(run_id: String, events: Vec<EventRecord>, store: Store) -> Journal {
         let events = events.into_iter().map(|r| r.event).collect();
-        Journal { run_id, events, cursor: 1, store }
+        Journal { run_id, events, cursor: 1, store, probe: false }
+    }
+
+    /// The journal of an instance that only describes its module.
+    pub fn probe(store: Store) -> Journal {
+        Journal { run_id: String::new(), events: Vec::new(), cursor: 1, store, probe: true }
+    }
+
+    fn refuse_probe(&self) -> Result<(), HostFault> {
+        if self.probe {
+            return Err(HostFault::Misuse("describe() may not call the engine's host functions".into()));
+        }
+        Ok(())
     }
 
     /// While replaying, the next recorded event, which must be of `kind`; `None` once the
     /// log is exhausted and the call must be performed live.
     pub fn replay(&mut self, kind: &'static str) -> Result<Option<Event>, HostFault> {
+        self.refuse_probe()?;
         let Some(event) = self.events.get(self.cursor) else { return Ok(None) };
         if event.kind() != kind {
             return Err(HostFault::Nondeterminism(format!(
@@ -37,6 +52,7 @@ impl Journal {
 
     /// Appends a live result to the log.
     pub fn record(&mut self, event: Event) -> Result<(), HostFault> {
+        self.refuse_probe()?;
         let record = crate::store::event_record(self.next_seq(), event);
         self.store.append_event(&self.run_id, &record)?;
         self.push(record.event);

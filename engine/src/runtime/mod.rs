@@ -54,6 +54,18 @@ pub struct Shared {
     pub timers_changed: tokio::sync::Notify,
 }
 
+impl Shared {
+    pub fn new(store: Store, settings: Settings) -> Arc<Shared> {
+        Arc::new(Shared {
+            store,
+            live: LiveRuns::default(),
+            responses: PendingResponses::default(),
+            settings,
+            timers_changed: tokio::sync::Notify::new(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("the upload is not WebAssembly (it does not start with `\\0asm`)")]
@@ -168,11 +180,15 @@ impl Runtime {
             if path.exists() {
                 // SAFETY: the file was written by `precompile_component` of an engine with
                 // the same compatibility hash (it is in the file name), in our data dir.
-                return unsafe { Component::deserialize_file(&engine, &path) }.map_err(wasmtime_error);
+                match unsafe { Component::deserialize_file(&engine, &path) } {
+                    Ok(component) => return Ok(component),
+                    Err(e) => tracing::warn!(%version, "cached compiled code does not load, recompiling: {e:#}"),
+                }
             }
             tracing::info!(%version, "compiling module version");
             let compiled = engine.precompile_component(&bytes).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
-            let partial = path.with_extension("partial");
+            // A name of its own, so that concurrent compiles never write the same file.
+            let partial = path.with_extension(format!("partial-{}", random_token()));
             std::fs::write(&partial, &compiled)?;
             std::fs::rename(&partial, &path)?;
             // SAFETY: these bytes were just produced by `precompile_component` above.
@@ -201,6 +217,13 @@ impl Runtime {
         Ok(pre)
     }
 
+    /// Instantiates a stored version afresh and asks it to describe itself: the cost of
+    /// one instantiation plus a trivial call.
+    pub async fn describe_version(&self, version: &str) -> Result<ModuleInfo, RuntimeError> {
+        let pre = self.instance_pre(version).await?;
+        self.describe(&pre).await
+    }
+
     async fn describe(&self, pre: &WorkflowPre<HostState>) -> Result<ModuleInfo, RuntimeError> {
         let probe = RunRecord {
             id: uuid::Uuid::nil().to_string(),
@@ -214,7 +237,7 @@ impl Runtime {
             updated_at_ms: 0,
             waiting_on: Vec::new(),
         };
-        let (mut store, _) = self.new_store(probe, Vec::new(), 0, 0);
+        let (mut store, _) = self.new_store(probe, Journal::probe(self.shared.store.clone()), 0, 0);
         let instance =
             pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
         let info =
@@ -236,12 +259,11 @@ impl Runtime {
     fn new_store(
         &self,
         run: RunRecord,
-        events: Vec<EventRecord>,
+        journal: Journal,
         start_ms: u64,
         seed: u64,
     ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(256 * 1024);
-        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone());
         let state = HostState {
             wasi: determinism::wasi_context(start_ms, seed, stderr.clone()),
             table: ResourceTable::new(),
@@ -265,7 +287,8 @@ impl Runtime {
             Ok(pre) => pre,
             Err(e) => return Outcome::Failed(Failure::new("module-unavailable", e.to_string())),
         };
-        let (mut store, stderr) = self.new_store(run, events, start_ms, seed);
+        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone());
+        let (mut store, stderr) = self.new_store(run, journal, start_ms, seed);
         if let Some(terminal) = store.data().journal.terminal() {
             return match terminal.clone() {
                 Event::Completed { output } => Outcome::Completed(output),

@@ -3,41 +3,55 @@
 use super::HostState;
 use super::bindings::responses::Host;
 use super::bindings::types::{Error as WitError, Response};
+use super::fault::HostFault;
+use super::webhooks::{check_status, diverged_unless};
 use crate::store::records::{Event, Failure, HttpResponse};
 
 impl HostState {
-    fn respond_live(&mut self, request_id: &str, response: HttpResponse) -> Result<(), Failure> {
+    fn check_respond(&mut self, request_id: &str, status: u16) -> Result<(), Failure> {
         if !self.delivered.contains(request_id) {
             return Err(Failure::new(
                 "unknown-request",
                 format!("request `{request_id}` was not delivered to this run"),
             ));
         }
+        check_status(status)?;
         if !self.responded.insert(request_id.to_string()) {
             return Err(Failure::new("already-responded", format!("request `{request_id}` was answered already")));
         }
-        if !(100..=599).contains(&response.status) {
-            return Err(Failure::new("bad-status", format!("{} is not an HTTP status", response.status)));
-        }
-        // A caller that gave up (deadline passed) is simply not there any more.
-        self.shared.responses.answer(request_id, response);
         Ok(())
+    }
+
+    async fn respond_live(
+        &mut self,
+        request_id: String,
+        response: HttpResponse,
+    ) -> Result<Result<(), Failure>, HostFault> {
+        let status = response.status;
+        let result = self.check_respond(&request_id, status);
+        self.journal.record(Event::Responded { request_id: request_id.clone(), status, result: result.clone() })?;
+        if result.is_ok() {
+            // The answer may carry what the run made so far (a fresh callback URL, say):
+            // once a caller has seen it, a crash must not undo it.
+            self.shared.store.flush().await?;
+            // A caller that gave up (deadline passed) is simply not there any more.
+            self.shared.responses.answer(&request_id, response);
+        }
+        Ok(result)
     }
 }
 
 impl Host for HostState {
     async fn respond(&mut self, request_id: String, response: Response) -> wasmtime::Result<Result<(), WitError>> {
         let result = match self.journal.replay("responded")? {
-            Some(Event::Responded { result, .. }) => {
+            Some(Event::Responded { request_id: recorded, result, .. }) => {
+                diverged_unless(recorded == request_id, || {
+                    format!("the run answers `{request_id}` where its log answers `{recorded}`")
+                })?;
                 self.responded.insert(request_id);
                 result
             }
-            _ => {
-                let status = response.status;
-                let result = self.respond_live(&request_id, response.into());
-                self.journal.record(Event::Responded { request_id, status, result: result.clone() })?;
-                result
-            }
+            _ => self.respond_live(request_id, response.into()).await?,
         };
         Ok(result.map_err(WitError::from))
     }

@@ -14,7 +14,7 @@ use super::fault::HostFault;
 use super::webhooks::method_to_wit;
 use crate::clock::now_ms;
 use crate::store::event_record;
-use crate::store::records::{Caller, Event, HookState, RequestRecord, RunStatus, WaitOutcome};
+use crate::store::records::{Caller, Event, RequestRecord, RunStatus, WaitOutcome};
 
 /// What the live side of a wait is about.
 struct Awaited {
@@ -22,6 +22,16 @@ struct Awaited {
     number: u32,
     token: String,
     deadline_ms: Option<u64>,
+    /// When the wait must be looked at again without a call: the deadline or the
+    /// webhook's expiry, whichever comes first. A durable timer is set for it.
+    wake_at_ms: Option<u64>,
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl HostState {
@@ -49,10 +59,12 @@ impl HostState {
                 return Ok(Some(result));
             }
         }
-        let open = store.hook(&awaited.token)?.is_some_and(|h| h.state == HookState::Open);
+        let now = now_ms();
+        let open =
+            store.hook(&awaited.token)?.is_some_and(|h| h.is(&self.run.id, awaited.number) && h.takes_calls(now));
         let ending = if !open {
             WaitOutcome::Closed
-        } else if awaited.deadline_ms.is_some_and(|d| now_ms() >= d) {
+        } else if awaited.deadline_ms.is_some_and(|d| now >= d) {
             WaitOutcome::TimedOut
         } else {
             return Ok(None);
@@ -73,7 +85,7 @@ impl HostState {
         let hot_until = Instant::now() + if hot.is_some() { shared.settings.hot_hold } else { Duration::ZERO };
         loop {
             if let Some(outcome) = self.try_end_wait(&awaited)? {
-                if let Some(due) = awaited.deadline_ms {
+                if let Some(due) = awaited.wake_at_ms {
                     shared.store.remove_timer(due, &self.run.id)?;
                 }
                 self.set_status(RunStatus::Running, Vec::new())?;
@@ -90,7 +102,7 @@ impl HostState {
                 }
                 continue;
             }
-            let park_until = match awaited.deadline_ms {
+            let park_until = match awaited.wake_at_ms {
                 Some(due) => hot_until.min(now + Duration::from_millis(due.saturating_sub(now_ms()))),
                 None => hot_until,
             };
@@ -133,16 +145,23 @@ impl Host for HostState {
             _ => {
                 let deadline_ms = timeout_ms.map(|t| now_ms().saturating_add(t));
                 self.journal.record(Event::WaitStarted { webhook: webhook.clone(), deadline_ms })?;
-                if let Some(due) = deadline_ms {
-                    self.shared.store.add_timer(due, &self.run.id).map_err(HostFault::from)?;
-                    self.shared.timers_changed.notify_one();
-                }
                 deadline_ms
             }
         };
         let outcome = match self.journal.replay("wait-ended")? {
             Some(Event::WaitEnded { result }) => result,
-            _ => self.wait_live(Awaited { id: webhook, number, token, deadline_ms }).await?,
+            _ => {
+                let expires_at_ms =
+                    self.shared.store.hook(&token).map_err(HostFault::from)?.and_then(|h| h.expires_at_ms);
+                let wake_at_ms = earliest(deadline_ms, expires_at_ms);
+                // Set on every live wait, replayed ones too: a crash may have come between
+                // `wait-started` and the timer. Setting it again is harmless.
+                if let Some(at) = wake_at_ms {
+                    self.shared.store.add_timer(at, &self.run.id).map_err(HostFault::from)?;
+                    self.shared.timers_changed.notify_one();
+                }
+                self.wait_live(Awaited { id: webhook, number, token, deadline_ms, wake_at_ms }).await?
+            }
         };
         Ok(match outcome {
             WaitOutcome::Request { request } => {

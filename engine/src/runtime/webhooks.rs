@@ -8,8 +8,8 @@ use super::HostState;
 use super::bindings::types::{Auth, Error as WitError, Method as WitMethod, Response, ResponseMode as WitResponseMode};
 use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
 use super::fault::HostFault;
-use crate::store::StoreError;
 use crate::store::records::{Event, Failure, HookRecord, HookState, HttpResponse, Method, ResponseMode, WebhookInfo};
+use crate::store::{StoreError, event_record};
 
 /// Longest caller-chosen token; a random one is 43 characters.
 const MAX_TOKEN_LEN: usize = 256;
@@ -57,6 +57,19 @@ fn check_token(token: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A final HTTP status a response may have (hyper cannot send a 1xx as the final answer).
+pub fn check_status(status: u16) -> Result<(), Failure> {
+    if !(200..=599).contains(&status) {
+        return Err(Failure::new("bad-status", format!("{status} is not a final HTTP status (200 to 599)")));
+    }
+    Ok(())
+}
+
+/// A replayed call must repeat the recorded one.
+pub fn diverged_unless(same: bool, describe: impl FnOnce() -> String) -> wasmtime::Result<()> {
+    if same { Ok(()) } else { Err(HostFault::Nondeterminism(describe()).into()) }
+}
+
 fn unsupported(what: &str) -> Failure {
     Failure::new("unsupported", format!("{what} is not supported by this engine version yet"))
 }
@@ -74,8 +87,8 @@ impl From<Response> for HttpResponse {
 }
 
 impl HostState {
-    /// Creates the hook record for a live `create` call.
-    fn create_hook(&mut self, options: WebhookOptions) -> Result<WebhookInfo, Failure> {
+    /// The hook record and public view of a live `create` call, from its options.
+    fn new_hook(&self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
         let url_key = match options.auth {
             Auth::None => None,
             Auth::UrlKey => Some(random_token()),
@@ -90,9 +103,7 @@ impl HostState {
         }
         let response = match options.response {
             WitResponseMode::Automatic(response) => {
-                if !(100..=599).contains(&response.status) {
-                    return Err(Failure::new("bad-status", format!("{} is not an HTTP status", response.status)));
-                }
+                check_status(response.status)?;
                 ResponseMode::Automatic { response: response.into() }
             }
             WitResponseMode::Manual(deadline_ms) => ResponseMode::Manual { deadline_ms },
@@ -109,8 +120,13 @@ impl HostState {
         if methods.is_empty() {
             methods.push(Method::Post);
         }
+        let mut url = format!("{}/hooks/{token}", self.shared.settings.public_url);
+        if let Some(key) = &url_key {
+            url.push_str(&format!("?key={key}"));
+        }
+        let info = WebhookInfo { id: format!("wh-{number}"), token: token.clone(), url };
         let hook = HookRecord {
-            token: token.clone(),
+            token,
             run_id: self.run.id.clone(),
             number,
             methods,
@@ -120,18 +136,30 @@ impl HostState {
             response,
             expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
         };
-        match self.shared.store.insert_hook(&hook) {
-            Ok(()) => {}
-            Err(StoreError::TokenTaken) => {
-                return Err(Failure::new("token-taken", format!("token `{token}` belongs to a live webhook")));
+        Ok((hook, info))
+    }
+
+    /// Creates a webhook live: the hook and its `webhook-created` event are written
+    /// together. A refused create is recorded as such, so replay refuses it too.
+    fn create_live(&mut self, options: WebhookOptions) -> Result<Result<WebhookInfo, Failure>, HostFault> {
+        let refused = match self.new_hook(options) {
+            Ok((hook, info)) => {
+                let record = event_record(self.journal.next_seq(), Event::WebhookCreated { webhook: Ok(info.clone()) });
+                match self.shared.store.create_hook(&hook, &record) {
+                    Ok(()) => {
+                        self.journal.push(record.event);
+                        return Ok(Ok(info));
+                    }
+                    Err(StoreError::TokenTaken) => {
+                        Failure::new("token-taken", format!("token `{}` belongs to a live webhook", hook.token))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(e) => return Err(Failure::new("storage", e.to_string())),
-        }
-        let mut url = format!("{}/hooks/{token}", self.shared.settings.public_url);
-        if let Some(key) = url_key {
-            url.push_str(&format!("?key={key}"));
-        }
-        Ok(WebhookInfo { id: format!("wh-{number}"), token, url })
+            Err(failure) => failure,
+        };
+        self.journal.record(Event::WebhookCreated { webhook: Err(refused.clone()) })?;
+        Ok(Err(refused))
     }
 
     /// The webhook `id` names, if this run created it.
@@ -147,22 +175,20 @@ impl Host for HostState {
     async fn create(&mut self, options: WebhookOptions) -> wasmtime::Result<Result<Webhook, WitError>> {
         let result = match self.journal.replay("webhook-created")? {
             Some(Event::WebhookCreated { webhook }) => webhook,
-            _ => {
-                let webhook = self.create_hook(options);
-                self.journal.record(Event::WebhookCreated { webhook: webhook.clone() })?;
-                webhook
-            }
+            _ => self.create_live(options)?,
         };
         self.webhooks.push(result.as_ref().ok().cloned());
         Ok(result.map(|w| Webhook { id: w.id, token: w.token, url: w.url }).map_err(WitError::from))
     }
 
     async fn close(&mut self, id: String) -> wasmtime::Result<()> {
-        if self.journal.replay("webhook-closed")?.is_some() {
-            return Ok(());
+        if let Some(Event::WebhookClosed { id: recorded }) = self.journal.replay("webhook-closed")? {
+            return diverged_unless(recorded == id, || {
+                format!("the run closes `{id}` where its log closes `{recorded}`")
+            });
         }
-        let (_, webhook) = self.webhook(&id)?;
-        self.shared.store.close_hook(&webhook.token).map_err(HostFault::from)?;
+        let (number, webhook) = self.webhook(&id)?;
+        self.shared.store.close_hook(&webhook.token, &self.run.id, number).map_err(HostFault::from)?;
         self.journal.record(Event::WebhookClosed { id })?;
         Ok(())
     }

@@ -12,12 +12,23 @@ use std::sync::mpsc;
 
 use tokio::sync::watch;
 
-/// How far flushing has come: every ticket up to `done` is durable.
+/// How far flushing has come: every ticket up to `done` has had its flush.
 #[derive(Clone, Debug, Default)]
 struct Progress {
     done: u64,
-    /// The last flush's error; every waiter of that round gets it.
-    failed: Option<Arc<sled::Error>>,
+    /// When the latest flush failed: the tickets it was for (after `.0`, up to `.1`)
+    /// and its error. A later flush that succeeds covers those writes too, so only the
+    /// latest round's outcome matters.
+    failed: Option<(u64, u64, Arc<sled::Error>)>,
+}
+
+impl Progress {
+    fn outcome(&self, ticket: u64) -> Result<(), Arc<sled::Error>> {
+        match &self.failed {
+            Some((after, upto, error)) if ticket > *after && ticket <= *upto => Err(error.clone()),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -49,9 +60,9 @@ impl GroupCommit {
         if self.wake.send(()).is_err() {
             return Err(Arc::new(sled::Error::ReportableBug("the flushing thread is gone".into())));
         }
-        let reached = progress.wait_for(|p| p.done >= ticket || p.failed.is_some()).await;
+        let reached = progress.wait_for(|p| p.done >= ticket).await;
         match reached {
-            Ok(p) => p.failed.clone().map_or(Ok(()), Err),
+            Ok(p) => p.outcome(ticket),
             Err(_) => Err(Arc::new(sled::Error::ReportableBug("the flushing thread is gone".into()))),
         }
     }
@@ -66,10 +77,10 @@ fn flush_loop(db: &sled::Db, requested: &AtomicU64, woken: &mpsc::Receiver<()>, 
             if target <= done {
                 break;
             }
-            let failed = db.flush().err().map(Arc::new);
-            if let Some(error) = &failed {
+            let failed = db.flush().err().map(|error| {
                 tracing::error!("flushing the store failed: {error}");
-            }
+                (done, target, Arc::new(error))
+            });
             done = target;
             report.send_replace(Progress { done, failed });
         }

@@ -74,6 +74,10 @@ fn untx<T>(result: std::result::Result<T, TransactionError<StoreError>>) -> Resu
     })
 }
 
+fn not_a_run_id() -> StoreError {
+    StoreError::Codec(serde::de::Error::custom("run id is not a uuid"))
+}
+
 fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e.into())
 }
@@ -140,9 +144,7 @@ impl Store {
 
     /// Writes a new run and its `started` event together.
     pub fn create_run(&self, run: &RunRecord, started: &EventRecord) -> Result<()> {
-        let Some(run_key) = keys::run(&run.id) else {
-            return Err(StoreError::Codec(serde::de::Error::custom("run id is not a uuid")));
-        };
+        let run_key = keys::run(&run.id).ok_or_else(not_a_run_id)?;
         let (run_bytes, event_bytes) = (encode(run)?, encode(started)?);
         untx((&self.runs, &self.events).transaction(|(runs, events)| {
             runs.insert(&run_key, run_bytes.as_slice())?;
@@ -183,6 +185,12 @@ impl Store {
         self.events.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
     }
 
+    /// The run's newest event.
+    pub fn last_event(&self, run_id: &str) -> Result<Option<EventRecord>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(None) };
+        self.events.scan_prefix(run_key).values().next_back().transpose()?.map(|v| decode(&v)).transpose()
+    }
+
     pub fn append_event(&self, run_id: &str, record: &EventRecord) -> Result<()> {
         if let Some(run_key) = keys::run(run_id) {
             self.events.insert(keys::event(&run_key, record.seq), encode(record)?)?;
@@ -192,32 +200,43 @@ impl Store {
 
     // --- hooks ----------------------------------------------------------------------
 
-    /// Registers a webhook under its token; a token already live is refused.
-    pub fn insert_hook(&self, hook: &HookRecord) -> Result<()> {
-        let bytes = encode(hook)?;
-        let previous = self.hooks.get(hook.token.as_bytes())?;
-        if let Some(previous) = &previous {
-            let previous: HookRecord = decode(previous)?;
-            if previous.state == HookState::Open {
-                return Err(StoreError::TokenTaken);
+    /// Registers a webhook under its token and appends its `created` event, in one
+    /// transaction (a crash cannot leave a hook the log does not know). A token held by a
+    /// live webhook is refused.
+    pub fn create_hook(&self, hook: &HookRecord, created: &EventRecord) -> Result<()> {
+        let run_key = keys::run(&hook.run_id).ok_or_else(not_a_run_id)?;
+        let (hook_bytes, event_bytes) = (encode(hook)?, encode(created)?);
+        let event_key = keys::event(&run_key, created.seq);
+        untx((&self.hooks, &self.events).transaction(|(hooks, events)| {
+            if let Some(previous) = hooks.get(hook.token.as_bytes())? {
+                let previous: HookRecord = decode(&previous).map_err(abort)?;
+                if previous.state == HookState::Open {
+                    return Err(abort(StoreError::TokenTaken));
+                }
             }
-        }
-        self.hooks.compare_and_swap(hook.token.as_bytes(), previous, Some(bytes))?.map_err(|_| StoreError::TokenTaken)
+            hooks.insert(hook.token.as_bytes(), hook_bytes.as_slice())?;
+            events.insert(event_key.as_slice(), event_bytes.as_slice())?;
+            Ok(())
+        }))
     }
 
     pub fn hook(&self, token: &str) -> Result<Option<HookRecord>> {
         self.hooks.get(token.as_bytes())?.map(|v| decode(&v)).transpose()
     }
 
-    /// Closes a webhook and drops the calls it had not delivered yet.
-    pub fn close_hook(&self, token: &str) -> Result<()> {
+    /// Closes a run's webhook and drops the calls it had not delivered yet. A token that
+    /// has since passed to another run's webhook is left alone.
+    pub fn close_hook(&self, token: &str, run_id: &str, number: u32) -> Result<()> {
         let Some(mut hook) = self.hook(token)? else { return Ok(()) };
+        if !hook.is(run_id, number) {
+            return Ok(());
+        }
         if hook.state != HookState::Closed {
             hook.state = HookState::Closed;
             self.hooks.insert(token.as_bytes(), encode(&hook)?)?;
         }
-        if let Some(run_key) = keys::run(&hook.run_id) {
-            for key in self.inbox.scan_prefix(keys::inbox_prefix(&run_key, hook.number)).keys() {
+        if let Some(run_key) = keys::run(run_id) {
+            for key in self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).keys() {
                 self.inbox.remove(key?)?;
             }
         }
@@ -226,22 +245,24 @@ impl Store {
 
     // --- inbox ----------------------------------------------------------------------
 
-    /// Puts a call in its run's inbox, if the hook still takes calls; a single-use hook
-    /// is marked used in the same transaction, so only one of two racing calls wins.
-    pub fn deliver(&self, token: &str, request: &RequestRecord) -> Result<Delivery> {
-        let Some(hook) = self.hook(token)? else { return Ok(Delivery::Gone) };
+    /// Puts a call in the inbox of the webhook `hook` names, if that webhook still holds
+    /// the token and takes calls; a single-use hook is marked used in the same
+    /// transaction, so only one of two racing calls wins.
+    pub fn deliver(&self, hook: &HookRecord, request: &RequestRecord, now_ms: u64) -> Result<Delivery> {
         let Some(run_key) = keys::run(&hook.run_id) else { return Ok(Delivery::Gone) };
         let inbox_key = keys::inbox(&run_key, hook.number, self.next_id()?);
         let request_bytes = encode(request)?;
+        let token = hook.token.as_bytes();
         untx((&self.hooks, &self.inbox).transaction(|(hooks, inbox)| {
-            let Some(current) = hooks.get(token.as_bytes())? else { return Ok(Delivery::Gone) };
+            let Some(current) = hooks.get(token)? else { return Ok(Delivery::Gone) };
             let mut current: HookRecord = decode(&current).map_err(abort)?;
-            if current.state != HookState::Open {
+            // The caller was checked against `hook`: the token must still be that hook's.
+            if !current.is(&hook.run_id, hook.number) || !current.takes_calls(now_ms) {
                 return Ok(Delivery::Gone);
             }
             if current.single_use {
                 current.state = HookState::Used;
-                hooks.insert(token.as_bytes(), encode(&current).map_err(abort)?)?;
+                hooks.insert(token, encode(&current).map_err(abort)?)?;
             }
             inbox.insert(inbox_key.as_slice(), request_bytes.as_slice())?;
             Ok(Delivery::Accepted)
@@ -322,4 +343,96 @@ impl Store {
 /// Builds an event record stamped with the current time.
 pub fn event_record(seq: u64, event: Event) -> EventRecord {
     EventRecord { seq, at_ms: crate::clock::now_ms(), event }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::records::{Caller, Method, ResponseMode, WebhookInfo};
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store opens");
+        (dir, store)
+    }
+
+    fn hook(run_id: &str, token: &str) -> HookRecord {
+        HookRecord {
+            token: token.into(),
+            run_id: run_id.into(),
+            number: 1,
+            methods: vec![Method::Post],
+            single_use: true,
+            state: HookState::Open,
+            url_key_sha256: None,
+            response: ResponseMode::Manual { deadline_ms: 1 },
+            expires_at_ms: None,
+        }
+    }
+
+    fn created(token: &str) -> EventRecord {
+        let info = WebhookInfo { id: "wh-1".into(), token: token.into(), url: String::new() };
+        event_record(1, Event::WebhookCreated { webhook: Ok(info) })
+    }
+
+    fn request() -> RequestRecord {
+        RequestRecord {
+            id: "rq-1".into(),
+            webhook: "wh-1".into(),
+            method: Method::Post,
+            path: "/hooks/t".into(),
+            query: vec![],
+            headers: vec![],
+            data: serde_json::json!({}),
+            caller: Caller::Anonymous,
+            received_at_ms: 0,
+        }
+    }
+
+    fn run_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    #[test]
+    fn a_token_passed_to_another_run_is_not_closed_or_fed_by_the_first() {
+        let (_dir, store) = store();
+        let (first, second) = (run_id(), run_id());
+        let first_hook = hook(&first, "order-1");
+        store.create_hook(&first_hook, &created("order-1")).expect("created");
+        assert!(matches!(
+            store.create_hook(&hook(&second, "order-1"), &created("order-1")),
+            Err(StoreError::TokenTaken)
+        ));
+
+        assert!(matches!(store.deliver(&first_hook, &request(), 0), Ok(Delivery::Accepted)));
+        // Used, so the token is free for the second run.
+        store.create_hook(&hook(&second, "order-1"), &created("order-1")).expect("token reused");
+
+        // The first run ends late: the second run's webhook stays open.
+        store.close_hook("order-1", &first, 1).expect("close");
+        let current = store.hook("order-1").expect("read").expect("hook");
+        assert_eq!((current.run_id.as_str(), current.state), (second.as_str(), HookState::Open));
+        // A caller authenticated against the first run's hook is not delivered to the second.
+        assert!(matches!(store.deliver(&first_hook, &request(), 0), Ok(Delivery::Gone)));
+        assert!(!store.has_request(&second, 1).expect("inbox"));
+    }
+
+    #[test]
+    fn an_expired_hook_takes_no_call() {
+        let (_dir, store) = store();
+        let mut expiring = hook(&run_id(), "soon");
+        expiring.expires_at_ms = Some(100);
+        store.create_hook(&expiring, &created("soon")).expect("created");
+        assert!(matches!(store.deliver(&expiring, &request(), 100), Ok(Delivery::Gone)));
+        assert!(matches!(store.deliver(&expiring, &request(), 99), Ok(Delivery::Accepted)));
+    }
+
+    #[test]
+    fn a_hook_and_its_event_are_written_together() {
+        let (_dir, store) = store();
+        let run = run_id();
+        store.create_hook(&hook(&run, "t"), &created("t")).expect("created");
+        let last = store.last_event(&run).expect("read").expect("an event");
+        assert_eq!(last.event.kind(), "webhook-created");
+    }
 }

@@ -156,6 +156,22 @@ pub struct HookRecord {
     pub expires_at_ms: Option<u64>,
 }
 
+impl HookRecord {
+    /// Whether this is webhook number `number` of run `run_id`.
+    pub fn is(&self, run_id: &str, number: u32) -> bool {
+        self.run_id == run_id && self.number == number
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
+
+    /// Open and not expired.
+    pub fn takes_calls(&self, now_ms: u64) -> bool {
+        self.state == HookState::Open && !self.expired(now_ms)
+    }
+}
+
 /// Who made a call, as far as the engine verified it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -185,6 +201,13 @@ pub struct WebhookInfo {
     pub id: String,
     pub token: String,
     pub url: String,
+}
+
+impl WebhookInfo {
+    /// The webhook's number within its run (its id is `wh-N`).
+    pub fn number(&self) -> Option<u32> {
+        self.id.strip_prefix("wh-")?.parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,321 @@
+//! `cargo run --release -p latch-bench`: starts real `latch` servers on loopback with
+//! temporary data dirs, drives them over HTTP with the `bench-echo` plugin, and prints a
+//! table of the engine's hot paths. Latencies are medians with p99, as the caller sees them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::{StreamExt, stream};
+use latch_testkit::{Latch, plugin, send, target_dir, workspace};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Measures Latch's hot paths on loopback and prints a table")]
+struct Args {
+    /// Runs started, then called back, for the throughput figures.
+    #[arg(long, default_value_t = 5_000)]
+    runs: usize,
+    /// Concurrent HTTP callers.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Sequential calls for each latency figure.
+    #[arg(long, default_value_t = 1_000)]
+    samples: usize,
+    /// Waiting runs for the parked-runs figures.
+    #[arg(long, default_value_t = 100_000)]
+    parked: usize,
+}
+
+/// One line of the printed table.
+struct Row {
+    measure: String,
+    value: String,
+}
+
+fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
+    Row { measure: measure.into(), value: value.into() }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary = build_server()?;
+    let component = plugin("bench-echo");
+    let mut rows = Vec::new();
+
+    let latch = server(&binary, &[], &component).await?;
+    rows.extend(throughput(&latch, &args).await?);
+    rows.push(hot_resume(&latch, args.samples).await?);
+    drop(latch);
+
+    // No hot hold: every resume instantiates the component and replays its log.
+    let latch = server(&binary, &["--hot-hold-ms", "0"], &component).await?;
+    for history in [0, 10, 100, 1_000] {
+        rows.push(replayed_resume(&latch, history, replay_samples(args.samples, history)).await?);
+    }
+    drop(latch);
+
+    let latch = server(&binary, &[], &component).await?;
+    rows.extend(parked_runs(&latch, &args).await?);
+    drop(latch);
+
+    rows.push(instantiation(&component, args.samples).await?);
+    print_table(&rows);
+    Ok(())
+}
+
+/// Builds the release server the benchmark measures.
+fn build_server() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", "latch-engine", "--bin", "latch"])
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("building the latch server failed");
+    }
+    Ok(target_dir().join("release").join("latch"))
+}
+
+async fn server(binary: &Path, args: &[&str], component: &[u8]) -> anyhow::Result<Latch> {
+    let latch = Latch::start(binary, args).await;
+    let (status, body) = latch.upload("bench-echo", component.to_vec()).await;
+    if !status.is_success() {
+        bail!("upload failed: {status} {body}");
+    }
+    Ok(latch)
+}
+
+/// A token unique to this process, so a caller knows a run's URL before it starts.
+fn token(kind: &str, n: usize) -> String {
+    format!("bench-{kind}-{}-{n}", std::process::id())
+}
+
+fn hook_url(latch: &Latch, token: &str) -> String {
+    format!("{}/hooks/{token}", latch.base)
+}
+
+async fn start_run(latch: &Latch, input: Value) -> anyhow::Result<String> {
+    let request = latch.http.post(format!("{}/v1/modules/bench-echo/runs", latch.base));
+    let (status, body) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&input)).await;
+    if status != StatusCode::CREATED {
+        bail!("start failed: {status} {body}");
+    }
+    Ok(body["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// Polls a run until it has `status`, cheaply.
+async fn until_status(latch: &Latch, id: &str, status: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, run) = latch.get(&format!("/v1/runs/{id}")).await;
+        if run["status"] == status {
+            return Ok(());
+        }
+        if run["status"] == "failed" || Instant::now() > deadline {
+            bail!("run {id} did not reach {status}: {run}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Starts `count` parked runs with tokens `token(kind, n)`, `concurrency` at a time, and
+/// returns their ids once every one is waiting.
+async fn start_parked(latch: &Latch, kind: &str, count: usize, concurrency: usize) -> anyhow::Result<Vec<String>> {
+    let started = stream::iter(0..count)
+        .map(|n| async move {
+            let id = start_run(latch, json!({ "token": token(kind, n) })).await?;
+            until_status(latch, &id, "waiting").await?;
+            anyhow::Ok(id)
+        })
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    started.into_iter().collect()
+}
+
+/// Calls every run's hook once (each answered 202 once durable), then waits until every
+/// run has completed. Returns the time to accept all calls and the time to finish all runs.
+async fn call_back_all(
+    latch: &Latch,
+    kind: &str,
+    ids: &[String],
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let began = Instant::now();
+    let accepted = stream::iter(0..ids.len())
+        .map(|n| async move {
+            let (status, body) = send(latch.http.post(hook_url(latch, &token(kind, n))).json(&json!({ "n": n }))).await;
+            if status != StatusCode::ACCEPTED {
+                bail!("callback {n} answered {status} {body}");
+            }
+            anyhow::Ok(())
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    accepted.into_iter().collect::<anyhow::Result<()>>()?;
+    let accepting = began.elapsed();
+    let finished = stream::iter(ids)
+        .map(|id| until_status(latch, id, "completed"))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    finished.into_iter().collect::<anyhow::Result<()>>()?;
+    Ok((accepting, began.elapsed()))
+}
+
+fn per_second(count: usize, elapsed: Duration) -> String {
+    format!("{:.0} /s ({count} in {:.2} s)", count as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64())
+}
+
+async fn throughput(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let began = Instant::now();
+    let ids = start_parked(latch, "tp", args.runs, args.concurrency).await?;
+    let starting = began.elapsed();
+    let (accepting, finishing) = call_back_all(latch, "tp", &ids, args.concurrency).await?;
+    let callers = args.concurrency;
+    Ok(vec![
+        row("start throughput (run started, webhook created, parked)", per_second(args.runs, starting)),
+        row(format!("durable callbacks accepted ({callers} concurrent callers)"), per_second(args.runs, accepting)),
+        row("runs finished after their callback", per_second(args.runs, finishing)),
+    ])
+}
+
+/// Sends one call to a manual-response hook and returns how long the answer took.
+async fn round_trip(latch: &Latch, url: &str) -> anyhow::Result<Duration> {
+    let began = Instant::now();
+    let (status, body) = send(latch.http.post(url).json(&json!({ "ping": true }))).await;
+    let elapsed = began.elapsed();
+    if status != StatusCode::OK {
+        bail!("manual answer was {status} {body}");
+    }
+    Ok(elapsed)
+}
+
+async fn hot_resume(latch: &Latch, samples: usize) -> anyhow::Result<Row> {
+    const WARM_UP: usize = 50;
+    let token = token("hot", 0);
+    let id = start_run(latch, json!({ "token": token, "rounds": samples + WARM_UP, "manual": true })).await?;
+    until_status(latch, &id, "waiting").await?;
+    let url = hook_url(latch, &token);
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples + WARM_UP {
+        let elapsed = round_trip(latch, &url).await?;
+        if n >= WARM_UP {
+            latencies.push(elapsed);
+        }
+    }
+    Ok(row("resume latency, hot run (callback to the run's manual answer)", percentiles(&mut latencies)))
+}
+
+/// Fewer samples for long histories: each one replays the whole log.
+fn replay_samples(samples: usize, history: usize) -> usize {
+    (samples / (1 + history / 100)).clamp(20, 300)
+}
+
+async fn replayed_resume(latch: &Latch, history: usize, samples: usize) -> anyhow::Result<Row> {
+    let mut latencies = Vec::with_capacity(samples);
+    let mut events = 0;
+    for n in 0..samples {
+        let token = token(&format!("replay{history}"), n);
+        let id = start_run(latch, json!({ "token": token, "history": history, "manual": true })).await?;
+        until_status(latch, &id, "waiting").await?;
+        // The hot hold is zero: give the instance a moment to be dropped.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        latencies.push(round_trip(latch, &hook_url(latch, &token)).await?);
+        if n == 0 {
+            let (_, log) = latch.get(&format!("/v1/runs/{id}/events")).await;
+            events = log["events"].as_array().map_or(0, Vec::len);
+        }
+    }
+    let measure = format!("resume latency, replayed run ({events}-event history)");
+    Ok(row(measure, percentiles(&mut latencies)))
+}
+
+async fn parked_runs(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let count = args.parked;
+    let rss_before = rss_kib(latch)?;
+    let began = Instant::now();
+    let ids = start_parked(latch, "parked", count, args.concurrency).await?;
+    let starting = began.elapsed();
+    // Let the hot hold lapse so that every run has dropped its instance.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = rss_kib(latch)?;
+    let disk = dir_size(latch.data_dir());
+    let (_, finishing) = call_back_all(latch, "parked", &ids, args.concurrency).await?;
+    let per_run = (rss.saturating_sub(rss_before) * 1024) as f64 / count as f64;
+    Ok(vec![
+        row(format!("{count} parked runs: started"), per_second(count, starting)),
+        row(
+            format!("{count} parked runs: server RSS"),
+            format!("{:.0} MiB ({per_run:.0} bytes per waiting run above the idle server)", rss as f64 / 1024.0),
+        ),
+        row(format!("{count} parked runs: data dir on disk"), format!("{:.0} MiB", disk as f64 / (1 << 20) as f64)),
+        row(format!("{count} parked runs: all resumed and finished"), per_second(count, finishing)),
+    ])
+}
+
+/// Resident memory of the server process, from /proc.
+fn rss_kib(latch: &Latch) -> anyhow::Result<u64> {
+    let pid = latch.pid().context("server is not running")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc")
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Instantiation of the Rust guest, in process, from the engine's `InstancePre`.
+async fn instantiation(component: &[u8], samples: usize) -> anyhow::Result<Row> {
+    use latch::runtime::{Runtime, Settings, Shared};
+    let dir = tempfile::tempdir()?;
+    let store = latch::store::Store::open(dir.path())?;
+    let settings = Settings { public_url: "http://bench".into(), hot_hold: Duration::ZERO, max_hot_runs: 0 };
+    let runtime = Runtime::new(Shared::new(store, settings), dir.path())?;
+    let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));
+    runtime.prepare(&version, component).await?;
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let began = Instant::now();
+        runtime.describe_version(&version).await?;
+        latencies.push(began.elapsed());
+    }
+    let size = component.len() as f64 / 1024.0;
+    Ok(row(format!("instantiation + one call, Rust guest ({size:.0} KiB)"), percentiles(&mut latencies)))
+}
+
+fn percentiles(latencies: &mut [Duration]) -> String {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!("p50 {:.3} ms, p99 {:.3} ms ({} samples)", ms(at(0.5)), ms(at(0.99)), latencies.len())
+}
+
+fn print_table(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("\nLatch benchmark: {cores} cores, loopback HTTP, sled on local disk\n");
+    println!("| measure | result |");
+    println!("|---|---|");
+    for row in rows {
+        println!("| {} | {} |", row.measure, row.value);
+    }
+}

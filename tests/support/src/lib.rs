@@ -1,0 +1,275 @@
+//! Starting, killing and talking to a real `latch` process: shared by the end-to-end
+//! tests and the benchmark.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The workspace root (this crate is tests/support/).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The target dir cargo builds into for this workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"))
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The bytes of a plugin's component. Every Rust plugin in `plugins/` is built once per
+/// test process, with the same cargo and target dir as the tests themselves.
+pub fn plugin(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    // `OnceLock` runs one initialiser at a time: concurrent tests wait for one build.
+    let dir = match BUILT.get_or_init(build_plugins) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    };
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn build_plugins() -> Result<PathBuf, String> {
+    ensure_wasm_target()?;
+    let mut packages = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("plugins")).map_err(|e| e.to_string())? {
+        let dir = entry.map_err(|e| e.to_string())?.path();
+        if dir.join("Cargo.toml").exists() {
+            packages.push("-p".to_string());
+            packages.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(&packages)
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the plugins failed (see cargo's output above)".into());
+    }
+    Ok(target_dir().join(WASM_TARGET).join("release"))
+}
+
+/// `rust-toolchain.toml` lists the target, but rustup installs it on its own only when it
+/// installs the whole toolchain (and not at all with `RUSTUP_AUTO_INSTALL=0`).
+fn ensure_wasm_target() -> Result<(), String> {
+    let sysroot = Command::new("rustc").current_dir(workspace()).args(["--print", "sysroot"]).output();
+    let has_target = sysroot.is_ok_and(|out| {
+        Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("lib/rustlib").join(WASM_TARGET).exists()
+    });
+    if has_target {
+        return Ok(());
+    }
+    let status = Command::new("rustup")
+        .current_dir(workspace())
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .map_err(|e| format!("the {WASM_TARGET} target is missing and rustup cannot run: {e}"))?;
+    status.success().then_some(()).ok_or_else(|| format!("`rustup target add {WASM_TARGET}` failed"))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client")
+}
+
+/// A running `latch serve`; killed (SIGKILL) when dropped.
+pub struct Latch {
+    binary: PathBuf,
+    child: Option<Child>,
+    pub base: String,
+    listen: String,
+    data: PathBuf,
+    args: Vec<String>,
+    spawns: u32,
+    pub http: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Latch {
+    /// Starts `binary serve` on a fresh data dir and a free port, with extra arguments.
+    pub async fn start(binary: &Path, args: &[&str]) -> Latch {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut latch = Latch {
+            binary: binary.to_path_buf(),
+            child: None,
+            base: String::new(),
+            listen: "127.0.0.1:0".into(),
+            data: tmp.path().to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            spawns: 0,
+            http: client(),
+            _tmp: Some(tmp),
+        };
+        latch.spawn().await;
+        latch
+    }
+
+    async fn spawn(&mut self) {
+        self.spawns += 1;
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let mut child = Command::new(&self.binary)
+            .args(["serve", "--data"])
+            .arg(&self.data)
+            .args(["--listen", &self.listen])
+            .args(&self.args)
+            .env("LATCH_ADMIN_KEY", ADMIN_KEY)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("latch starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("latch listening on ") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("latch prints its address");
+        self.listen = addr.clone();
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process and starts it again on the same data dir and address.
+    pub async fn restart(&mut self) {
+        self.kill();
+        // Pooled connections went to the killed process.
+        self.http = client();
+        self.spawn().await;
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data.join(format!("latch-{}.log", self.spawns))
+    }
+
+    /// What the current process has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(ADMIN_KEY)
+    }
+
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let request = self.http.put(format!("{}/v1/modules/{name}", self.base)).body(bytes);
+        send(self.admin(request)).await
+    }
+
+    pub async fn upload_plugin(&self, name: &str) {
+        let (status, body) = self.upload(name, plugin(name)).await;
+        assert!(status.is_success(), "upload of {name}: {status} {body}");
+    }
+
+    pub async fn start_run(&self, module: &str, input: Value) -> String {
+        let request = self.http.post(format!("{}/v1/modules/{module}/runs", self.base)).json(&input);
+        let (status, body) = send(self.admin(request)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("run id").to_string()
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send(self.admin(self.http.get(format!("{}{path}", self.base)))).await
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/runs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (_, body) = self.get(&format!("/v1/runs/{id}/events")).await;
+        body["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the run until it has `status` (and, for `waiting`, a URL to wait on).
+    pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.run(id).await;
+            let waiting_ready = status != "waiting" || run["waiting_on"].as_array().is_some_and(|w| !w.is_empty());
+            if run["status"] == status && waiting_ready {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} never reached {status}: {run}\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The URL of the webhook the run waits on now.
+    pub async fn waiting_url(&self, id: &str) -> String {
+        let run = self.wait_for(id, "waiting").await;
+        run["waiting_on"][0]["url"].as_str().expect("url").to_string()
+    }
+
+    /// The URL the run waits on once it has moved past `previous`.
+    pub async fn waiting_url_other_than(&self, id: &str, previous: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let url = self.waiting_url(id).await;
+            if url != previous {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "run {id} still waits on {previous}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A URL handed out before a restart, pointed at this process.
+    pub fn rebase(&self, url: &str) -> String {
+        let path = url.find("/hooks/").map(|i| &url[i..]).expect("hook url");
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Latch {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a request and reads its JSON answer (`null` for an empty or non-JSON body).
+pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request is answered");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Asserts the JSON error shape and returns its code.
+pub fn error_code(body: &Value) -> &str {
+    assert!(body["error"]["message"].is_string(), "not a JSON error: {body}");
+    body["error"]["code"].as_str().expect("error code")
+}
