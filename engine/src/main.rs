@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use latch::executor::Executor;
 use latch::http::{AppState, Limits};
-use latch::runtime::{Runtime, Settings, Shared};
+use latch::runtime::{GuestLimits, Runtime, Settings, Shared};
 use latch::store::Store;
 
 #[derive(Parser)]
@@ -53,6 +53,15 @@ struct ServeArgs {
     /// At most this many waiting runs keep their instance in memory.
     #[arg(long, default_value_t = 1024)]
     max_hot_runs: usize,
+    /// Guest CPU time one activation of a run may use before it fails as `cpu-limit`, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    cpu_budget_ms: u64,
+    /// Largest memory a guest may grow to before its run fails as `memory-limit`, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_limit_mib: usize,
+    /// Memory for sled's page cache, in MiB; past it, records are read back from disk.
+    #[arg(long, default_value_t = 128)]
+    cache_mib: u64,
 }
 
 #[tokio::main]
@@ -71,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let store = Store::open(&args.data).context("opening the sled store")?;
+    let store = Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?;
     let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref())?;
     if let Some(key) = new_key {
         // Durable before anyone sees it.
@@ -88,6 +97,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         hot_hold: Duration::from_millis(args.hot_hold_ms),
         max_hot_runs: args.max_hot_runs,
+        limits: GuestLimits {
+            cpu_per_activation: Duration::from_millis(args.cpu_budget_ms),
+            memory_bytes: args.memory_limit_mib << 20,
+        },
     };
     let shared = Shared::new(store.clone(), settings);
     let executor = Executor::new(Runtime::new(shared, &args.data)?);

@@ -4,6 +4,7 @@
 mod durability;
 mod harness;
 mod ingress;
+mod limits;
 mod runs;
 mod uploads;
 mod waits;

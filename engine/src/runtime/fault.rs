@@ -14,6 +14,12 @@ pub enum HostFault {
     /// The guest called the host in a way the contract forbids.
     #[error("{0}")]
     Misuse(String),
+    /// The guest ran longer than its CPU budget in one activation.
+    #[error("the run used more than its CPU budget of {} ms in one activation", .0.as_millis())]
+    CpuLimit(std::time::Duration),
+    /// The guest tried to grow its memory past the ceiling.
+    #[error("the run tried to grow its memory to {desired} bytes, over the limit of {limit} bytes")]
+    MemoryLimit { limit: usize, desired: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -25,6 +31,8 @@ impl HostFault {
             HostFault::Suspend => "suspended",
             HostFault::Nondeterminism(_) => "nondeterminism",
             HostFault::Misuse(_) => "host-call-misuse",
+            HostFault::CpuLimit(_) => "cpu-limit",
+            HostFault::MemoryLimit { .. } => "memory-limit",
             HostFault::Store(_) => "storage",
         }
     }

@@ -6,12 +6,14 @@ mod context;
 mod determinism;
 mod fault;
 mod journal;
+mod limits;
 pub mod live;
 pub mod pending;
 mod responses;
 mod waits;
 mod webhooks;
 
+pub use limits::GuestLimits;
 pub use webhooks::random_token;
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +44,7 @@ pub struct Settings {
     pub hot_hold: Duration,
     /// At most this many instances are kept parked in memory at once.
     pub max_hot_runs: usize,
+    pub limits: GuestLimits,
 }
 
 /// What the engine's parts share with every host call.
@@ -123,6 +126,8 @@ pub struct HostState {
     webhooks: Vec<Option<crate::store::records::WebhookInfo>>,
     delivered: HashSet<String>,
     responded: HashSet<String>,
+    cpu: limits::CpuClock,
+    memory: limits::MemoryCeiling,
 }
 
 impl WasiView for HostState {
@@ -138,7 +143,10 @@ const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
 
 impl Runtime {
     pub fn new(shared: Arc<Shared>, data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
-        let engine = Engine::new(&Config::new()).map_err(wasmtime_error)?;
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(wasmtime_error)?;
+        limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
         Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wasmtime_error)?;
@@ -273,8 +281,13 @@ impl Runtime {
             webhooks: Vec::new(),
             delivered: HashSet::new(),
             responded: HashSet::new(),
+            cpu: limits::CpuClock::default(),
+            memory: limits::MemoryCeiling::new(self.shared.settings.limits.memory_bytes),
         };
-        (wasmtime::Store::new(&self.engine, state), stderr)
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        limits::apply(&mut store, self.shared.settings.limits);
+        store.data_mut().cpu.resume();
+        (store, stderr)
     }
 
     /// Runs (replaying, then live) a run until it completes, fails or suspends. A

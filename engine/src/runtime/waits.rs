@@ -160,7 +160,11 @@ impl Host for HostState {
                     self.shared.store.add_timer(at, &self.run.id).map_err(HostFault::from)?;
                     self.shared.timers_changed.notify_one();
                 }
-                self.wait_live(Awaited { id: webhook, number, token, deadline_ms, wake_at_ms }).await?
+                // Parked time is not the guest's CPU time.
+                self.cpu.pause();
+                let outcome = self.wait_live(Awaited { id: webhook, number, token, deadline_ms, wake_at_ms }).await;
+                self.cpu.resume();
+                outcome?
             }
         };
         Ok(match outcome {

@@ -83,8 +83,10 @@ fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(dir.join("sled")).open()?;
+    /// Opens (or creates) the store in `dir`, with sled's page cache bounded to
+    /// `cache_bytes`: past it, records are read back from disk.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        let db = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes).open()?;
         Ok(Store {
             meta: db.open_tree("meta")?,
             modules: db.open_tree("modules")?,
@@ -352,7 +354,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("store opens");
+        let store = Store::open(dir.path(), 1 << 20).expect("store opens");
         (dir, store)
     }
 

@@ -1,0 +1,96 @@
+//! Guest limits: a CPU budget per activation and a memory ceiling, so that one guest that
+//! loops or hoards memory fails alone while the engine serves every other run.
+//!
+//! CPU is watched with epoch interruption: a ticker thread advances the engine's epoch
+//! every `EPOCH_TICK`, and at each tick a running guest yields to tokio (no worker is
+//! held by one guest) and has its CPU time checked. Time parked in a wait does not count.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, ResourceLimiter, UpdateDeadline};
+
+use super::HostState;
+use super::fault::HostFault;
+
+/// How often a running guest is checked (and yields).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, Copy)]
+pub struct GuestLimits {
+    /// Guest CPU time one activation (from instantiation to its end or suspension) may use.
+    pub cpu_per_activation: Duration,
+    /// Largest linear memory a guest may grow to, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// The guest's running time in this activation; waits are excluded.
+#[derive(Debug, Default)]
+pub struct CpuClock {
+    used: Duration,
+    running_since: Option<Instant>,
+}
+
+impl CpuClock {
+    pub fn resume(&mut self) {
+        self.running_since.get_or_insert_with(Instant::now);
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(since) = self.running_since.take() {
+            self.used += since.elapsed();
+        }
+    }
+
+    fn used(&self) -> Duration {
+        self.used + self.running_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// Refuses (with a `memory-limit` fault, which traps the guest) any growth past the ceiling.
+pub struct MemoryCeiling {
+    bytes: usize,
+}
+
+impl MemoryCeiling {
+    pub fn new(bytes: usize) -> Self {
+        MemoryCeiling { bytes }
+    }
+}
+
+impl ResourceLimiter for MemoryCeiling {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            return Err(HostFault::MemoryLimit { limit: self.bytes, desired }.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Advances the engine's epoch every tick, for as long as the engine exists.
+pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new().name("latch-epoch".into()).spawn(move || {
+        while let Some(engine) = engine.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(())
+}
+
+/// Puts a store under the limits.
+pub fn apply(store: &mut wasmtime::Store<HostState>, limits: GuestLimits) {
+    store.limiter(|state| &mut state.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |context| {
+        if context.data().cpu.used() > limits.cpu_per_activation {
+            return Err(HostFault::CpuLimit(limits.cpu_per_activation).into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+}
