@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use latch::executor::Executor;
 use latch::http::{AppState, Limits};
-use latch::runtime::{GuestLimits, Runtime, Settings, Shared};
+use latch::runtime::{AllowedHosts, GuestLimits, Runtime, Settings, Shared};
 use latch::store::Store;
 
 #[derive(Parser)]
@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Largest memory a guest may grow to before its run fails as `memory-limit`, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_limit_mib: usize,
+    /// A host runs may call with outbound HTTP (repeatable; `*.example.com` for
+    /// subdomains, `*` for any). Without one, runs make no outbound calls.
+    #[arg(long = "allow-http", value_name = "HOST")]
+    allow_http: Vec<String>,
     /// Memory for sled's page cache, in MiB; past it, records are read back from disk.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
@@ -101,6 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cpu_per_activation: Duration::from_millis(args.cpu_budget_ms),
             memory_bytes: args.memory_limit_mib << 20,
         },
+        allow_http: AllowedHosts::new(args.allow_http),
     };
     let shared = Shared::new(store.clone(), settings);
     let executor = Executor::new(Runtime::new(shared, &args.data)?);

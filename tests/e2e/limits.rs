@@ -53,3 +53,34 @@ async fn a_panic_fails_the_run_with_its_message() {
     let message = error["message"].as_str().unwrap_or_default();
     assert!(message.contains("the workflow gave up on purpose"), "{message}");
 }
+
+#[tokio::test]
+async fn a_run_whose_log_diverges_from_its_code_fails_as_nondeterminism() {
+    use latch::store::records::Event;
+
+    let mut latch = start_with(&["--hot-hold-ms", "0"]).await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    latch.kill();
+    // What a module swapped under a running run would meet: the log says the run logged
+    // a line where the code now creates its webhook.
+    {
+        let store = latch::store::Store::open(latch.data_dir(), 1 << 20).expect("store opens");
+        let mut record = store
+            .events(&id)
+            .expect("events")
+            .into_iter()
+            .find(|e| e.event.kind() == "webhook-created")
+            .expect("created");
+        record.event = Event::Log { level: "info".into(), message: "something else".into() };
+        store.append_event(&id, &record).expect("rewritten");
+        store.flush().await.expect("flushed");
+    }
+    // The store's flushing thread lets go of the data dir as it ends.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    latch.restart().await;
+    send(latch.http.post(latch.rebase(&url)).json(&json!({ "paid": true }))).await;
+    let run = latch.wait_for(&id, "failed").await;
+    assert_eq!(run["error"]["code"], "nondeterminism", "{run}");
+}

@@ -1,10 +1,14 @@
 //! End-to-end tests: a real `latch` process on a free port with a temporary data dir,
 //! real components built from `plugins/`, real HTTP.
 
+mod cancel;
 mod durability;
 mod harness;
 mod ingress;
 mod limits;
 mod runs;
+mod steps;
+mod time;
 mod uploads;
+mod vendor;
 mod waits;

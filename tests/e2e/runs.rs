@@ -101,3 +101,21 @@ async fn a_gets_query_parameters_become_the_runs_data() {
     assert_eq!(run["output"]["priority"], "normal");
     assert_eq!(run["output"]["resolution"], json!({ "resolved_by": "ana", "note": "fixed it" }));
 }
+
+#[tokio::test]
+async fn a_run_finishes_on_the_version_it_started_with() {
+    let latch = start().await;
+    let (_, first) = latch.upload("orders", crate::harness::plugin("order-payment")).await;
+    let id = latch.start_run("orders", json!({ "order_id": "o-7", "amount": 3 })).await;
+    let url = latch.waiting_url(&id).await;
+    let (status, second) = latch.upload("orders", crate::harness::plugin("ticket-triage")).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    send(latch.http.post(&url).json(&json!({ "paid": true }))).await;
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["version"], first["version"]["version"]);
+    assert_eq!(run["output"]["order_id"], "o-7", "order-payment's code finished the run");
+    let (_, module) = latch.get("/v1/modules/orders").await;
+    let versions: Vec<_> =
+        module["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
+    assert_eq!(versions, vec![first["version"]["version"].clone(), second["version"]["version"].clone()]);
+}

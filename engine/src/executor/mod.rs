@@ -5,6 +5,7 @@
 mod timers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -24,10 +25,34 @@ pub enum ExecError {
     UnknownModule(String),
     #[error("the webhook no longer takes calls")]
     Gone,
+    #[error("no run with id `{0}`")]
+    UnknownRun(String),
+    #[error("run `{0}` has already ended ({1})")]
+    Ended(String, &'static str),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How long `cancel` waits for the run's driver to end it before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// How a run ended.
+enum End {
+    Completed(Value),
+    Failed(Failure),
+    Cancelled,
+}
+
+pub fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Waiting => "waiting",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
 }
 
 pub struct Executor {
@@ -110,6 +135,7 @@ impl Executor {
             created_at_ms: now,
             updated_at_ms: now,
             waiting_on: Vec::new(),
+            wake_at_ms: None,
         };
         let started = event_record(0, Event::Started { input, start_ms: now, seed: rand::random() });
         store.create_run(&run, &started)?;
@@ -155,33 +181,69 @@ impl Executor {
                 return;
             }
         };
-        match self.runtime.execute(run.clone(), events).await {
+        let end = match self.runtime.execute(run.clone(), events).await {
             // The wait that suspended already handed the driver slot back.
-            Outcome::Suspended => guard.armed = false,
-            Outcome::Completed(output) => self.finish(run, Ok(output)).await,
-            Outcome::Failed(failure) => self.finish(run, Err(failure)).await,
+            Outcome::Suspended => {
+                guard.armed = false;
+                return;
+            }
+            Outcome::Completed(output) => End::Completed(output),
+            Outcome::Failed(failure) => End::Failed(failure),
+            Outcome::Cancelled => End::Cancelled,
+        };
+        self.finish(run, end).await;
+    }
+
+    /// Ends a run: a cancellation that arrives while it has no instance is carried out by
+    /// a driver started for it, which stops before running any guest code. A running or
+    /// parked driver stops at its next tick or wake-up.
+    pub async fn cancel(self: &Arc<Self>, run_id: &str) -> Result<RunRecord, ExecError> {
+        let store = &self.shared.store;
+        let run = store.run(run_id)?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
+        if run.status.is_terminal() {
+            return Err(ExecError::Ended(run.id, status_name(run.status)));
+        }
+        self.shared.live.cancel(run_id);
+        self.wake(run_id);
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            let run = store.run(run_id)?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
+            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                // Whatever the driver wrote is durable before the answer.
+                store.flush().await?;
+                return Ok(run);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
     /// Closes a run's webhooks, then writes its end durably. In that order, no call is
     /// accepted for a run that has ended; a crash in between is repaired by recovery,
     /// which finds the end in the log and comes here again.
-    async fn finish(&self, mut run: RunRecord, result: Result<Value, Failure>) {
+    async fn finish(&self, mut run: RunRecord, end: End) {
         let store = &self.shared.store;
-        match result {
-            Ok(output) => {
+        match end {
+            End::Completed(output) => {
                 run.status = RunStatus::Completed;
                 run.output = Some(output);
             }
-            Err(failure) => {
+            End::Failed(failure) => {
                 tracing::warn!(run = %run.id, code = %failure.code, "run failed: {}", failure.message);
                 run.status = RunStatus::Failed;
                 run.error = Some(failure);
             }
+            End::Cancelled => run.status = RunStatus::Cancelled,
         }
+        // The record passed in may be older than the one the run's waits wrote.
+        let pending_timer = store.run(&run.id).ok().flatten().and_then(|r| r.wake_at_ms);
         run.waiting_on.clear();
+        run.wake_at_ms = None;
         run.updated_at_ms = now_ms();
-        let written = self.close_webhooks(&run.id).and_then(|()| store.put_run(&run));
+        let written = self
+            .close_webhooks(&run.id)
+            .and_then(|()| pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)))
+            .and_then(|()| store.put_run(&run));
+        self.shared.live.cancel_done(&run.id);
         let flushed = match written {
             Ok(()) => store.flush().await,
             Err(e) => Err(e),
@@ -217,7 +279,7 @@ impl Executor {
                     let parked = matches!(store.last_event(&run.id)?, Some(e) if e.event.kind() == "wait-started");
                     !parked || store.has_any_request(&run.id)?
                 }
-                RunStatus::Completed | RunStatus::Failed => false,
+                RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => false,
             };
             if due {
                 self.wake(&run.id);

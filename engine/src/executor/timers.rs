@@ -19,9 +19,17 @@ pub async fn schedule(executor: Arc<Executor>) {
         let sleep = match shared.store.due_timers(now_ms()) {
             Ok(timers) => {
                 for timer in timers.due {
-                    if !fired.contains(&timer) {
+                    if fired.contains(&timer) {
+                        continue;
+                    }
+                    // A timer outlived by its run (ended, say, by a call that beat it) has
+                    // nothing left to wake.
+                    let live = shared.store.run(&timer.1).ok().flatten().is_some_and(|r| !r.status.is_terminal());
+                    if live {
                         executor.wake(&timer.1);
                         fired.insert(timer);
+                    } else if let Err(e) = shared.store.remove_timer(timer.0, &timer.1) {
+                        tracing::error!("cannot drop a stale timer: {e}");
                     }
                 }
                 if fired.len() > PRUNE_FIRED_AT {

@@ -23,6 +23,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/events", get(get_events))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state, require_admin_key))
 }
@@ -113,4 +114,13 @@ async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Re
 async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     load_run(&app, &id)?;
     Ok(Json(json!({ "events": app.store.events(&id)? })))
+}
+
+/// Ends a run as cancelled: its webhooks answer 410 and its timers are dropped. 200 with
+/// the ended run, or 202 if its driver has not stopped yet (it will).
+async fn cancel_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    load_run(&app, &id)?;
+    let run = app.executor.cancel(&id).await?;
+    let status = if run.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(json!({ "id": run.id, "status": run.status })).into_response()).into_response())
 }

@@ -92,6 +92,8 @@ impl From<ExecError> for ApiError {
             ExecError::BadModuleName(_) => ApiError::bad_request("bad-module-name", message),
             ExecError::UnknownModule(_) => ApiError::not_found("unknown-module", message),
             ExecError::Gone => ApiError::gone(message),
+            ExecError::UnknownRun(_) => ApiError::not_found("unknown-run", message),
+            ExecError::Ended(..) => ApiError::new(StatusCode::CONFLICT, "run-ended", message),
             ExecError::Store(e) => e.into(),
             ExecError::Runtime(e) => e.into(),
         }

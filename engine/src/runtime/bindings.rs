@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::latch::workflow::{context, responses, types, waits, webhooks};
+pub use self::latch::workflow::{context, outbound, responses, steps, types, waits, webhooks};

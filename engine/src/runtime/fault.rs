@@ -14,6 +14,9 @@ pub enum HostFault {
     /// The guest called the host in a way the contract forbids.
     #[error("{0}")]
     Misuse(String),
+    /// An operator cancelled the run.
+    #[error("the run was cancelled")]
+    Cancelled,
     /// The guest ran longer than its CPU budget in one activation.
     #[error("the run used more than its CPU budget of {} ms in one activation", .0.as_millis())]
     CpuLimit(std::time::Duration),
@@ -31,6 +34,7 @@ impl HostFault {
             HostFault::Suspend => "suspended",
             HostFault::Nondeterminism(_) => "nondeterminism",
             HostFault::Misuse(_) => "host-call-misuse",
+            HostFault::Cancelled => "cancelled",
             HostFault::CpuLimit(_) => "cpu-limit",
             HostFault::MemoryLimit { .. } => "memory-limit",
             HostFault::Store(_) => "storage",

@@ -50,8 +50,33 @@ impl Journal {
         Ok(Some(event.clone()))
     }
 
+    /// While replaying, moves past the first event ahead that `wanted` accepts and returns
+    /// it; `None` (and no move) if the rest of the log has none.
+    pub fn skip_to(&mut self, wanted: impl Fn(&Event) -> bool) -> Option<Event> {
+        let offset = self.events.get(self.cursor..)?.iter().position(wanted)?;
+        self.cursor += offset + 1;
+        Some(self.events[self.cursor - 1].clone())
+    }
+
     /// Appends a live result to the log.
     pub fn record(&mut self, event: Event) -> Result<(), HostFault> {
+        self.refuse_probe()?;
+        if let Some(next) = self.unreplayed() {
+            return Err(HostFault::Nondeterminism(format!(
+                "the run made a new `{}` call where its log has `{}` next",
+                event.kind(),
+                next.kind()
+            )));
+        }
+        let record = crate::store::event_record(self.next_seq(), event);
+        self.store.append_event(&self.run_id, &record)?;
+        self.push(record.event);
+        Ok(())
+    }
+
+    /// Appends the event that ends the run, after everything in the log, wherever the
+    /// activation stopped (a run cancelled or failed during replay ends there too).
+    pub fn record_end(&mut self, event: Event) -> Result<(), HostFault> {
         self.refuse_probe()?;
         let record = crate::store::event_record(self.next_seq(), event);
         self.store.append_event(&self.run_id, &record)?;
@@ -76,6 +101,6 @@ impl Journal {
 
     /// The event that ended the run in an earlier activation, if the log has one.
     pub fn terminal(&self) -> Option<&Event> {
-        self.events.last().filter(|e| matches!(e, Event::Completed { .. } | Event::Failed { .. }))
+        self.events.last().filter(|e| e.is_terminal())
     }
 }

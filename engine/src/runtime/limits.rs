@@ -4,6 +4,7 @@
 //! CPU is watched with epoch interruption: a ticker thread advances the engine's epoch
 //! every `EPOCH_TICK`, and at each tick a running guest yields to tokio (no worker is
 //! held by one guest) and has its CPU time checked. Time parked in a wait does not count.
+//! The same tick stops a running guest whose run was cancelled.
 
 use std::time::{Duration, Instant};
 
@@ -88,7 +89,11 @@ pub fn apply(store: &mut wasmtime::Store<HostState>, limits: GuestLimits) {
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |context| {
-        if context.data().cpu.used() > limits.cpu_per_activation {
+        let state = context.data();
+        if state.shared.live.is_cancelled(&state.run.id) {
+            return Err(HostFault::Cancelled.into());
+        }
+        if state.cpu.used() > limits.cpu_per_activation {
             return Err(HostFault::CpuLimit(limits.cpu_per_activation).into());
         }
         Ok(UpdateDeadline::Yield(1))

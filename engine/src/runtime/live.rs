@@ -2,7 +2,7 @@
 //! wake them. This is what makes "a call arrived" and "the run gave up waiting" race-free:
 //! both sides decide under the same lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,10 @@ use tokio::sync::Notify;
 pub struct LiveRuns {
     runs: Mutex<HashMap<String, Arc<Notify>>>,
     hot: AtomicUsize,
+    /// Runs asked to stop; their drivers end them as `cancelled`.
+    cancelled: Mutex<HashSet<String>>,
+    /// How many are in `cancelled`: the CPU-budget check asks every tick, mostly for none.
+    cancelling: AtomicUsize,
 }
 
 /// A held slot for a hot-parked instance; dropping it frees the slot.
@@ -65,6 +69,26 @@ impl LiveRuns {
         }
         runs.remove(run_id);
         true
+    }
+
+    /// Asks the run's driver to end it as cancelled (a new driver does so at once).
+    pub fn cancel(&self, run_id: &str) {
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        if cancelled.insert(run_id.to_string()) {
+            self.cancelling.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_cancelled(&self, run_id: &str) -> bool {
+        self.cancelling.load(Ordering::SeqCst) > 0
+            && self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).contains(run_id)
+    }
+
+    /// Forgets a cancellation once the run has ended.
+    pub fn cancel_done(&self, run_id: &str) {
+        if self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id) {
+            self.cancelling.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Takes a hot-parking slot if fewer than `limit` are taken.

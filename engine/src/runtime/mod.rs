@@ -8,12 +8,15 @@ mod fault;
 mod journal;
 mod limits;
 pub mod live;
+mod outbound;
 pub mod pending;
 mod responses;
+mod steps;
 mod waits;
 mod webhooks;
 
 pub use limits::GuestLimits;
+pub use outbound::{AllowedHosts, OutboundHttp};
 pub use webhooks::random_token;
 
 use std::collections::{HashMap, HashSet};
@@ -45,11 +48,14 @@ pub struct Settings {
     /// At most this many instances are kept parked in memory at once.
     pub max_hot_runs: usize,
     pub limits: GuestLimits,
+    /// Hosts a run may call with `outbound.send`.
+    pub allow_http: AllowedHosts,
 }
 
 /// What the engine's parts share with every host call.
 pub struct Shared {
     pub store: Store,
+    pub outbound: OutboundHttp,
     pub live: LiveRuns,
     pub responses: PendingResponses,
     pub settings: Settings,
@@ -61,6 +67,7 @@ impl Shared {
     pub fn new(store: Store, settings: Settings) -> Arc<Shared> {
         Arc::new(Shared {
             store,
+            outbound: OutboundHttp::new(settings.allow_http.clone()),
             live: LiveRuns::default(),
             responses: PendingResponses::default(),
             settings,
@@ -102,6 +109,7 @@ fn wasmtime_error(e: wasmtime::Error) -> RuntimeError {
 pub enum Outcome {
     Completed(Value),
     Failed(Failure),
+    Cancelled,
     /// The run waits; its instance is gone and its log holds everything.
     Suspended,
 }
@@ -244,6 +252,7 @@ impl Runtime {
             created_at_ms: 0,
             updated_at_ms: 0,
             waiting_on: Vec::new(),
+            wake_at_ms: None,
         };
         let (mut store, _) = self.new_store(probe, Journal::probe(self.shared.store.clone()), 0, 0);
         let instance =
@@ -306,24 +315,41 @@ impl Runtime {
             return match terminal.clone() {
                 Event::Completed { output } => Outcome::Completed(output),
                 Event::Failed { error } => Outcome::Failed(error),
-                _ => Outcome::Suspended,
+                _ => Outcome::Cancelled,
             };
         }
-        let start = Start::Api(input.to_string());
-        let result = match pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance.call_run(&mut store, &start).await,
-            Err(e) => Err(e),
+        // Cancelled while it had no instance: it ends without running again.
+        let outcome = if self.shared.live.is_cancelled(&store.data().run.id) {
+            Outcome::Cancelled
+        } else {
+            self.activate(&pre, &mut store, input, &stderr).await
         };
-        let outcome = outcome_of(result, store.data(), &stderr);
         let terminal = match &outcome {
             Outcome::Completed(output) => Event::Completed { output: output.clone() },
             Outcome::Failed(error) => Event::Failed { error: error.clone() },
+            Outcome::Cancelled => Event::Cancelled,
             Outcome::Suspended => return outcome,
         };
-        match store.data_mut().journal.record(terminal) {
+        match store.data_mut().journal.record_end(terminal) {
             Ok(()) => outcome,
             Err(e) => Outcome::Failed(Failure::new(e.code(), e.to_string())),
         }
+    }
+
+    /// Instantiates the component and calls its `run`, replaying then live.
+    async fn activate(
+        &self,
+        pre: &WorkflowPre<HostState>,
+        store: &mut wasmtime::Store<HostState>,
+        input: Value,
+        stderr: &MemoryOutputPipe,
+    ) -> Outcome {
+        let start = Start::Api(input.to_string());
+        let result = match pre.instantiate_async(&mut *store).await {
+            Ok(instance) => instance.call_run(&mut *store, &start).await,
+            Err(e) => Err(e),
+        };
+        outcome_of(result, store.data(), stderr)
     }
 }
 
@@ -351,6 +377,7 @@ fn outcome_of(
         }
         Err(error) => match error.downcast_ref::<HostFault>() {
             Some(HostFault::Suspend) => Outcome::Suspended,
+            Some(HostFault::Cancelled) => Outcome::Cancelled,
             Some(fault) => Outcome::Failed(Failure::new(fault.code(), fault.to_string())),
             None => {
                 let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_string();

@@ -20,6 +20,11 @@ pub fn inbox(run: &RunKey, webhook: u32, arrival: u64) -> Vec<u8> {
     [run.as_slice(), &webhook.to_be_bytes(), &arrival.to_be_bytes()].concat()
 }
 
+/// The arrival number at the end of an inbox key.
+pub fn inbox_arrival(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(key.len().checked_sub(8)?..)?.try_into().ok()?))
+}
+
 pub fn timer(due_ms: u64, run: &RunKey) -> Vec<u8> {
     [due_ms.to_be_bytes().as_slice(), run].concat()
 }

@@ -277,6 +277,21 @@ impl Store {
         Ok(self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).next().transpose()?.is_some())
     }
 
+    /// Of the given webhooks of a run, the one whose oldest waiting call came first.
+    pub fn first_arrival(&self, run_id: &str, numbers: &[u32]) -> Result<Option<u32>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(None) };
+        let mut first: Option<(u64, u32)> = None;
+        for &number in numbers {
+            if let Some(key) = self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).keys().next() {
+                let arrival = keys::inbox_arrival(&key?).unwrap_or(u64::MAX);
+                if first.is_none_or(|(earliest, _)| arrival < earliest) {
+                    first = Some((arrival, number));
+                }
+            }
+        }
+        Ok(first.map(|(_, number)| number))
+    }
+
     /// Whether any call waits for the run, on any of its webhooks.
     pub fn has_any_request(&self, run_id: &str) -> Result<bool> {
         let Some(run_key) = keys::run(run_id) else { return Ok(false) };

@@ -46,11 +46,12 @@ pub enum RunStatus {
     Waiting,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Completed | RunStatus::Failed)
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
     }
 }
 
@@ -71,6 +72,9 @@ pub struct RunRecord {
     /// Ids of the webhooks the run is paused on.
     #[serde(default)]
     pub waiting_on: Vec<String>,
+    /// While paused: when a durable timer wakes it (a timeout, a sleep, an expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
 }
 
 /// Why a run failed (or a guest call was refused): a stable code and a sentence.
@@ -210,6 +214,15 @@ impl WebhookInfo {
     }
 }
 
+/// One thing a wait is for, as recorded: timers as absolute times, so a replay waits
+/// for the same moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum WaitTarget {
+    Webhook { id: String },
+    Timer { at_ms: u64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum WaitOutcome {
@@ -222,17 +235,64 @@ pub enum WaitOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum Event {
-    Started { input: Value, start_ms: u64, seed: u64 },
-    Now { ms: u64 },
-    Random { value: u64 },
-    Log { level: String, message: String },
-    WebhookCreated { webhook: Result<WebhookInfo, Failure> },
-    WebhookClosed { id: String },
-    WaitStarted { webhook: String, deadline_ms: Option<u64> },
-    WaitEnded { result: WaitOutcome },
-    Responded { request_id: String, status: u16, result: Result<(), Failure> },
-    Completed { output: Value },
-    Failed { error: Failure },
+    Started {
+        input: Value,
+        start_ms: u64,
+        seed: u64,
+    },
+    Now {
+        ms: u64,
+    },
+    Random {
+        value: u64,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+    WebhookCreated {
+        webhook: Result<WebhookInfo, Failure>,
+    },
+    WebhookClosed {
+        id: String,
+    },
+    WaitStarted {
+        on: Vec<WaitTarget>,
+    },
+    /// `index` is the position in `on` of what ended the wait.
+    WaitEnded {
+        index: u32,
+        result: WaitOutcome,
+    },
+    Responded {
+        request_id: String,
+        status: u16,
+        result: Result<(), Failure>,
+    },
+    /// An attempt of a step began; its own host calls follow, then its `step-attempt`.
+    StepStarted {
+        name: String,
+        attempt: u32,
+    },
+    /// How an attempt of a step ended.
+    StepAttempt {
+        name: String,
+        attempt: u32,
+        outcome: Result<Value, Failure>,
+        fatal: bool,
+    },
+    HttpSent {
+        method: Method,
+        url: String,
+        result: Result<HttpResponse, Failure>,
+    },
+    Completed {
+        output: Value,
+    },
+    Failed {
+        error: Failure,
+    },
+    Cancelled,
 }
 
 impl Event {
@@ -248,9 +308,18 @@ impl Event {
             Event::WaitStarted { .. } => "wait-started",
             Event::WaitEnded { .. } => "wait-ended",
             Event::Responded { .. } => "responded",
+            Event::StepStarted { .. } => "step-started",
+            Event::StepAttempt { .. } => "step-attempt",
+            Event::HttpSent { .. } => "http-sent",
             Event::Completed { .. } => "completed",
             Event::Failed { .. } => "failed",
+            Event::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the event ends the run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::Completed { .. } | Event::Failed { .. } | Event::Cancelled)
     }
 }
 

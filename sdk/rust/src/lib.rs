@@ -26,11 +26,17 @@
 mod error;
 mod http;
 mod module;
+mod outbound;
+mod step;
+mod wait;
 mod webhook;
 
 pub use error::{Error, Result};
 pub use http::{Auth, Caller, Method, Request, Response, ResponseMode, SignatureScheme};
 pub use module::{ModuleInfo, Trigger};
+pub use outbound::{HttpRequest, HttpResponse};
+pub use step::{RetryPolicy, StepError, step};
+pub use wait::{Outcome, Selected, Waitable, select, sleep, sleep_until};
 pub use webhook::{Webhook, WebhookOptions};
 
 use serde::de::DeserializeOwned;

@@ -286,11 +286,17 @@ fn dir_size(dir: &Path) -> u64 {
 
 /// Instantiation of the Rust guest, in process, from the engine's `InstancePre`.
 async fn instantiation(component: &[u8], samples: usize) -> anyhow::Result<Row> {
-    use latch::runtime::{GuestLimits, Runtime, Settings, Shared};
+    use latch::runtime::{AllowedHosts, GuestLimits, Runtime, Settings, Shared};
     let dir = tempfile::tempdir()?;
     let store = latch::store::Store::open(dir.path(), 16 << 20)?;
     let limits = GuestLimits { cpu_per_activation: Duration::from_secs(10), memory_bytes: 256 << 20 };
-    let settings = Settings { public_url: "http://bench".into(), hot_hold: Duration::ZERO, max_hot_runs: 0, limits };
+    let settings = Settings {
+        public_url: "http://bench".into(),
+        hot_hold: Duration::ZERO,
+        max_hot_runs: 0,
+        limits,
+        allow_http: AllowedHosts::default(),
+    };
     let runtime = Runtime::new(Shared::new(store, settings), dir.path())?;
     let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));
     runtime.prepare(&version, component).await?;

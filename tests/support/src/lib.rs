@@ -78,7 +78,11 @@ fn ensure_wasm_target() -> Result<(), String> {
     status.success().then_some(()).ok_or_else(|| format!("`rustup target add {WASM_TARGET}` failed"))
 }
 
-fn client() -> reqwest::Client {
+/// An HTTP client for talking to servers under test.
+pub fn http_client() -> reqwest::Client {
+    // The workspace builds reqwest with TLS but no crypto provider of its own (the engine
+    // installs ring's); a client in this process needs one too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client")
 }
 
@@ -107,7 +111,7 @@ impl Latch {
             data: tmp.path().to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
             spawns: 0,
-            http: client(),
+            http: http_client(),
             _tmp: Some(tmp),
         };
         latch.spawn().await;
@@ -165,7 +169,7 @@ impl Latch {
     pub async fn restart(&mut self) {
         self.kill();
         // Pooled connections went to the killed process.
-        self.http = client();
+        self.http = http_client();
         self.spawn().await;
     }
 
@@ -214,23 +218,28 @@ impl Latch {
         body["events"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Polls the run until it has `status` (and, for `waiting`, a URL to wait on).
-    pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+    /// Polls the run until `ready` accepts it.
+    async fn wait_until(&self, id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let run = self.run(id).await;
-            let waiting_ready = status != "waiting" || run["waiting_on"].as_array().is_some_and(|w| !w.is_empty());
-            if run["status"] == status && waiting_ready {
+            if ready(&run) {
                 return run;
             }
-            assert!(Instant::now() < deadline, "run {id} never reached {status}: {run}\n{}", self.log());
+            assert!(Instant::now() < deadline, "run {id} never reached {what}: {run}\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
+    /// Polls the run until it has `status`.
+    pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+        self.wait_until(id, status, |run| run["status"] == status).await
+    }
+
     /// The URL of the webhook the run waits on now.
     pub async fn waiting_url(&self, id: &str) -> String {
-        let run = self.wait_for(id, "waiting").await;
+        let waits_on_a_url = |run: &Value| run["status"] == "waiting" && run["waiting_on"][0]["url"].is_string();
+        let run = self.wait_until(id, "waiting on a URL", waits_on_a_url).await;
         run["waiting_on"][0]["url"].as_str().expect("url").to_string()
     }
 
