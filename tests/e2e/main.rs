@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `latch` process on a free port with a temporary data dir,
 //! real components built from `plugins/`, real HTTP.
 
+mod auth;
 mod cancel;
 mod durability;
 mod harness;

@@ -1,5 +1,7 @@
-//! Secrets the engine checks: the admin key and keys embedded in webhook URLs. Only
-//! sha256 digests are stored; comparisons are constant-time.
+//! Who may call: the admin key, API keys, keys embedded in webhook URLs (only sha256
+//! digests are stored; comparisons are constant-time), and HMAC signature schemes.
+
+pub mod signatures;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -7,6 +9,16 @@ use subtle::ConstantTimeEq;
 use crate::store::{Store, StoreError};
 
 const ADMIN_KEY_META: &str = "admin-key-sha256";
+
+/// The sha256 of a key, hex: what is stored in its place.
+pub fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new API key, shown to its owner once.
+pub fn new_api_key() -> String {
+    format!("latch_key_{}", crate::runtime::random_token())
+}
 
 /// Whether `presented` hashes to `stored_sha256_hex`, compared in constant time.
 pub fn key_matches(presented: &str, stored_sha256_hex: &str) -> bool {

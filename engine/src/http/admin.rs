@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_json, read_body};
-use crate::store::records::{Event, RunRecord, RunStatus};
+use crate::store::StoreError;
+use crate::store::records::{ApiKeyRecord, Event, RunRecord, RunStatus};
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -24,6 +25,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/events", get(get_events))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{name}", axum::routing::delete(revoke_key))
+        .route("/v1/secrets", get(list_secrets))
+        .route("/v1/secrets/{name}", axum::routing::put(put_secret).delete(delete_secret))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state, require_admin_key))
 }
@@ -123,4 +128,103 @@ async fn cancel_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) ->
     let run = app.executor.cancel(&id).await?;
     let status = if run.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(json!({ "id": run.id, "status": run.status })).into_response()).into_response())
+}
+
+/// Names of keys and secrets: they appear in webhook options and logs.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if name.is_empty() || name.len() > 64 || !name.chars().all(legal) {
+        return Err(ApiError::bad_request(
+            "bad-name",
+            format!("`{name}` must be 1 to 64 characters of A-Z a-z 0-9 - _ ."),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    name: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Makes an API key; the key is in this answer only (just its sha256 is stored).
+async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: NewKey = serde_json::from_value(parse_json(&read_body(body, app.limits.max_body_bytes).await?)?)
+        .map_err(|e| ApiError::bad_request("bad-key-request", format!("expected {{name, roles}}: {e}")))?;
+    check_name(&request.name)?;
+    let key = crate::auth::new_api_key();
+    let record = ApiKeyRecord {
+        name: request.name,
+        roles: request.roles,
+        key_sha256: crate::auth::digest(&key),
+        created_at_ms: crate::clock::now_ms(),
+    };
+    match app.store.create_api_key(&record) {
+        Err(StoreError::NameTaken) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "name-taken",
+                format!("a key is named `{}` already", record.name),
+            ));
+        }
+        other => other?,
+    }
+    app.store.flush().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": record.name, "roles": record.roles, "key": key }))))
+}
+
+async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let keys: Vec<Value> = app
+        .store
+        .api_keys()?
+        .into_iter()
+        .map(|k| json!({ "name": k.name, "roles": k.roles, "created_at_ms": k.created_at_ms }))
+        .collect();
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    if !app.store.revoke_api_key(&name)? {
+        return Err(ApiError::not_found("unknown-key", format!("no key is named `{name}`")));
+    }
+    app.store.flush().await?;
+    Ok(Json(json!({ "name": name, "revoked": true })))
+}
+
+#[derive(Deserialize)]
+struct SecretValue {
+    value: String,
+}
+
+/// Stores a signing secret by name (`{"value": "..."}`); it is never shown again.
+async fn put_secret(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&name)?;
+    let secret: SecretValue =
+        serde_json::from_value(parse_json(&read_body(body, app.limits.max_body_bytes).await?)?)
+            .map_err(|e| ApiError::bad_request("bad-secret-request", format!("expected {{value}}: {e}")))?;
+    if secret.value.is_empty() {
+        return Err(ApiError::bad_request("bad-secret-request", "the secret's value is empty"));
+    }
+    let created = app.store.put_secret(&name, &secret.value)?;
+    app.store.flush().await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "name": name, "created": created }))))
+}
+
+async fn list_secrets(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "secrets": app.store.secret_names()? })))
+}
+
+async fn delete_secret(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    if !app.store.delete_secret(&name)? {
+        return Err(ApiError::not_found("unknown-secret", format!("no secret is named `{name}`")));
+    }
+    app.store.flush().await?;
+    Ok(Json(json!({ "name": name, "deleted": true })))
 }

@@ -7,13 +7,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Map, Value};
 
 use super::{ApiError, AppState, parse_json, read_body};
+use crate::auth::signatures::{self, SignatureError, Signed};
 use crate::clock::now_ms;
-use crate::store::records::{Caller, HookRecord, HookState, HttpResponse, Method, RequestRecord, ResponseMode};
+use crate::store::records::{
+    Caller, HookAuth, HookRecord, HookState, HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, Scheme,
+};
 
 /// The query parameter that carries a URL-embedded key; it never reaches the run.
 const KEY_PARAM: &str = "key";
@@ -35,9 +38,16 @@ async fn call_hook(
     let method = allowed_method(&hook, &method)?;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let caller = authenticate(&hook, &mut query)?;
-    check_open(&hook)?;
+    // Signatures cover the raw body: it is read before the caller is checked.
     let body = read_body(body, app.limits.max_body_bytes).await?;
+    let mut headers = header_pairs(&headers);
+    let caller = match authenticate(&app, &hook, &mut query, &headers, &body) {
+        Ok(caller) => caller,
+        Err(_) if hook.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
+        Err(refusal) => return Err(refusal),
+    };
+    redact_credentials(&mut headers);
+    check_open(&hook)?;
     let data = match method {
         Method::Get | Method::Delete => query_object(&query),
         Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
@@ -48,7 +58,7 @@ async fn call_hook(
         method,
         path: uri.path().to_string(),
         query,
-        headers: header_pairs(&headers),
+        headers,
         data,
         caller,
         received_at_ms: now_ms(),
@@ -93,15 +103,101 @@ fn allowed_method(hook: &HookRecord, method: &axum::http::Method) -> Result<Meth
     })
 }
 
-/// Checks the caller against the hook's auth and takes the credential out of the query.
-fn authenticate(hook: &HookRecord, query: &mut Vec<(String, String)>) -> Result<Caller, ApiError> {
-    let Some(digest) = &hook.url_key_sha256 else { return Ok(Caller::Anonymous) };
-    let key = query.iter().find(|(k, _)| k == KEY_PARAM).map(|(_, v)| v.clone());
-    query.retain(|(k, _)| k != KEY_PARAM);
-    match key {
-        Some(key) if crate::auth::key_matches(&key, digest) => Ok(Caller::UrlKey),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad-key", "the URL's key is wrong")),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing-key", "this webhook's URL carries a `key`")),
+/// The answer to a caller that failed authentication on a webhook whose policy is to
+/// ignore such calls: a plain success that delivered nothing.
+fn not_activated() -> Response {
+    axum::Json(serde_json::json!({ "activated": false })).into_response()
+}
+
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+/// Checks the caller against the hook's auth; a key in the query is taken out of it.
+fn authenticate(
+    app: &AppState,
+    hook: &HookRecord,
+    query: &mut Vec<(String, String)>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    match &hook.auth {
+        HookAuth::None => Ok(Caller::Anonymous),
+        HookAuth::UrlKey { key_sha256 } => {
+            let key = query.iter().find(|(k, _)| k == KEY_PARAM).map(|(_, v)| v.clone());
+            query.retain(|(k, _)| k != KEY_PARAM);
+            match key {
+                Some(key) if crate::auth::key_matches(&key, key_sha256) => Ok(Caller::UrlKey),
+                Some(_) => Err(unauthorized("bad-key", "the URL's key is wrong")),
+                None => Err(unauthorized("missing-key", "this webhook's URL carries a `key`")),
+            }
+        }
+        HookAuth::Bearer { roles } => bearer_caller(app, headers, roles),
+        HookAuth::Signature { scheme, secret } => signed_caller(app, *scheme, secret, headers, body),
+    }
+}
+
+fn bearer_caller(app: &AppState, headers: &[(String, String)], required: &[String]) -> Result<Caller, ApiError> {
+    let presented = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let Some(presented) = presented else {
+        return Err(unauthorized("missing-key", "send `Authorization: Bearer <api key>`"));
+    };
+    // Looked up by the key's digest: the key itself is never compared or stored.
+    let key = app.store.api_key(&crate::auth::digest(presented.trim()))?;
+    let key = key.ok_or_else(|| unauthorized("bad-key", "the API key is unknown or revoked"))?;
+    let missing: Vec<&str> = required.iter().filter(|r| !key.roles.contains(r)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing-role",
+            format!("the API key `{}` lacks the role(s) {}", key.name, missing.join(", ")),
+        ));
+    }
+    Ok(Caller::ApiKey { name: key.name, roles: key.roles })
+}
+
+fn signed_caller(
+    app: &AppState,
+    scheme: Scheme,
+    secret_name: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let secret = app.store.secret(secret_name)?.ok_or_else(|| {
+        unauthorized("secret-unavailable", format!("the secret `{secret_name}` this webhook verifies with is gone"))
+    })?;
+    let now = now_ms();
+    let signed = Signed { headers, body, now_secs: now / 1000 };
+    let verified = signatures::verify(scheme, &secret, &signed).map_err(|e| {
+        let code = match e {
+            SignatureError::Missing(_) => "missing-signature",
+            SignatureError::Stale => "stale-signature",
+            SignatureError::Malformed(_) | SignatureError::Mismatch => "bad-signature",
+            SignatureError::BadSecret(_) => "secret-unavailable",
+        };
+        unauthorized(code, e.to_string())
+    })?;
+    // A signed message may be accepted once: its id is kept past the tolerance window,
+    // after which its timestamp alone refuses it.
+    if let Some(id) = verified.message_id.filter(|_| scheme == Scheme::StandardWebhooks) {
+        let forget_at = now + 2 * signatures::TOLERANCE_SECS * 1000;
+        if !app.store.first_sighting(&format!("{}:{secret_name}:{id}", scheme.name()), now, forget_at)? {
+            return Err(unauthorized("replayed-signature", format!("message `{id}` was accepted already")));
+        }
+    }
+    Ok(Caller::Signature { scheme })
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Credentials never reach the run's log.
+fn redact_credentials(headers: &mut [(String, String)]) {
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie") {
+            *value = "[redacted]".into();
+        }
     }
 }
 

@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::HostState;
-use super::bindings::types::{Caller as WitCaller, IncomingRequest};
+use super::bindings::types::{ApiKeyIdentity, Caller as WitCaller, IncomingRequest};
 use super::bindings::waits::{Host, NextResult, Selected, Waitable};
 use super::fault::HostFault;
-use super::webhooks::method_to_wit;
+use super::webhooks::{method_to_wit, scheme_to_wit};
 use crate::clock::now_ms;
 use crate::store::event_record;
 use crate::store::records::{Caller, Event, RequestRecord, RunStatus, WaitOutcome, WaitTarget};
@@ -251,6 +251,8 @@ fn request_to_wit(request: RequestRecord) -> IncomingRequest {
         caller: match request.caller {
             Caller::Anonymous => WitCaller::Anonymous,
             Caller::UrlKey => WitCaller::UrlKey,
+            Caller::ApiKey { name, roles } => WitCaller::ApiKey(ApiKeyIdentity { name, roles }),
+            Caller::Signature { scheme } => WitCaller::Signature(scheme_to_wit(scheme)),
         },
         received_at_ms: request.received_at_ms,
     }

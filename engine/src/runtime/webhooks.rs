@@ -5,10 +5,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::HostState;
-use super::bindings::types::{Auth, Error as WitError, Method as WitMethod, Response, ResponseMode as WitResponseMode};
+use super::bindings::types::{
+    Auth, AuthFailure, Error as WitError, Method as WitMethod, Response, ResponseMode as WitResponseMode,
+    SignatureScheme as WitScheme,
+};
 use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
 use super::fault::HostFault;
-use crate::store::records::{Event, Failure, HookRecord, HookState, HttpResponse, Method, ResponseMode, WebhookInfo};
+use crate::store::records::{
+    Event, Failure, HookAuth, HookRecord, HookState, HttpResponse, Method, OnAuthFailure, ResponseMode, Scheme,
+    WebhookInfo,
+};
 use crate::store::{StoreError, event_record};
 
 /// Longest caller-chosen token; a random one is 43 characters.
@@ -21,6 +27,22 @@ pub fn method_from_wit(method: WitMethod) -> Method {
         WitMethod::Put => Method::Put,
         WitMethod::Patch => Method::Patch,
         WitMethod::Delete => Method::Delete,
+    }
+}
+
+pub fn scheme_from_wit(scheme: WitScheme) -> Scheme {
+    match scheme {
+        WitScheme::StandardWebhooks => Scheme::StandardWebhooks,
+        WitScheme::Stripe => Scheme::Stripe,
+        WitScheme::Github => Scheme::Github,
+    }
+}
+
+pub fn scheme_to_wit(scheme: Scheme) -> WitScheme {
+    match scheme {
+        Scheme::StandardWebhooks => WitScheme::StandardWebhooks,
+        Scheme::Stripe => WitScheme::Stripe,
+        Scheme::Github => WitScheme::Github,
     }
 }
 
@@ -89,11 +111,31 @@ impl From<Response> for HttpResponse {
 impl HostState {
     /// The hook record and public view of a live `create` call, from its options.
     fn new_hook(&self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
-        let url_key = match options.auth {
-            Auth::None => None,
-            Auth::UrlKey => Some(random_token()),
-            Auth::Bearer(_) => return Err(unsupported("bearer API-key auth")),
-            Auth::Signature(_) => return Err(unsupported("signature auth")),
+        let mut url_key = None;
+        let auth = match options.auth {
+            Auth::None => HookAuth::None,
+            Auth::UrlKey => {
+                let key = random_token();
+                let key_sha256 = sha256_hex(&key);
+                url_key = Some(key);
+                HookAuth::UrlKey { key_sha256 }
+            }
+            Auth::Bearer(roles) => HookAuth::Bearer { roles },
+            Auth::Signature(signature) => {
+                let known =
+                    self.shared.store.secret(&signature.secret).map_err(|e| Failure::new("storage", e.to_string()))?;
+                if known.is_none() {
+                    return Err(Failure::new(
+                        "unknown-secret",
+                        format!("no secret is stored as `{}` (PUT /v1/secrets/{{name}})", signature.secret),
+                    ));
+                }
+                HookAuth::Signature { scheme: scheme_from_wit(signature.scheme), secret: signature.secret }
+            }
+        };
+        let on_auth_failure = match options.on_auth_failure {
+            AuthFailure::Error => OnAuthFailure::Error,
+            AuthFailure::Ignore => OnAuthFailure::Ignore,
         };
         if options.schema.is_some() {
             return Err(unsupported("a JSON Schema on a webhook"));
@@ -132,7 +174,8 @@ impl HostState {
             methods,
             single_use: options.single_use,
             state: HookState::Open,
-            url_key_sha256: url_key.as_deref().map(sha256_hex),
+            auth,
+            on_auth_failure,
             response,
             expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
         };

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use group_commit::GroupCommit;
-use records::{Event, EventRecord, HookRecord, HookState, ModuleRecord, RequestRecord, RunRecord, RunStatus};
+use records::{
+    ApiKeyRecord, Event, EventRecord, HookRecord, HookState, ModuleRecord, RequestRecord, RunRecord, RunStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +28,8 @@ pub enum StoreError {
     Codec(#[from] serde_json::Error),
     #[error("token is already taken by a live webhook")]
     TokenTaken,
+    #[error("the name is taken")]
+    NameTaken,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -56,6 +60,12 @@ pub struct Store {
     hooks: sled::Tree,
     inbox: sled::Tree,
     timers: sled::Tree,
+    /// API keys by the sha256 of the key; `key_names` maps a name to that digest.
+    api_keys: sled::Tree,
+    key_names: sled::Tree,
+    secrets: sled::Tree,
+    /// Ids of signed messages already accepted, with when they may be forgotten.
+    seen_messages: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -96,6 +106,10 @@ impl Store {
             hooks: db.open_tree("hooks")?,
             inbox: db.open_tree("inbox")?,
             timers: db.open_tree("timers")?,
+            api_keys: db.open_tree("api_keys")?,
+            key_names: db.open_tree("key_names")?,
+            secrets: db.open_tree("secrets")?,
+            seen_messages: db.open_tree("seen_messages")?,
             commit: GroupCommit::start(db.clone())?,
             db,
         })
@@ -120,6 +134,64 @@ impl Store {
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.meta.insert(key, value.as_bytes())?;
         Ok(())
+    }
+
+    // --- API keys and secrets -----------------------------------------------------------
+
+    /// Stores a new API key; a name already in use is refused.
+    pub fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let digest = key.key_sha256.as_bytes();
+        if self.key_names.compare_and_swap(key.name.as_bytes(), None as Option<&[u8]>, Some(digest))?.is_err() {
+            return Err(StoreError::NameTaken);
+        }
+        self.api_keys.insert(digest, encode(key)?)?;
+        Ok(())
+    }
+
+    pub fn api_key(&self, key_sha256: &str) -> Result<Option<ApiKeyRecord>> {
+        self.api_keys.get(key_sha256.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.api_keys.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    /// Revokes the key with this name; false if there is none.
+    pub fn revoke_api_key(&self, name: &str) -> Result<bool> {
+        let Some(digest) = self.key_names.remove(name.as_bytes())? else { return Ok(false) };
+        self.api_keys.remove(digest)?;
+        Ok(true)
+    }
+
+    pub fn put_secret(&self, name: &str, value: &str) -> Result<bool> {
+        Ok(self.secrets.insert(name.as_bytes(), value.as_bytes())?.is_none())
+    }
+
+    pub fn secret(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.secrets.get(name.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn secret_names(&self) -> Result<Vec<String>> {
+        self.secrets.iter().keys().map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())).collect()
+    }
+
+    pub fn delete_secret(&self, name: &str) -> Result<bool> {
+        Ok(self.secrets.remove(name.as_bytes())?.is_some())
+    }
+
+    /// Remembers a signed message's id until `forget_at_ms`; false if it was seen already
+    /// (and not yet forgotten): a replay.
+    pub fn first_sighting(&self, id: &str, now_ms: u64, forget_at_ms: u64) -> Result<bool> {
+        let previous = self.seen_messages.get(id.as_bytes())?;
+        if let Some(until) = &previous
+            && until.len() == 8
+            && u64::from_be_bytes(until.as_ref().try_into().unwrap_or_default()) > now_ms
+        {
+            return Ok(false);
+        }
+        let swapped =
+            self.seen_messages.compare_and_swap(id.as_bytes(), previous, Some(&forget_at_ms.to_be_bytes()[..]))?;
+        Ok(swapped.is_ok())
     }
 
     // --- modules --------------------------------------------------------------------
@@ -381,7 +453,8 @@ mod tests {
             methods: vec![Method::Post],
             single_use: true,
             state: HookState::Open,
-            url_key_sha256: None,
+            auth: Default::default(),
+            on_auth_failure: Default::default(),
             response: ResponseMode::Manual { deadline_ms: 1 },
             expires_at_ms: None,
         }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::auth::signatures::Scheme;
+
 /// An uploaded module: every version it ever had, newest last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleRecord {
@@ -152,12 +154,48 @@ pub struct HookRecord {
     pub methods: Vec<Method>,
     pub single_use: bool,
     pub state: HookState,
-    /// sha256 (hex) of the key the URL embeds, when the hook is `url-key` authenticated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url_key_sha256: Option<String>,
+    #[serde(default)]
+    pub auth: HookAuth,
+    #[serde(default)]
+    pub on_auth_failure: OnAuthFailure,
     pub response: ResponseMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+}
+
+/// How a webhook's callers prove who they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HookAuth {
+    /// The unguessable URL is the capability.
+    #[default]
+    None,
+    /// A key embedded in the URL (`?key=`); only its sha256 (hex) is kept.
+    UrlKey { key_sha256: String },
+    /// `Authorization: Bearer <api key>` with every one of these roles.
+    Bearer { roles: Vec<String> },
+    /// An HMAC signature with the secret stored under this name.
+    Signature { scheme: Scheme, secret: String },
+}
+
+/// What a caller that fails authentication gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnAuthFailure {
+    /// A 401 or 403 JSON error.
+    #[default]
+    Error,
+    /// `200 {"activated":false}`; nothing is delivered.
+    Ignore,
+}
+
+/// An API key: only the sha256 of the key is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub key_sha256: String,
+    pub created_at_ms: u64,
 }
 
 impl HookRecord {
@@ -182,6 +220,8 @@ impl HookRecord {
 pub enum Caller {
     Anonymous,
     UrlKey,
+    ApiKey { name: String, roles: Vec<String> },
+    Signature { scheme: Scheme },
 }
 
 /// A call that reached a webhook: kept in the inbox until the run takes it, then in

@@ -1,5 +1,5 @@
-use crate::__private::bindings::latch::workflow::{waits, webhooks};
-use crate::{Auth, Error, Method, Request, Response, ResponseMode, Result};
+use crate::__private::bindings::latch::workflow::{types, waits, webhooks};
+use crate::{Auth, Error, Method, Request, Response, ResponseMode, Result, SignatureScheme};
 
 /// How a webhook is made. The default: random token, POST only, single use, no auth,
 /// automatic `202 {"accepted":true}` answer, no expiry.
@@ -13,6 +13,9 @@ pub struct WebhookOptions {
     pub single_use: bool,
     /// How callers must prove who they are.
     pub auth: Auth,
+    /// Whether a caller that fails authentication gets an error (the default) or a plain
+    /// `200 {"activated":false}` while nothing is delivered.
+    pub ignore_auth_failures: bool,
     /// When and how callers are answered.
     pub response: ResponseMode,
     /// Milliseconds after which the webhook answers 410.
@@ -30,6 +33,7 @@ impl Default for WebhookOptions {
             methods: vec![Method::Post],
             single_use: true,
             auth: Auth::None,
+            ignore_auth_failures: false,
             response: ResponseMode::default(),
             expires_in_ms: None,
             schema: None,
@@ -71,6 +75,23 @@ impl WebhookOptions {
     /// Requires the engine-made key embedded in the URL (`?key=`).
     pub fn url_key(self) -> Self {
         self.auth(Auth::UrlKey)
+    }
+
+    /// Requires `Authorization: Bearer <api key>` with a key holding every one of `roles`.
+    pub fn bearer(self, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.auth(Auth::Bearer(roles.into_iter().map(Into::into).collect()))
+    }
+
+    /// Requires an HMAC signature in `scheme`, checked with the secret stored as `secret`.
+    pub fn signature(self, scheme: SignatureScheme, secret: impl Into<String>) -> Self {
+        self.auth(Auth::Signature { scheme, secret: secret.into() })
+    }
+
+    /// Answers callers that fail authentication `200 {"activated":false}` instead of an
+    /// error; their calls are not delivered.
+    pub fn ignore_auth_failures(mut self) -> Self {
+        self.ignore_auth_failures = true;
+        self
     }
 
     /// Answers callers at once with this response.
@@ -173,6 +194,11 @@ impl From<WebhookOptions> for webhooks::WebhookOptions {
             methods: options.methods.into_iter().map(Into::into).collect(),
             single_use: options.single_use,
             auth: options.auth.into(),
+            on_auth_failure: if options.ignore_auth_failures {
+                types::AuthFailure::Ignore
+            } else {
+                types::AuthFailure::Error
+            },
             response: options.response.into(),
             expires_in_ms: options.expires_in_ms,
             schema: options.schema,

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     for history in [0, 10, 100, 1_000] {
         rows.push(replayed_resume(&latch, history, replay_samples(args.samples, history)).await?);
     }
+    rows.push(timer_lateness(&latch).await?);
     drop(latch);
 
     let latch = server(&binary, &[], &component).await?;
@@ -236,6 +237,29 @@ async fn replayed_resume(latch: &Latch, history: usize, samples: usize) -> anyho
     }
     let measure = format!("resume latency, replayed run ({events}-event history)");
     Ok(row(measure, percentiles(&mut latencies)))
+}
+
+/// How late durable timers fire under light load: runs sleep with no instance held, so
+/// the scheduler wakes each one and it resumes by replay.
+async fn timer_lateness(latch: &Latch) -> anyhow::Result<Row> {
+    const SLEEPERS: usize = 100;
+    const SLEEP_MS: u64 = 300;
+    let (status, body) = latch.upload("wait-patterns", plugin("wait-patterns")).await;
+    if !status.is_success() {
+        bail!("upload failed: {status} {body}");
+    }
+    let mut lateness = Vec::with_capacity(SLEEPERS);
+    for _ in 0..SLEEPERS {
+        let request = latch.http.post(format!("{}/v1/modules/wait-patterns/runs", latch.base));
+        let input = json!({ "pattern": "sleep", "ms": SLEEP_MS });
+        let (_, run) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&input)).await;
+        let id = run["id"].as_str().unwrap_or_default().to_string();
+        until_status(latch, &id, "completed").await?;
+        let (_, run) = latch.get(&format!("/v1/runs/{id}")).await;
+        let slept = run["output"]["slept_ms"].as_u64().context("slept_ms")?;
+        lateness.push(Duration::from_millis(slept.saturating_sub(SLEEP_MS)));
+    }
+    Ok(row(format!("durable timer lateness ({SLEEP_MS} ms sleep, no instance held)"), percentiles(&mut lateness)))
 }
 
 async fn parked_runs(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {

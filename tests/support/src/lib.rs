@@ -37,6 +37,43 @@ pub fn plugin(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// The headers a sender would put on `body`, signed by an implementation other than ours
+/// (see `python/sign.py`). The Python packages it needs are installed on first use.
+pub fn python_signature(scheme: &str, secret: &str, body: &str, timestamp: u64, id: &str) -> Vec<(String, String)> {
+    static PACKAGES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let packages = match PACKAGES.get_or_init(install_python_packages) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    };
+    let request =
+        serde_json::json!({ "scheme": scheme, "secret": secret, "body": body, "timestamp": timestamp, "id": id });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sign.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(request.to_string())
+        .env("PYTHONPATH", packages)
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "sign.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let headers: serde_json::Map<String, Value> = serde_json::from_slice(&output.stdout).expect("headers as JSON");
+    headers.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
+}
+
+/// `pip install --target` into the target dir: nothing is installed outside the project.
+fn install_python_packages() -> Result<PathBuf, String> {
+    let dir = target_dir().join("python-packages");
+    if dir.join("standardwebhooks").exists() {
+        return Ok(dir);
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .arg(&dir)
+        .arg("standardwebhooks==1.1.0")
+        .status()
+        .map_err(|e| format!("running pip: {e}"))?;
+    status.success().then_some(dir).ok_or_else(|| "pip could not install standardwebhooks".into())
+}
+
 fn build_plugins() -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     let mut packages = Vec::new();
