@@ -97,7 +97,7 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
 }
 
 /// Whether any of `candidates` is the MAC of `parts` under `key`.
-fn any_matches<'a>(key: &[u8], parts: &[&[u8]], candidates: impl IntoIterator<Item = Vec<u8>>) -> bool {
+fn any_matches(key: &[u8], parts: &[&[u8]], candidates: impl IntoIterator<Item = Vec<u8>>) -> bool {
     let expected = mac(key, parts);
     candidates.into_iter().any(|candidate| expected.clone().verify_slice(&candidate).is_ok())
 }

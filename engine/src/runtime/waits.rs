@@ -147,7 +147,7 @@ impl HostState {
             let index = awaited.hooks.iter().find(|h| h.number == number).map_or(0, |h| h.index);
             let seq = self.journal.next_seq();
             let taken = store.take_request(&self.run.id, number, |request| {
-                event_record(seq, Event::WaitEnded { index, result: WaitOutcome::Request { request } })
+                event_record(seq, Event::WaitEnded { index, result: WaitOutcome::Request { request: Box::new(request) } })
             })?;
             if let Some(record) = taken {
                 self.journal.push(record.event.clone());
@@ -231,7 +231,7 @@ impl HostState {
         match outcome {
             WaitOutcome::Request { request } => {
                 self.delivered.insert(request.id.clone());
-                NextResult::Request(request_to_wit(request))
+                NextResult::Request(request_to_wit(*request))
             }
             WaitOutcome::TimedOut => NextResult::TimedOut,
             WaitOutcome::Closed => NextResult::Closed,

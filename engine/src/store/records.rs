@@ -266,7 +266,7 @@ pub enum WaitTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum WaitOutcome {
-    Request { request: RequestRecord },
+    Request { request: Box<RequestRecord> },
     TimedOut,
     Closed,
 }
