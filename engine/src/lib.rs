@@ -8,5 +8,6 @@ pub mod auth;
 pub mod clock;
 pub mod executor;
 pub mod http;
+pub mod rules;
 pub mod runtime;
 pub mod store;

@@ -7,6 +7,7 @@ mod durability;
 mod harness;
 mod ingress;
 mod limits;
+mod rules;
 mod runs;
 mod steps;
 mod time;

@@ -16,11 +16,13 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the resource takes.
     pub allow: Option<String>,
+    /// More about the error, such as every way a payload failed its schema.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), allow: None }
+        ApiError { status, code, message: message.into(), allow: None, details: None }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -38,7 +40,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (self.status, body).into_response();
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::auth::signatures::{self, SignatureError, Signed};
 use crate::clock::now_ms;
+use crate::rules::{self, CallView};
 use crate::store::records::{
     Caller, HookAuth, HookRecord, HookState, HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, Scheme,
 };
@@ -52,6 +53,14 @@ async fn call_hook(
         Method::Get | Method::Delete => query_object(&query),
         Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
     };
+    check_schema(&hook, &data)?;
+    if let Some(condition) = &hook.condition {
+        let call = CallView { method: method.as_str(), headers: &headers, query: &query, body: &data };
+        // Checked once the hook was made; a false condition leaves the run waiting.
+        if !rules::condition_holds(condition, &call).unwrap_or(false) {
+            return Ok(not_activated());
+        }
+    }
     let request = RequestRecord {
         id: format!("rq-{}", app.store.next_id()?),
         webhook: format!("wh-{}", hook.number),
@@ -199,6 +208,21 @@ fn redact_credentials(headers: &mut [(String, String)]) {
             *value = "[redacted]".into();
         }
     }
+}
+
+fn check_schema(hook: &HookRecord, data: &Value) -> Result<(), ApiError> {
+    let Some(schema) = &hook.schema else { return Ok(()) };
+    let failures = rules::schema_failures(schema, data).unwrap_or_else(|e| vec![e.to_string()]);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema-mismatch",
+        format!("the data does not match the webhook's schema: {}", failures.join("; ")),
+    );
+    error.details = Some(serde_json::json!({ "failures": failures }));
+    Err(error)
 }
 
 fn check_open(hook: &HookRecord) -> Result<(), ApiError> {

@@ -147,7 +147,10 @@ impl HostState {
             let index = awaited.hooks.iter().find(|h| h.number == number).map_or(0, |h| h.index);
             let seq = self.journal.next_seq();
             let taken = store.take_request(&self.run.id, number, |request| {
-                event_record(seq, Event::WaitEnded { index, result: WaitOutcome::Request { request: Box::new(request) } })
+                event_record(
+                    seq,
+                    Event::WaitEnded { index, result: WaitOutcome::Request { request: Box::new(request) } },
+                )
             })?;
             if let Some(record) = taken {
                 self.journal.push(record.event.clone());

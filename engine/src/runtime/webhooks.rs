@@ -11,6 +11,7 @@ use super::bindings::types::{
 };
 use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
 use super::fault::HostFault;
+use crate::rules;
 use crate::store::records::{
     Event, Failure, HookAuth, HookRecord, HookState, HttpResponse, Method, OnAuthFailure, ResponseMode, Scheme,
     WebhookInfo,
@@ -92,10 +93,6 @@ pub fn diverged_unless(same: bool, describe: impl FnOnce() -> String) -> wasmtim
     if same { Ok(()) } else { Err(HostFault::Nondeterminism(describe()).into()) }
 }
 
-fn unsupported(what: &str) -> Failure {
-    Failure::new("unsupported", format!("{what} is not supported by this engine version yet"))
-}
-
 impl From<Failure> for WitError {
     fn from(f: Failure) -> Self {
         WitError { code: f.code, message: f.message }
@@ -137,11 +134,17 @@ impl HostState {
             AuthFailure::Error => OnAuthFailure::Error,
             AuthFailure::Ignore => OnAuthFailure::Ignore,
         };
-        if options.schema.is_some() {
-            return Err(unsupported("a JSON Schema on a webhook"));
-        }
-        if options.condition.is_some() {
-            return Err(unsupported("a condition on a webhook"));
+        let schema = match options.schema {
+            Some(text) => {
+                let schema = serde_json::from_str(&text)
+                    .map_err(|e| Failure::new("bad-schema", format!("the schema is not JSON: {e}")))?;
+                rules::check_schema(&schema).map_err(|e| Failure::new("bad-schema", e.to_string()))?;
+                Some(schema)
+            }
+            None => None,
+        };
+        if let Some(condition) = &options.condition {
+            rules::check_condition(condition).map_err(|e| Failure::new("bad-condition", e.to_string()))?;
         }
         let response = match options.response {
             WitResponseMode::Automatic(response) => {
@@ -176,6 +179,8 @@ impl HostState {
             state: HookState::Open,
             auth,
             on_auth_failure,
+            schema,
+            condition: options.condition,
             response,
             expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
         };

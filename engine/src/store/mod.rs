@@ -455,6 +455,8 @@ mod tests {
             state: HookState::Open,
             auth: Default::default(),
             on_auth_failure: Default::default(),
+            schema: None,
+            condition: None,
             response: ResponseMode::Manual { deadline_ms: 1 },
             expires_at_ms: None,
         }

@@ -158,6 +158,12 @@ pub struct HookRecord {
     pub auth: HookAuth,
     #[serde(default)]
     pub on_auth_failure: OnAuthFailure,
+    /// A JSON Schema the call's data must match (else 422).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// A CEL expression that must hold (else the call is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     pub response: ResponseMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,

@@ -3,7 +3,7 @@
 //!
 //! Input: `{"auth": "none" | "url-key" | "bearer" | "signature", "roles"?: [..],
 //! "scheme"?: "standard-webhooks" | "stripe" | "github", "secret"?: name,
-//! "on_fail"?: "error" | "ignore", "calls"?: n}`.
+//! "on_fail"?: "error" | "ignore", "calls"?: n, "schema"?: JSON Schema, "condition"?: CEL}`.
 //! Output: `{"calls": [{"data", "caller"}]}`, one entry per call taken (default 1).
 
 use latch_sdk::{Caller, Error, ModuleInfo, Result, SignatureScheme, Start, Webhook, WebhookOptions, Workflow, log};
@@ -21,6 +21,8 @@ struct Input {
     on_fail: Option<String>,
     #[serde(default = "one")]
     calls: u32,
+    schema: Option<Value>,
+    condition: Option<String>,
 }
 
 fn one() -> u32 {
@@ -43,6 +45,12 @@ fn options(input: &Input) -> Result<WebhookOptions> {
     }
     if input.on_fail.as_deref() == Some("ignore") {
         options = options.ignore_auth_failures();
+    }
+    if let Some(schema) = &input.schema {
+        options = options.schema(schema);
+    }
+    if let Some(condition) = &input.condition {
+        options = options.condition(condition.clone());
     }
     Ok(match input.auth.as_str() {
         "none" => options,
