@@ -193,3 +193,30 @@ async fn a_webhook_on_a_secret_that_does_not_exist_is_refused_to_the_run() {
     let run = latch.wait_for(&id, "failed").await;
     assert_eq!(run["error"]["code"], "unknown-secret");
 }
+
+#[tokio::test]
+async fn a_hook_with_a_chosen_token_is_resumed_from_the_api_with_a_key() {
+    let latch = start().await;
+    latch.upload_plugin("bench-echo").await;
+    let key = new_key(&latch, "uploader", &[]).await;
+    let id = latch.start_run("bench-echo", json!({ "token": "upload:imp-1" })).await;
+    latch.wait_for(&id, "waiting").await;
+    // The token is live: another run cannot take it.
+    let rival = latch.start_run("bench-echo", json!({ "token": "upload:imp-1" })).await;
+    assert_eq!(latch.wait_for(&rival, "failed").await["error"]["code"], "token-taken");
+
+    let resume = |token: &str| latch.http.post(format!("{}/v1/hooks/{token}", latch.base));
+    let (status, body) = send(resume("upload:imp-1").json(&json!({ "blobToken": "b-1" }))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing-key"));
+    let (status, body) = send(resume("upload:nope").bearer_auth(&key).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-webhook"));
+    let (status, body) = send(resume("upload:imp-1").bearer_auth(&key).json(&json!({ "blobToken": "b-1" }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    latch.wait_for(&id, "completed").await;
+
+    let (_, requests) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    let request = &requests["requests"][0];
+    assert_eq!(request["data"], json!({ "blobToken": "b-1" }));
+    assert_eq!(request["caller"], json!({ "kind": "api-key", "name": "uploader", "roles": [] }));
+    assert_eq!(request["state"], "delivered");
+}

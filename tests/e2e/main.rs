@@ -6,6 +6,7 @@ mod cancel;
 mod durability;
 mod harness;
 mod ingress;
+mod ledger;
 mod limits;
 mod rules;
 mod runs;

@@ -119,3 +119,27 @@ async fn a_run_finishes_on_the_version_it_started_with() {
         module["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
     assert_eq!(versions, vec![first["version"]["version"].clone(), second["version"]["version"].clone()]);
 }
+
+#[tokio::test]
+async fn an_operator_sees_what_arrived_delivered_or_queued_with_credentials_redacted() {
+    let latch = start().await;
+    latch.upload_plugin("ticket-triage").await;
+    let id = latch.start_run("ticket-triage", json!({ "ticket_id": "T-3" })).await;
+    let sla_url = latch.waiting_url(&id).await;
+    let run = latch.run(&id).await;
+    let resolved_url = run["webhooks"][1]["url"].as_str().expect("second webhook").to_string();
+    let resolution = latch.http.post(&resolved_url).bearer_auth("token-of-the-ticketing-system");
+    send(resolution.json(&json!({ "resolved_by": "ana" }))).await;
+
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests?webhook=wh-2")).await;
+    let queued = &listed["requests"][0];
+    assert_eq!((queued["state"].clone(), queued["data"].clone()), (json!("queued"), json!({ "resolved_by": "ana" })));
+    let authorization = queued["headers"].as_array().expect("headers").iter().find(|h| h[0] == "authorization");
+    assert_eq!(authorization.map(|h| h[1].clone()), Some(json!("[redacted]")));
+
+    send(latch.http.post(&sla_url).json(&json!({ "sla_hours": 8 }))).await;
+    latch.wait_for(&id, "completed").await;
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    let states: Vec<_> = listed["requests"].as_array().expect("requests").iter().map(|r| r["state"].clone()).collect();
+    assert_eq!(states, vec![json!("delivered"), json!("delivered")]);
+}

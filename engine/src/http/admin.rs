@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::store::StoreError;
-use crate::store::records::{ApiKeyRecord, Event, RunRecord, RunStatus};
+use crate::store::records::{ApiKeyRecord, Event, RunRecord, RunStatus, WaitOutcome};
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -25,6 +25,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/events", get(get_events))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/runs/{id}/requests", get(get_requests))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{name}", axum::routing::delete(revoke_key))
         .route("/v1/secrets", get(list_secrets))
@@ -227,4 +228,34 @@ async fn delete_secret(State(app): State<Arc<AppState>>, Path(name): Path<String
     }
     app.store.flush().await?;
     Ok(Json(json!({ "name": name, "deleted": true })))
+}
+
+#[derive(Deserialize)]
+struct RequestFilter {
+    webhook: Option<String>,
+}
+
+/// What arrived for a run: calls it took (`delivered`) and calls still waiting for it
+/// (`queued`), with their headers (credentials were redacted when they arrived).
+async fn get_requests(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(filter): Query<RequestFilter>,
+) -> Result<Json<Value>, ApiError> {
+    load_run(&app, &id)?;
+    let delivered = app.store.events(&id)?.into_iter().filter_map(|record| match record.event {
+        Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(("delivered", *request)),
+        _ => None,
+    });
+    let queued = app.store.queued_requests(&id)?.into_iter().map(|request| ("queued", request));
+    let requests: Vec<Value> = delivered
+        .chain(queued)
+        .filter(|(_, request)| filter.webhook.as_ref().is_none_or(|w| *w == request.webhook))
+        .map(|(state, request)| {
+            let mut view = json!(request);
+            view["state"] = json!(state);
+            view
+        })
+        .collect();
+    Ok(Json(json!({ "requests": requests })))
 }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 use serde_json::{Map, Value};
 
 use super::{ApiError, AppState, parse_json, read_body};
@@ -23,7 +23,7 @@ use crate::store::records::{
 const KEY_PARAM: &str = "key";
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/hooks/{token}", any(call_hook))
+    Router::new().route("/hooks/{token}", any(call_hook)).route("/v1/hooks/{token}", post(resume_hook))
 }
 
 async fn call_hook(
@@ -53,39 +53,83 @@ async fn call_hook(
         Method::Get | Method::Delete => query_object(&query),
         Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
     };
-    check_schema(&hook, &data)?;
+    let call = Call { method, path: uri.path().to_string(), query, headers, data, caller };
+    deliver(&app, &hook, call).await
+}
+
+/// A call that passed its webhook's method and auth checks.
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    data: Value,
+    caller: Caller,
+}
+
+/// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
+/// `resumeHook(token, payload)`), with an API key; the JSON body is the payload. A webhook
+/// that asks for roles checks them against the key.
+async fn resume_hook(
+    State(app): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut headers = header_pairs(&headers);
+    let roles = |hook: &HookRecord| match &hook.auth {
+        HookAuth::Bearer { roles } => roles.clone(),
+        _ => Vec::new(),
+    };
+    let hook = app.store.hook(&token)?;
+    let required = hook.as_ref().map(roles).unwrap_or_default();
+    let caller = bearer_caller(&app, &headers, &required)?;
+    let hook = hook.ok_or_else(|| ApiError::not_found("unknown-webhook", "no webhook has this token"))?;
+    redact_credentials(&mut headers);
+    check_open(&hook)?;
+    let data = parse_json(&read_body(body, app.limits.max_body_bytes).await?)?;
+    let call = Call { method: Method::Post, path: uri.path().to_string(), query: Vec::new(), headers, data, caller };
+    deliver(&app, &hook, call).await
+}
+
+/// Checks a call against the webhook's rules, stores it durably for its run and answers
+/// as the webhook says: at once, or with the run's own answer.
+async fn deliver(app: &AppState, hook: &HookRecord, call: Call) -> Result<Response, ApiError> {
+    check_schema(hook, &call.data)?;
     if let Some(condition) = &hook.condition {
-        let call = CallView { method: method.as_str(), headers: &headers, query: &query, body: &data };
+        let view =
+            CallView { method: call.method.as_str(), headers: &call.headers, query: &call.query, body: &call.data };
         // Checked once the hook was made; a false condition leaves the run waiting.
-        if !rules::condition_holds(condition, &call).unwrap_or(false) {
+        if !rules::condition_holds(condition, &view).unwrap_or(false) {
             return Ok(not_activated());
         }
     }
     let request = RequestRecord {
         id: format!("rq-{}", app.store.next_id()?),
         webhook: format!("wh-{}", hook.number),
-        method,
-        path: uri.path().to_string(),
-        query,
-        headers,
-        data,
-        caller,
+        method: call.method,
+        path: call.path,
+        query: call.query,
+        headers: call.headers,
+        data: call.data,
+        caller: call.caller,
         received_at_ms: now_ms(),
     };
     match &hook.response {
         ResponseMode::Automatic { response } => {
-            app.executor.accept_call(&hook, &request).await?;
-            Ok(http_response(response, &hook, &request))
+            app.executor.accept_call(hook, &request).await?;
+            Ok(http_response(response, hook, &request))
         }
         ResponseMode::Manual { deadline_ms } => {
             let shared = app.executor.shared();
             let answer = shared.responses.hold(&request.id);
-            if let Err(e) = app.executor.accept_call(&hook, &request).await {
+            if let Err(e) = app.executor.accept_call(hook, &request).await {
                 shared.responses.forget(&request.id);
                 return Err(e.into());
             }
             match tokio::time::timeout(Duration::from_millis(u64::from(*deadline_ms)), answer).await {
-                Ok(Ok(response)) => Ok(http_response(&response, &hook, &request)),
+                Ok(Ok(response)) => Ok(http_response(&response, hook, &request)),
                 _ => {
                     shared.responses.forget(&request.id);
                     Err(ApiError::new(

@@ -364,6 +364,12 @@ impl Store {
         Ok(first.map(|(_, number)| number))
     }
 
+    /// Calls accepted for a run that it has not taken yet, in arrival order per webhook.
+    pub fn queued_requests(&self, run_id: &str) -> Result<Vec<RequestRecord>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
+        self.inbox.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
+    }
+
     /// Whether any call waits for the run, on any of its webhooks.
     pub fn has_any_request(&self, run_id: &str) -> Result<bool> {
         let Some(run_key) = keys::run(run_id) else { return Ok(false) };
