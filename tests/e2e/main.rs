@@ -12,6 +12,7 @@ mod rules;
 mod runs;
 mod steps;
 mod time;
+mod triggers;
 mod uploads;
 mod vendor;
 mod waits;

@@ -120,6 +120,17 @@ impl Executor {
 
     /// Creates a run on the module's latest version, durably, and starts driving it.
     pub async fn start_run(self: &Arc<Self>, module_name: &str, input: Value) -> Result<RunRecord, ExecError> {
+        self.start_run_from(module_name, input, None).await
+    }
+
+    /// Creates a run as `start_run` does, from a call to one of the module's triggers
+    /// when `trigger` is given (the run's start is that request).
+    pub async fn start_run_from(
+        self: &Arc<Self>,
+        module_name: &str,
+        input: Value,
+        trigger: Option<RequestRecord>,
+    ) -> Result<RunRecord, ExecError> {
         let store = &self.shared.store;
         let module = store.module(module_name)?.ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
         let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
@@ -137,7 +148,8 @@ impl Executor {
             waiting_on: Vec::new(),
             wake_at_ms: None,
         };
-        let started = event_record(0, Event::Started { input, start_ms: now, seed: rand::random() });
+        let trigger = trigger.map(Box::new);
+        let started = event_record(0, Event::Started { input, start_ms: now, seed: rand::random(), trigger });
         store.create_run(&run, &started)?;
         store.flush().await?;
         self.wake(&run.id);

@@ -115,6 +115,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Invalid(_) => "invalid-component",
             RuntimeError::WorldMismatch(_) => "world-mismatch",
             RuntimeError::DescribeFailed(_) => "describe-failed",
+            RuntimeError::BadTrigger { .. } => "bad-trigger",
             RuntimeError::Store(e) => return e.into(),
             RuntimeError::MissingVersion(_) | RuntimeError::Cache(_) | RuntimeError::Wasmtime(_) => {
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine", message);

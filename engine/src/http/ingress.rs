@@ -23,7 +23,10 @@ use crate::store::records::{
 const KEY_PARAM: &str = "key";
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/hooks/{token}", any(call_hook)).route("/v1/hooks/{token}", post(resume_hook))
+    Router::new()
+        .route("/hooks/{token}", any(call_hook))
+        .route("/v1/hooks/{token}", post(resume_hook))
+        .route("/t/{module}/{*suffix}", any(super::triggers::call_trigger))
 }
 
 async fn call_hook(
@@ -36,13 +39,13 @@ async fn call_hook(
 ) -> Result<Response, ApiError> {
     let hook =
         app.store.hook(&token)?.ok_or_else(|| ApiError::not_found("unknown-webhook", "no webhook has this token"))?;
-    let method = allowed_method(&hook, &method)?;
+    let method = allowed_method(&hook.methods, &method)?;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     // Signatures cover the raw body: it is read before the caller is checked.
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(&headers);
-    let caller = match authenticate(&app, &hook, &mut query, &headers, &body) {
+    let caller = match authenticate(&app, &hook.auth, &mut query, &headers, &body) {
         Ok(caller) => caller,
         Err(_) if hook.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
         Err(refusal) => return Err(refusal),
@@ -119,7 +122,7 @@ async fn deliver(app: &AppState, hook: &HookRecord, call: Call) -> Result<Respon
     match &hook.response {
         ResponseMode::Automatic { response } => {
             app.executor.accept_call(hook, &request).await?;
-            Ok(http_response(response, hook, &request))
+            Ok(http_response(response, &hook.run_id, &request.id))
         }
         ResponseMode::Manual { deadline_ms } => {
             let shared = app.executor.shared();
@@ -129,27 +132,23 @@ async fn deliver(app: &AppState, hook: &HookRecord, call: Call) -> Result<Respon
                 return Err(e.into());
             }
             match tokio::time::timeout(Duration::from_millis(u64::from(*deadline_ms)), answer).await {
-                Ok(Ok(response)) => Ok(http_response(&response, hook, &request)),
+                Ok(Ok(response)) => Ok(http_response(&response, &hook.run_id, &request.id)),
                 _ => {
                     shared.responses.forget(&request.id);
-                    Err(ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "response-timeout",
-                        format!("the run did not respond within {deadline_ms} ms; the call was delivered"),
-                    ))
+                    Err(response_timeout(*deadline_ms))
                 }
             }
         }
     }
 }
 
-fn allowed_method(hook: &HookRecord, method: &axum::http::Method) -> Result<Method, ApiError> {
-    Method::parse(method.as_str()).filter(|m| hook.methods.contains(m)).ok_or_else(|| {
-        let allow: Vec<&str> = hook.methods.iter().map(|m| m.as_str()).collect();
+pub(super) fn allowed_method(methods: &[Method], method: &axum::http::Method) -> Result<Method, ApiError> {
+    Method::parse(method.as_str()).filter(|m| methods.contains(m)).ok_or_else(|| {
+        let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
         let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
-            format!("this webhook takes {}", allow.join(", ")),
+            format!("this URL takes {}", allow.join(", ")),
         );
         error.allow = Some(allow.join(", "));
         error
@@ -158,7 +157,7 @@ fn allowed_method(hook: &HookRecord, method: &axum::http::Method) -> Result<Meth
 
 /// The answer to a caller that failed authentication on a webhook whose policy is to
 /// ignore such calls: a plain success that delivered nothing.
-fn not_activated() -> Response {
+pub(super) fn not_activated() -> Response {
     axum::Json(serde_json::json!({ "activated": false })).into_response()
 }
 
@@ -166,28 +165,36 @@ fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
-/// Checks the caller against the hook's auth; a key in the query is taken out of it.
-fn authenticate(
+/// Checks the caller against a webhook's or trigger's auth; a key in the query is taken
+/// out of it.
+pub(super) fn authenticate(
     app: &AppState,
-    hook: &HookRecord,
+    auth: &HookAuth,
     query: &mut Vec<(String, String)>,
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<Caller, ApiError> {
-    match &hook.auth {
+    match auth {
         HookAuth::None => Ok(Caller::Anonymous),
-        HookAuth::UrlKey { key_sha256 } => {
-            let key = query.iter().find(|(k, _)| k == KEY_PARAM).map(|(_, v)| v.clone());
-            query.retain(|(k, _)| k != KEY_PARAM);
-            match key {
-                Some(key) if crate::auth::key_matches(&key, key_sha256) => Ok(Caller::UrlKey),
-                Some(_) => Err(unauthorized("bad-key", "the URL's key is wrong")),
-                None => Err(unauthorized("missing-key", "this webhook's URL carries a `key`")),
-            }
+        HookAuth::QueryApiKey => {
+            let key = take_query_key(query).ok_or_else(|| unauthorized("missing-key", "this URL carries a `key`"))?;
+            api_key_caller(app, &key, &[])
         }
+        HookAuth::UrlKey { key_sha256 } => match take_query_key(query) {
+            Some(key) if crate::auth::key_matches(&key, key_sha256) => Ok(Caller::UrlKey),
+            Some(_) => Err(unauthorized("bad-key", "the URL's key is wrong")),
+            None => Err(unauthorized("missing-key", "this webhook's URL carries a `key`")),
+        },
         HookAuth::Bearer { roles } => bearer_caller(app, headers, roles),
         HookAuth::Signature { scheme, secret } => signed_caller(app, *scheme, secret, headers, body),
     }
+}
+
+/// The `key` query parameter, taken out so that it never reaches the run.
+fn take_query_key(query: &mut Vec<(String, String)>) -> Option<String> {
+    let key = query.iter().find(|(k, _)| k == KEY_PARAM).map(|(_, v)| v.clone());
+    query.retain(|(k, _)| k != KEY_PARAM);
+    key
 }
 
 fn bearer_caller(app: &AppState, headers: &[(String, String)], required: &[String]) -> Result<Caller, ApiError> {
@@ -195,8 +202,12 @@ fn bearer_caller(app: &AppState, headers: &[(String, String)], required: &[Strin
     let Some(presented) = presented else {
         return Err(unauthorized("missing-key", "send `Authorization: Bearer <api key>`"));
     };
+    api_key_caller(app, presented.trim(), required)
+}
+
+fn api_key_caller(app: &AppState, presented: &str, required: &[String]) -> Result<Caller, ApiError> {
     // Looked up by the key's digest: the key itself is never compared or stored.
-    let key = app.store.api_key(&crate::auth::digest(presented.trim()))?;
+    let key = app.store.api_key(&crate::auth::digest(presented))?;
     let key = key.ok_or_else(|| unauthorized("bad-key", "the API key is unknown or revoked"))?;
     let missing: Vec<&str> = required.iter().filter(|r| !key.roles.contains(r)).map(String::as_str).collect();
     if !missing.is_empty() {
@@ -246,7 +257,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Credentials never reach the run's log.
-fn redact_credentials(headers: &mut [(String, String)]) {
+pub(super) fn redact_credentials(headers: &mut [(String, String)]) {
     for (name, value) in headers {
         if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie") {
             *value = "[redacted]".into();
@@ -254,17 +265,29 @@ fn redact_credentials(headers: &mut [(String, String)]) {
     }
 }
 
+pub(super) fn response_timeout(deadline_ms: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "response-timeout",
+        format!("the run did not respond within {deadline_ms} ms; the call was delivered"),
+    )
+}
+
 fn check_schema(hook: &HookRecord, data: &Value) -> Result<(), ApiError> {
-    let Some(schema) = &hook.schema else { return Ok(()) };
-    let failures = rules::schema_failures(schema, data).unwrap_or_else(|e| vec![e.to_string()]);
+    match &hook.schema {
+        Some(schema) => check_against(schema, data, "the data does not match the webhook's schema"),
+        None => Ok(()),
+    }
+}
+
+/// A 422 listing every way `value` fails `schema`.
+pub(super) fn check_against(schema: &Value, value: &Value, what: &str) -> Result<(), ApiError> {
+    let failures = rules::schema_failures(schema, value).unwrap_or_else(|e| vec![e.to_string()]);
     if failures.is_empty() {
         return Ok(());
     }
-    let mut error = ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "schema-mismatch",
-        format!("the data does not match the webhook's schema: {}", failures.join("; ")),
-    );
+    let mut error =
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-mismatch", format!("{what}: {}", failures.join("; ")));
     error.details = Some(serde_json::json!({ "failures": failures }));
     Err(error)
 }
@@ -279,12 +302,12 @@ fn check_open(hook: &HookRecord) -> Result<(), ApiError> {
 }
 
 /// A GET's query as the run's data: `{name: value}`, the last value winning.
-fn query_object(query: &[(String, String)]) -> Value {
+pub(super) fn query_object(query: &[(String, String)]) -> Value {
     let map: Map<String, Value> = query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     Value::Object(map)
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(super) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
@@ -292,7 +315,7 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Turns a recorded response into HTTP, tagged with the ids an operator needs to trace it.
-fn http_response(response: &HttpResponse, hook: &HookRecord, request: &RequestRecord) -> Response {
+pub(super) fn http_response(response: &HttpResponse, run_id: &str, request_id: &str) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
     let mut out = Response::new(Body::from(response.body.clone()));
     *out.status_mut() = status;
@@ -305,7 +328,7 @@ fn http_response(response: &HttpResponse, hook: &HookRecord, request: &RequestRe
     if !response.body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    for (name, value) in [("latch-run-id", &hook.run_id), (super::error::RUN_ANSWER_HEADER, &request.id)] {
+    for (name, value) in [("latch-run-id", run_id), (super::error::RUN_ANSWER_HEADER, request_id)] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }

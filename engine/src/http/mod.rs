@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod ingress;
+mod triggers;
 
 use std::sync::Arc;
 

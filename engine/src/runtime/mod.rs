@@ -12,6 +12,7 @@ mod outbound;
 pub mod pending;
 mod responses;
 mod steps;
+mod triggers;
 mod waits;
 mod webhooks;
 
@@ -30,7 +31,7 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord, TriggerInfo};
+use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord};
 use crate::store::{Store, StoreError};
 use bindings::{Start, Workflow, WorkflowPre};
 use fault::HostFault;
@@ -90,6 +91,8 @@ pub enum RuntimeError {
     WorldMismatch(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),
+    #[error("trigger `{name}`: {problem}")]
+    BadTrigger { name: String, problem: String },
     #[error("module version {0} is not stored")]
     MissingVersion(String),
     #[error(transparent)]
@@ -261,15 +264,11 @@ impl Runtime {
             instance.call_describe(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
         Ok(ModuleInfo {
             description: info.description,
-            triggers: info
-                .triggers
-                .into_iter()
-                .map(|t| TriggerInfo {
-                    name: t.name,
-                    suffix: t.suffix,
-                    methods: t.methods.into_iter().map(webhooks::method_from_wit).collect(),
-                })
-                .collect(),
+            triggers: info.triggers.into_iter().map(triggers::trigger_from_wit).collect::<Result<Vec<_>, _>>()?,
+        })
+        .and_then(|info: ModuleInfo| {
+            triggers::check_distinct(&info.triggers)?;
+            Ok(info)
         })
     }
 
@@ -302,7 +301,7 @@ impl Runtime {
     /// Runs (replaying, then live) a run until it completes, fails or suspends. A
     /// completion or failure is appended to the log before it is returned.
     pub async fn execute(&self, run: RunRecord, events: Vec<EventRecord>) -> Outcome {
-        let Some(Event::Started { input, start_ms, seed }) = events.first().map(|e| e.event.clone()) else {
+        let Some(Event::Started { input, start_ms, seed, trigger }) = events.first().map(|e| e.event.clone()) else {
             return Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`"));
         };
         let pre = match self.instance_pre(&run.version).await {
@@ -322,7 +321,15 @@ impl Runtime {
         let outcome = if self.shared.live.is_cancelled(&store.data().run.id) {
             Outcome::Cancelled
         } else {
-            self.activate(&pre, &mut store, input, &stderr).await
+            let start = match trigger {
+                Some(request) => {
+                    // The start request may be answered by the run, like any delivered call.
+                    store.data_mut().delivered.insert(request.id.clone());
+                    Start::Trigger(waits::request_to_wit(*request))
+                }
+                None => Start::Api(input.to_string()),
+            };
+            self.activate(&pre, &mut store, start, &stderr).await
         };
         let terminal = match &outcome {
             Outcome::Completed(output) => Event::Completed { output: output.clone() },
@@ -341,10 +348,9 @@ impl Runtime {
         &self,
         pre: &WorkflowPre<HostState>,
         store: &mut wasmtime::Store<HostState>,
-        input: Value,
+        start: Start,
         stderr: &MemoryOutputPipe,
     ) -> Outcome {
-        let start = Start::Api(input.to_string());
         let result = match pre.instantiate_async(&mut *store).await {
             Ok(instance) => instance.call_run(&mut *store, &start).await,
             Err(e) => Err(e),

@@ -242,7 +242,7 @@ impl HostState {
     }
 }
 
-fn request_to_wit(request: RequestRecord) -> IncomingRequest {
+pub(super) fn request_to_wit(request: RequestRecord) -> IncomingRequest {
     IncomingRequest {
         id: request.id,
         webhook: request.webhook,

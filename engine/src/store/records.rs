@@ -34,11 +34,20 @@ pub struct ModuleInfo {
     pub triggers: Vec<TriggerInfo>,
 }
 
+/// A start trigger a module declared: calls to `/t/{module}/{suffix}` start runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerInfo {
     pub name: String,
     pub suffix: String,
     pub methods: Vec<Method>,
+    #[serde(default)]
+    pub auth: HookAuth,
+    #[serde(default)]
+    pub on_auth_failure: OnAuthFailure,
+    /// A JSON Schema over `{"method", "headers", "query", "body"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expects: Option<Value>,
+    pub response: ResponseMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +187,9 @@ pub enum HookAuth {
     None,
     /// A key embedded in the URL (`?key=`); only its sha256 (hex) is kept.
     UrlKey { key_sha256: String },
+    /// An API key (from `POST /v1/keys`) embedded in the URL as `?key=`: a start
+    /// trigger's "full URL" (Blink).
+    QueryApiKey,
     /// `Authorization: Bearer <api key>` with every one of these roles.
     Bearer { roles: Vec<String> },
     /// An HMAC signature with the secret stored under this name.
@@ -285,6 +297,9 @@ pub enum Event {
         input: Value,
         start_ms: u64,
         seed: u64,
+        /// The call to a start trigger that started the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger: Option<Box<RequestRecord>>,
     },
     Now {
         ms: u64,

@@ -32,8 +32,15 @@ pub struct Trigger {
     pub suffix: String,
     /// Accepted methods; empty means POST only.
     pub methods: Vec<Method>,
-    /// How callers must prove who they are.
+    /// How callers must prove who they are. `Auth::UrlKey` on a trigger means an API key
+    /// (from `POST /v1/keys`) in the URL's `?key=`.
     pub auth: Auth,
+    /// Whether a caller that fails authentication gets `200 {"activated":false}` (and no
+    /// run starts) instead of an error.
+    pub ignore_auth_failures: bool,
+    /// A JSON Schema over `{"method", "headers", "query", "body"}` (header names in lower
+    /// case); a call that does not match gets 422 and starts nothing.
+    pub expects: Option<serde_json::Value>,
     /// When and how callers are answered.
     pub response: ResponseMode,
 }
@@ -46,8 +53,22 @@ impl Trigger {
             suffix: suffix.into(),
             methods: vec![Method::Post],
             auth: Auth::None,
+            ignore_auth_failures: false,
+            expects: None,
             response: ResponseMode::default(),
         }
+    }
+
+    /// Requires calls to match this JSON Schema over `{"method", "headers", "query", "body"}`.
+    pub fn expects(mut self, schema: serde_json::Value) -> Self {
+        self.expects = Some(schema);
+        self
+    }
+
+    /// Answers callers that fail authentication `200 {"activated":false}` instead of an error.
+    pub fn ignore_auth_failures(mut self) -> Self {
+        self.ignore_auth_failures = true;
+        self
     }
 
     /// Accepts these methods instead of POST only.
@@ -88,6 +109,12 @@ impl From<Trigger> for wit::Trigger {
             suffix: trigger.suffix,
             methods: trigger.methods.into_iter().map(Into::into).collect(),
             auth: trigger.auth.into(),
+            on_auth_failure: if trigger.ignore_auth_failures {
+                wit::latch::workflow::types::AuthFailure::Ignore
+            } else {
+                wit::latch::workflow::types::AuthFailure::Error
+            },
+            expects: trigger.expects.map(|schema| schema.to_string()),
             response: trigger.response.into(),
         }
     }

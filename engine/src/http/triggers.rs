@@ -1,0 +1,120 @@
+//! Start triggers: a call to `/t/{module}/{suffix}` starts a run of the module's newest
+//! version whose start is that request (a Blink event-based webhook, FlowRunner's
+//! flow-starting External Callback, a Webhook listener with its Webhook Response).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::ingress::{
+    allowed_method, authenticate, check_against, header_pairs, http_response, not_activated, query_object,
+    redact_credentials, response_timeout,
+};
+use super::{ApiError, AppState, parse_json, read_body};
+use crate::clock::now_ms;
+use crate::store::records::{HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo};
+
+fn trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
+    let record = app
+        .store
+        .module(module)?
+        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
+    let version =
+        record.latest().ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
+    let found = version.info.triggers.iter().find(|t| t.suffix == suffix).cloned();
+    found.ok_or_else(|| {
+        ApiError::not_found("unknown-trigger", format!("module `{module}` has no trigger at `{suffix}`"))
+    })
+}
+
+/// What a trigger's `expects` schema sees of a call.
+fn expected_view(method: Method, headers: &[(String, String)], query: &[(String, String)], body: &Value) -> Value {
+    let headers: Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
+    json!({ "method": method.as_str(), "headers": headers, "query": query_object(query), "body": body })
+}
+
+/// An automatic answer with `{{run_id}}`, `{{request_id}}` and `{{module}}` filled in.
+fn fill(response: &HttpResponse, run_id: &str, request_id: &str, module: &str) -> HttpResponse {
+    let fill = |text: &str| {
+        text.replace("{{run_id}}", run_id).replace("{{request_id}}", request_id).replace("{{module}}", module)
+    };
+    HttpResponse {
+        status: response.status,
+        headers: response.headers.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+        body: fill(&response.body),
+    }
+}
+
+pub async fn call_trigger(
+    State(app): State<Arc<AppState>>,
+    Path((module, suffix)): Path<(String, String)>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let trigger = trigger(&app, &module, &suffix)?;
+    let method = allowed_method(&trigger.methods, &method)?;
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let body = read_body(body, app.limits.max_body_bytes).await?;
+    let mut headers = header_pairs(&headers);
+    let caller = match authenticate(&app, &trigger.auth, &mut query, &headers, &body) {
+        Ok(caller) => caller,
+        Err(_) if trigger.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
+        Err(refusal) => return Err(refusal),
+    };
+    redact_credentials(&mut headers);
+    // A GET's query is its data; a body's JSON otherwise (query parameters stay readable).
+    let data = match method {
+        Method::Get | Method::Delete => query_object(&query),
+        Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
+    };
+    if let Some(schema) = &trigger.expects {
+        let view = expected_view(method, &headers, &query, &data);
+        check_against(schema, &view, "the call does not match what the trigger expects")?;
+    }
+    let request = RequestRecord {
+        id: format!("rq-{}", app.store.next_id()?),
+        webhook: format!("trigger:{}", trigger.name),
+        method,
+        path: uri.path().to_string(),
+        query,
+        headers,
+        data: data.clone(),
+        caller,
+        received_at_ms: now_ms(),
+    };
+    let request_id = request.id.clone();
+    match &trigger.response {
+        ResponseMode::Automatic { response } => {
+            let run = app.executor.start_run_from(&module, data, Some(request)).await?;
+            Ok(http_response(&fill(response, &run.id, &request_id, &module), &run.id, &request_id))
+        }
+        ResponseMode::Manual { deadline_ms } => {
+            let shared = app.executor.shared();
+            // Held before the run exists: it may answer at once.
+            let answer = shared.responses.hold(&request_id);
+            let run = match app.executor.start_run_from(&module, data, Some(request)).await {
+                Ok(run) => run,
+                Err(e) => {
+                    shared.responses.forget(&request_id);
+                    return Err(e.into());
+                }
+            };
+            match tokio::time::timeout(Duration::from_millis(u64::from(*deadline_ms)), answer).await {
+                Ok(Ok(response)) => Ok(http_response(&response, &run.id, &request_id)),
+                _ => {
+                    shared.responses.forget(&request_id);
+                    Err(response_timeout(*deadline_ms))
+                }
+            }
+        }
+    }
+}
