@@ -93,3 +93,68 @@ async fn an_upload_whose_trigger_suffix_has_a_space_is_400_naming_it() {
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-trigger"));
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("`new orders`")), "{body}");
 }
+
+fn named(latch: &Latch, execution: &str) -> String {
+    format!("{}/t/order-approval/payment-confirmed?execution={execution}", latch.base)
+}
+
+#[tokio::test]
+async fn a_named_trigger_resumes_the_run_given_by_id_with_the_query_as_data() {
+    let latch = start().await;
+    latch.upload_plugin("order-approval").await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    let run = latch.wait_for(&id, "waiting").await;
+    assert_eq!(run["waiting_on"][0]["trigger"], "payment-confirmed");
+    assert!(run["waiting_on"][0]["url"].as_str().is_some_and(|u| u.ends_with(&format!("execution={id}"))), "{run}");
+
+    let alias = format!("{}/t/order-approval/payment-confirmed?executionId={id}&paid=42", latch.base);
+    let (status, body) = send(latch.http.get(alias)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": [id] })));
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["payment"], json!({ "paid": "42" }));
+
+    let (status, body) = send(latch.http.post(named(&latch, &id)).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-execution"), "a finished run");
+    let (status, body) =
+        send(latch.http.post(named(&latch, "01a20000-0000-7000-8000-000000000000")).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-execution"));
+}
+
+#[tokio::test]
+async fn any_resumes_the_longest_waiting_run_and_all_resumes_every_other() {
+    let latch = start().await;
+    latch.upload_plugin("order-approval").await;
+    let (status, body) = send(latch.http.post(named(&latch, "any")).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "nothing-waiting"));
+
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await;
+        latch.wait_for(&id, "waiting").await;
+        ids.push(id);
+    }
+    let (status, body) = send(latch.http.post(named(&latch, "any")).json(&json!({ "via": "any" }))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": [ids[0]] })));
+    assert_eq!(latch.wait_for(&ids[0], "completed").await["output"]["payment"], json!({ "via": "any" }));
+
+    let (status, body) = send(latch.http.post(named(&latch, "all")).json(&json!({ "via": "all" }))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": [ids[1], ids[2]] })));
+    for id in &ids[1..] {
+        assert_eq!(latch.wait_for(id, "completed").await["output"]["payment"], json!({ "via": "all" }));
+    }
+    let (status, body) = send(latch.http.post(named(&latch, "all")).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "nothing-waiting"));
+}
+
+#[tokio::test]
+async fn a_call_for_a_run_that_has_not_reached_the_trigger_is_kept_and_survives_a_restart() {
+    let mut latch = crate::harness::start_with(&["--hot-hold-ms", "0"]).await;
+    latch.upload_plugin("order-approval").await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-9" })).await;
+    // Straight after the start: the run may not wait yet; the call is kept either way.
+    let (status, _) = send(latch.http.post(named(&latch, &id)).json(&json!({ "early": true }))).await;
+    assert_eq!(status, StatusCode::OK);
+    latch.restart().await;
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["payment"], json!({ "early": true }));
+}

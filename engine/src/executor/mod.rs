@@ -27,6 +27,8 @@ pub enum ExecError {
     Gone,
     #[error("no run with id `{0}`")]
     UnknownRun(String),
+    #[error("no live run `{0}` of this module")]
+    UnknownExecution(String),
     #[error("run `{0}` has already ended ({1})")]
     Ended(String, &'static str),
     #[error(transparent)]
@@ -170,6 +172,45 @@ impl Executor {
         Ok(flushed?)
     }
 
+    /// Keeps a call to a module's named trigger for one run, durably, and wakes it. The
+    /// run must be a live run of that module; it takes the call when it waits there
+    /// (at once if it does already).
+    pub async fn accept_trigger_call(
+        self: &Arc<Self>,
+        module: &str,
+        name: &str,
+        run_id: &str,
+        request: &RequestRecord,
+    ) -> Result<(), ExecError> {
+        let store = &self.shared.store;
+        let run = store.run(run_id)?.filter(|r| r.module == module && !r.status.is_terminal());
+        if run.is_none() {
+            return Err(ExecError::UnknownExecution(run_id.to_string()));
+        }
+        store.deliver_to_trigger(run_id, name, request)?;
+        let flushed = store.flush().await;
+        self.wake(run_id);
+        Ok(flushed?)
+    }
+
+    /// The runs waiting at a module's named trigger now, longest waiting first. Entries
+    /// left behind by a crash (the run moved on) are dropped here.
+    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<String>, ExecError> {
+        let store = &self.shared.store;
+        let mut waiting = Vec::new();
+        for run_id in store.trigger_waiters(module, name)? {
+            let waits_here = store.run(&run_id)?.is_some_and(|r| {
+                r.status == RunStatus::Waiting && r.waiting_on.iter().any(|w| w.strip_prefix("trigger:") == Some(name))
+            });
+            if waits_here {
+                waiting.push(run_id);
+            } else {
+                store.remove_trigger_waiter(module, name, &run_id)?;
+            }
+        }
+        Ok(waiting)
+    }
+
     /// Makes sure the run makes progress: wakes its driver, or starts one.
     pub fn wake(self: &Arc<Self>, run_id: &str) {
         if self.shared.live.claim_or_notify(run_id) {
@@ -247,13 +288,20 @@ impl Executor {
             End::Cancelled => run.status = RunStatus::Cancelled,
         }
         // The record passed in may be older than the one the run's waits wrote.
-        let pending_timer = store.run(&run.id).ok().flatten().and_then(|r| r.wake_at_ms);
+        let stored = store.run(&run.id).ok().flatten();
+        let pending_timer = stored.as_ref().and_then(|r| r.wake_at_ms);
+        let waited_triggers: Vec<String> = stored
+            .map(|r| r.waiting_on.iter().filter_map(|w| w.strip_prefix("trigger:").map(str::to_string)).collect())
+            .unwrap_or_default();
         run.waiting_on.clear();
         run.wake_at_ms = None;
         run.updated_at_ms = now_ms();
         let written = self
             .close_webhooks(&run.id)
             .and_then(|()| pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)))
+            .and_then(|()| {
+                waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id))
+            })
             .and_then(|()| store.put_run(&run));
         self.shared.live.cancel_done(&run.id);
         let flushed = match written {

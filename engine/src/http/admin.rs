@@ -106,10 +106,17 @@ async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Re
             _ => None,
         })
         .collect();
-    let waiting_on: Vec<_> = webhooks
+    let public_url = &app.executor.shared().settings.public_url;
+    let waiting_on: Vec<_> = run
+        .waiting_on
         .iter()
-        .filter(|w| run.waiting_on.contains(&w.id))
-        .map(|w| json!({ "webhook": w.id, "url": w.url }))
+        .filter_map(|target| match target.strip_prefix("trigger:") {
+            Some(name) => Some(json!({
+                "trigger": name,
+                "url": format!("{public_url}/t/{}/{name}?execution={}", run.module, run.id),
+            })),
+            None => webhooks.iter().find(|w| w.id == *target).map(|w| json!({ "webhook": w.id, "url": w.url })),
+        })
         .collect();
     let mut view = json!(run);
     view["waiting_on"] = json!(waiting_on);

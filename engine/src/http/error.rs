@@ -99,6 +99,7 @@ impl From<ExecError> for ApiError {
             ExecError::UnknownModule(_) => ApiError::not_found("unknown-module", message),
             ExecError::Gone => ApiError::gone(message),
             ExecError::UnknownRun(_) => ApiError::not_found("unknown-run", message),
+            ExecError::UnknownExecution(_) => ApiError::not_found("unknown-execution", message),
             ExecError::Ended(..) => ApiError::new(StatusCode::CONFLICT, "run-ended", message),
             ExecError::Store(e) => e.into(),
             ExecError::Runtime(e) => e.into(),

@@ -1,6 +1,11 @@
-//! Start triggers: a call to `/t/{module}/{suffix}` starts a run of the module's newest
-//! version whose start is that request (a Blink event-based webhook, FlowRunner's
-//! flow-starting External Callback, a Webhook listener with its Webhook Response).
+//! Triggers at `/t/{module}/{suffix}`.
+//!
+//! - Start triggers: a call starts a run of the module's newest version whose start is
+//!   that request (a Blink event-based webhook, FlowRunner's flow-starting External
+//!   Callback, a Webhook listener with its Webhook Response).
+//! - Named mid-flow triggers (FlowRunner): with `?execution=<run id>|any|all` (or
+//!   `executionId`), the call resumes runs waiting at the trigger of that name: one run,
+//!   the one waiting longest, or every one waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::ingress::{
@@ -17,7 +22,7 @@ use super::ingress::{
 };
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::clock::now_ms;
-use crate::store::records::{HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo};
+use crate::store::records::{Caller, HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo};
 
 fn trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
     let record = app
@@ -59,10 +64,13 @@ pub async fn call_trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let trigger = trigger(&app, &module, &suffix)?;
-    let method = allowed_method(&trigger.methods, &method)?;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    if let Some(execution) = take_execution(&mut query) {
+        return resume_named(&app, &module, &suffix, &execution, &method, query, &uri, &headers, body).await;
+    }
+    let trigger = trigger(&app, &module, &suffix)?;
+    let method = allowed_method(&trigger.methods, &method)?;
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(&headers);
     let caller = match authenticate(&app, &trigger.auth, &mut query, &headers, &body) {
@@ -117,4 +125,66 @@ pub async fn call_trigger(
             }
         }
     }
+}
+
+/// The `execution` (or `executionId`) parameter, taken out of the call's data.
+fn take_execution(query: &mut Vec<(String, String)>) -> Option<String> {
+    let execution = query.iter().find(|(k, _)| k == "execution" || k == "executionId").map(|(_, v)| v.clone());
+    query.retain(|(k, _)| k != "execution" && k != "executionId");
+    execution
+}
+
+/// A call to a named mid-flow trigger: a GET's query (less `execution`) or a POST's JSON
+/// body is the data. Answers `{"resumed": [run ids]}`; 404 when nothing waits (`any`,
+/// `all`) or the run is unknown, finished or of another module.
+#[allow(clippy::too_many_arguments)]
+async fn resume_named(
+    app: &Arc<AppState>,
+    module: &str,
+    name: &str,
+    execution: &str,
+    method: &axum::http::Method,
+    query: Vec<(String, String)>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let method = allowed_method(&[Method::Get, Method::Post], method)?;
+    let body = read_body(body, app.limits.max_body_bytes).await?;
+    let mut headers = header_pairs(headers);
+    redact_credentials(&mut headers);
+    let data = match method {
+        Method::Post => parse_json(&body)?,
+        _ => query_object(&query),
+    };
+    let targets = match execution {
+        "any" | "all" => {
+            let waiting = app.executor.trigger_waiters(module, name)?;
+            if waiting.is_empty() {
+                return Err(ApiError::not_found(
+                    "nothing-waiting",
+                    format!("no run of `{module}` waits at trigger `{name}`"),
+                ));
+            }
+            if execution == "any" { waiting.into_iter().take(1).collect() } else { waiting }
+        }
+        run_id => vec![run_id.to_string()],
+    };
+    let mut resumed = Vec::new();
+    for run_id in targets {
+        let request = RequestRecord {
+            id: format!("rq-{}", app.store.next_id()?),
+            webhook: format!("trigger:{name}"),
+            method,
+            path: uri.path().to_string(),
+            query: query.clone(),
+            headers: headers.clone(),
+            data: data.clone(),
+            caller: Caller::Anonymous,
+            received_at_ms: now_ms(),
+        };
+        app.executor.accept_trigger_call(module, name, &run_id, &request).await?;
+        resumed.push(run_id);
+    }
+    Ok(axum::Json(json!({ "resumed": resumed })).into_response())
 }

@@ -23,6 +23,7 @@ use crate::store::records::{Caller, Event, RequestRecord, RunStatus, WaitOutcome
 /// A wait as the guest asked for it; timers relative or absolute.
 enum Wanted {
     Webhook(String),
+    Trigger(String),
     TimerIn(u64),
     TimerAt(u64),
 }
@@ -39,9 +40,20 @@ struct AwaitedHook {
 struct Awaited {
     targets: Vec<WaitTarget>,
     hooks: Vec<AwaitedHook>,
+    /// Named triggers, with their positions in the targets.
+    triggers: Vec<(u32, String)>,
     /// When the wait must be looked at again without a call: its earliest timer or
     /// webhook expiry. A durable timer is set for it.
     wake_at_ms: Option<u64>,
+}
+
+/// Trigger names appear in URLs and in store keys (which a zero byte separates).
+fn check_trigger_name(name: &str) -> Result<(), HostFault> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if name.is_empty() || name.len() > 100 || !name.chars().all(legal) {
+        return Err(HostFault::Misuse(format!("trigger name `{name}` must be letters, digits, `-`, `_` or `.`")));
+    }
+    Ok(())
 }
 
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -56,6 +68,7 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 fn same_target(recorded: &WaitTarget, wanted: &Wanted) -> bool {
     match (recorded, wanted) {
         (WaitTarget::Webhook { id }, Wanted::Webhook(wanted)) => id == wanted,
+        (WaitTarget::Trigger { name }, Wanted::Trigger(wanted)) => name == wanted,
         (WaitTarget::Timer { .. }, Wanted::TimerIn(_) | Wanted::TimerAt(_)) => true,
         _ => false,
     }
@@ -97,6 +110,10 @@ impl HostState {
                     self.webhook(id)?;
                     WaitTarget::Webhook { id: id.clone() }
                 }
+                Wanted::Trigger(name) => {
+                    check_trigger_name(name)?;
+                    WaitTarget::Trigger { name: name.clone() }
+                }
                 Wanted::TimerIn(ms) => WaitTarget::Timer { at_ms: now.saturating_add(*ms) },
                 Wanted::TimerAt(at_ms) => WaitTarget::Timer { at_ms: *at_ms },
             });
@@ -112,9 +129,15 @@ impl HostState {
             return Ok((index, result));
         }
         let mut hooks = Vec::new();
+        let mut triggers = Vec::new();
         let mut wake_at_ms = None;
         for (index, target) in targets.iter().enumerate() {
             match target {
+                WaitTarget::Trigger { name } => {
+                    // Registered for `any` and `all` callers (again, harmlessly, on a replay).
+                    self.shared.store.add_trigger_waiter(&self.run.module, name, &self.run.id, now_ms())?;
+                    triggers.push((index as u32, name.clone()));
+                }
                 WaitTarget::Webhook { id } => {
                     let (number, info) = self.webhook(id)?;
                     let token = info.token.clone();
@@ -133,7 +156,7 @@ impl HostState {
         }
         // Parked time is not the guest's CPU time.
         self.cpu.pause();
-        let ended = self.wait_live(Awaited { targets, hooks, wake_at_ms }).await;
+        let ended = self.wait_live(Awaited { targets, hooks, triggers, wake_at_ms }).await;
         self.cpu.resume();
         ended
     }
@@ -143,20 +166,36 @@ impl HostState {
     fn try_end_wait(&mut self, awaited: &Awaited) -> Result<Option<(u32, WaitOutcome)>, HostFault> {
         let store = self.shared.store.clone();
         let numbers: Vec<u32> = awaited.hooks.iter().map(|h| h.number).collect();
-        if let Some(number) = store.first_arrival(&self.run.id, &numbers)? {
-            let index = awaited.hooks.iter().find(|h| h.number == number).map_or(0, |h| h.index);
-            let seq = self.journal.next_seq();
-            let taken = store.take_request(&self.run.id, number, |request| {
+        let first_on_hook = store.first_arrival(&self.run.id, &numbers)?;
+        let mut first_on_trigger: Option<(u64, u32, &str)> = None;
+        for (index, name) in &awaited.triggers {
+            if let Some(arrival) = store.first_trigger_arrival(&self.run.id, name)?
+                && first_on_trigger.is_none_or(|(earliest, ..)| arrival < earliest)
+            {
+                first_on_trigger = Some((arrival, *index, name));
+            }
+        }
+        let seq = self.journal.next_seq();
+        let delivered = |index: u32| {
+            move |request| {
                 event_record(
                     seq,
                     Event::WaitEnded { index, result: WaitOutcome::Request { request: Box::new(request) } },
                 )
-            })?;
-            if let Some(record) = taken {
-                self.journal.push(record.event.clone());
-                if let Event::WaitEnded { index, result } = record.event {
-                    return Ok(Some((index, result)));
-                }
+            }
+        };
+        let taken = match (first_on_hook, first_on_trigger) {
+            (Some((hook_arrival, number)), trigger) if trigger.is_none_or(|(arrival, ..)| hook_arrival < arrival) => {
+                let index = awaited.hooks.iter().find(|h| h.number == number).map_or(0, |h| h.index);
+                store.take_request(&self.run.id, number, delivered(index))?
+            }
+            (_, Some((_, index, name))) => store.take_trigger_request(&self.run.id, name, delivered(index))?,
+            _ => None,
+        };
+        if let Some(record) = taken {
+            self.journal.push(record.event.clone());
+            if let Event::WaitEnded { index, result } = record.event {
+                return Ok(Some((index, result)));
             }
         }
         let now = now_ms();
@@ -189,6 +228,7 @@ impl HostState {
         shared.store.flush().await?;
         let waiting_on = awaited.targets.iter().filter_map(|t| match t {
             WaitTarget::Webhook { id } => Some(id.clone()),
+            WaitTarget::Trigger { name } => Some(format!("trigger:{name}")),
             WaitTarget::Timer { .. } => None,
         });
         self.set_status(RunStatus::Waiting, waiting_on.collect(), awaited.wake_at_ms)?;
@@ -202,6 +242,9 @@ impl HostState {
                 if let Some(at) = awaited.wake_at_ms {
                     shared.store.remove_timer(at, &self.run.id)?;
                 }
+                for (_, name) in &awaited.triggers {
+                    shared.store.remove_trigger_waiter(&self.run.module, name, &self.run.id)?;
+                }
                 self.set_status(RunStatus::Running, Vec::new(), None)?;
                 return Ok(ended);
             }
@@ -213,6 +256,10 @@ impl HostState {
                 // here on finds no driver and starts a new one.
                 let suspended = shared.live.release_unless(run_id, || {
                     awaited.hooks.iter().any(|h| store.has_request(run_id, h.number).unwrap_or(true))
+                        || awaited
+                            .triggers
+                            .iter()
+                            .any(|(_, name)| store.first_trigger_arrival(run_id, name).map_or(true, |a| a.is_some()))
                         || awaited.wake_at_ms.is_some_and(|at| now_ms() >= at)
                         || shared.live.is_cancelled(run_id)
                 });
@@ -274,6 +321,7 @@ impl Host for HostState {
             .into_iter()
             .map(|w| match w {
                 Waitable::Webhook(id) => Wanted::Webhook(id),
+                Waitable::Trigger(name) => Wanted::Trigger(name),
                 Waitable::Timer(ms) => Wanted::TimerIn(ms),
                 Waitable::Deadline(at_ms) => Wanted::TimerAt(at_ms),
             })

@@ -20,6 +20,30 @@ pub fn inbox(run: &RunKey, webhook: u32, arrival: u64) -> Vec<u8> {
     [run.as_slice(), &webhook.to_be_bytes(), &arrival.to_be_bytes()].concat()
 }
 
+/// A named trigger's inbox for a run: run, name, a zero byte (names have none), arrival.
+pub fn trigger_inbox_prefix(run: &RunKey, name: &str) -> Vec<u8> {
+    [run.as_slice(), name.as_bytes(), &[0]].concat()
+}
+
+pub fn trigger_inbox(run: &RunKey, name: &str, arrival: u64) -> Vec<u8> {
+    [trigger_inbox_prefix(run, name).as_slice(), &arrival.to_be_bytes()].concat()
+}
+
+/// Runs waiting at a module's named trigger: module, zero, name, zero, then the run.
+pub fn trigger_waiters_prefix(module: &str, name: &str) -> Vec<u8> {
+    [module.as_bytes(), &[0], name.as_bytes(), &[0]].concat()
+}
+
+pub fn trigger_waiter(module: &str, name: &str, run: &RunKey) -> Vec<u8> {
+    [trigger_waiters_prefix(module, name).as_slice(), run].concat()
+}
+
+/// The run id at the end of a trigger-waiter key.
+pub fn trigger_waiter_run(key: &[u8]) -> Option<String> {
+    let run = key.get(key.len().checked_sub(16)?..)?;
+    uuid::Uuid::from_slice(run).ok().map(|u| u.to_string())
+}
+
 /// The arrival number at the end of an inbox key.
 pub fn inbox_arrival(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.get(key.len().checked_sub(8)?..)?.try_into().ok()?))

@@ -66,6 +66,10 @@ pub struct Store {
     secrets: sled::Tree,
     /// Ids of signed messages already accepted, with when they may be forgotten.
     seen_messages: sled::Tree,
+    /// Calls to named triggers, per run, until the run takes them.
+    trigger_inbox: sled::Tree,
+    /// Runs waiting at a module's named trigger; the value is when the wait began.
+    trigger_waiters: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -110,6 +114,8 @@ impl Store {
             key_names: db.open_tree("key_names")?,
             secrets: db.open_tree("secrets")?,
             seen_messages: db.open_tree("seen_messages")?,
+            trigger_inbox: db.open_tree("trigger_inbox")?,
+            trigger_waiters: db.open_tree("trigger_waiters")?,
             commit: GroupCommit::start(db.clone())?,
             db,
         })
@@ -349,8 +355,9 @@ impl Store {
         Ok(self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).next().transpose()?.is_some())
     }
 
-    /// Of the given webhooks of a run, the one whose oldest waiting call came first.
-    pub fn first_arrival(&self, run_id: &str, numbers: &[u32]) -> Result<Option<u32>> {
+    /// Of the given webhooks of a run, the one whose oldest waiting call came first, with
+    /// that call's arrival number.
+    pub fn first_arrival(&self, run_id: &str, numbers: &[u32]) -> Result<Option<(u64, u32)>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(None) };
         let mut first: Option<(u64, u32)> = None;
         for &number in numbers {
@@ -361,7 +368,7 @@ impl Store {
                 }
             }
         }
-        Ok(first.map(|(_, number)| number))
+        Ok(first)
     }
 
     /// Calls accepted for a run that it has not taken yet, in arrival order per webhook.
@@ -370,10 +377,80 @@ impl Store {
         self.inbox.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
     }
 
-    /// Whether any call waits for the run, on any of its webhooks.
+    /// Whether any call waits for the run, on any of its webhooks or named triggers.
     pub fn has_any_request(&self, run_id: &str) -> Result<bool> {
         let Some(run_key) = keys::run(run_id) else { return Ok(false) };
-        Ok(self.inbox.scan_prefix(run_key).next().transpose()?.is_some())
+        Ok(self.inbox.scan_prefix(run_key).next().transpose()?.is_some()
+            || self.trigger_inbox.scan_prefix(run_key).next().transpose()?.is_some())
+    }
+
+    // --- named triggers -----------------------------------------------------------------
+
+    /// Keeps a call to a named trigger for a run (durable once flushed).
+    pub fn deliver_to_trigger(&self, run_id: &str, name: &str, request: &RequestRecord) -> Result<()> {
+        let run_key = keys::run(run_id).ok_or_else(not_a_run_id)?;
+        self.trigger_inbox.insert(keys::trigger_inbox(&run_key, name, self.next_id()?), encode(request)?)?;
+        Ok(())
+    }
+
+    /// The arrival number of the oldest call to a run's named trigger.
+    pub fn first_trigger_arrival(&self, run_id: &str, name: &str) -> Result<Option<u64>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(None) };
+        let first = self.trigger_inbox.scan_prefix(keys::trigger_inbox_prefix(&run_key, name)).keys().next();
+        Ok(first.transpose()?.and_then(|key| keys::inbox_arrival(&key)))
+    }
+
+    /// Takes the oldest call to a run's named trigger and records its delivery as the
+    /// event `make_event` builds, in one transaction.
+    pub fn take_trigger_request(
+        &self,
+        run_id: &str,
+        name: &str,
+        make_event: impl FnOnce(RequestRecord) -> EventRecord,
+    ) -> Result<Option<EventRecord>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(None) };
+        let Some(first) = self.trigger_inbox.scan_prefix(keys::trigger_inbox_prefix(&run_key, name)).next() else {
+            return Ok(None);
+        };
+        let (inbox_key, bytes) = first?;
+        let record = make_event(decode(&bytes)?);
+        let event_key = keys::event(&run_key, record.seq);
+        let event_bytes = encode(&record)?;
+        untx((&self.trigger_inbox, &self.events).transaction(|(inbox, events)| {
+            inbox.remove(&inbox_key)?;
+            events.insert(event_key.as_slice(), event_bytes.as_slice())?;
+            Ok(())
+        }))?;
+        Ok(Some(record))
+    }
+
+    /// Notes that a run waits at a module's named trigger (for `any` and `all`).
+    pub fn add_trigger_waiter(&self, module: &str, name: &str, run_id: &str, since: u64) -> Result<()> {
+        if let Some(run_key) = keys::run(run_id) {
+            self.trigger_waiters.insert(keys::trigger_waiter(module, name, &run_key), &since.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_trigger_waiter(&self, module: &str, name: &str, run_id: &str) -> Result<()> {
+        if let Some(run_key) = keys::run(run_id) {
+            self.trigger_waiters.remove(keys::trigger_waiter(module, name, &run_key))?;
+        }
+        Ok(())
+    }
+
+    /// The runs waiting at a module's named trigger, longest waiting first.
+    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<String>> {
+        let mut waiters = Vec::new();
+        for item in self.trigger_waiters.scan_prefix(keys::trigger_waiters_prefix(module, name)) {
+            let (key, since) = item?;
+            let since = since.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+            if let Some(run) = keys::trigger_waiter_run(&key) {
+                waiters.push((since, run));
+            }
+        }
+        waiters.sort();
+        Ok(waiters.into_iter().map(|(_, run)| run).collect())
     }
 
     /// Takes the oldest call on a run's webhook and records its delivery as the event

@@ -277,8 +277,16 @@ impl WebhookInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum WaitTarget {
-    Webhook { id: String },
-    Timer { at_ms: u64 },
+    Webhook {
+        id: String,
+    },
+    /// A call to the module's named trigger for this run.
+    Trigger {
+        name: String,
+    },
+    Timer {
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ pub use http::{Auth, Caller, Method, Request, Response, ResponseMode, SignatureS
 pub use module::{ModuleInfo, Trigger};
 pub use outbound::{HttpRequest, HttpResponse};
 pub use step::{RetryPolicy, StepError, step};
-pub use wait::{Outcome, Selected, Waitable, select, sleep, sleep_until};
+pub use wait::{Outcome, Selected, Waitable, select, sleep, sleep_until, wait_trigger};
 pub use webhook::{Webhook, WebhookOptions};
 
 use serde::de::DeserializeOwned;

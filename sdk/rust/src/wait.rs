@@ -6,6 +6,9 @@ use crate::{Request, Webhook};
 pub enum Waitable<'a> {
     /// The next call on this webhook.
     Webhook(&'a Webhook),
+    /// The next call to the module's named trigger for this run:
+    /// `/t/{module}/{name}?execution=<run id>|any|all`.
+    Trigger(&'a str),
     /// A durable timer this many milliseconds from now.
     Timer(u64),
     /// A durable timer at this moment, in milliseconds since the Unix epoch.
@@ -41,6 +44,7 @@ pub fn select(waitables: &[Waitable<'_>]) -> Selected {
         .iter()
         .map(|w| match w {
             Waitable::Webhook(hook) => waits::Waitable::Webhook(hook.id().to_string()),
+            Waitable::Trigger(name) => waits::Waitable::Trigger(name.to_string()),
             Waitable::Timer(ms) => waits::Waitable::Timer(*ms),
             Waitable::Deadline(at) => waits::Waitable::Deadline(*at),
         })
@@ -53,6 +57,18 @@ pub fn select(waitables: &[Waitable<'_>]) -> Selected {
             waits::NextResult::Closed => Outcome::Closed,
             waits::NextResult::TimedOut => Outcome::TimedOut,
         },
+    }
+}
+
+/// Waits at the module's named trigger (FlowRunner's mid-flow External Callback) until a
+/// call to `/t/{module}/{name}?execution=<this run's id>|any|all` resumes the run, or
+/// `timeout_ms` pass (`None`). A call that came before the wait is taken at once.
+pub fn wait_trigger(name: &str, timeout_ms: Option<u64>) -> Option<Request> {
+    let mut waitables = vec![Waitable::Trigger(name)];
+    waitables.extend(timeout_ms.map(Waitable::Timer));
+    match select(&waitables).outcome {
+        Outcome::Request(request) => Some(request),
+        Outcome::Closed | Outcome::TimedOut => None,
     }
 }
 
