@@ -158,3 +158,32 @@ async fn a_call_for_a_run_that_has_not_reached_the_trigger_is_kept_and_survives_
     let run = latch.wait_for(&id, "completed").await;
     assert_eq!(run["output"]["payment"], json!({ "early": true }));
 }
+
+#[tokio::test]
+async fn a_declared_named_trigger_checks_its_callers_roles_and_its_condition() {
+    let latch = start().await;
+    latch.upload_plugin("order-approval").await;
+    let make_key = |name: &str, roles: serde_json::Value| {
+        let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
+        request.json(&json!({ "name": name, "roles": roles }))
+    };
+    let payments = send(make_key("psp", json!(["payments"]))).await.1["key"].as_str().expect("key").to_string();
+    let other = send(make_key("crm", json!([]))).await.1["key"].as_str().expect("key").to_string();
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-5", "trigger": "payment-verified" })).await;
+    latch.wait_for(&id, "waiting").await;
+    let verified = format!("{}/t/order-approval/payment-verified?execution={id}", latch.base);
+
+    let (status, body) = send(latch.http.post(&verified).json(&json!({ "status": "confirmed" }))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing-key"));
+    let (status, body) =
+        send(latch.http.post(&verified).bearer_auth(&other).json(&json!({ "status": "confirmed" }))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "missing-role"));
+    let processing = latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "processing" }));
+    assert_eq!(send(processing).await, (StatusCode::OK, json!({ "activated": false })));
+    assert_eq!(latch.run(&id).await["status"], "waiting");
+
+    let confirmed = latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "confirmed" }));
+    assert_eq!(send(confirmed).await, (StatusCode::OK, json!({ "resumed": [id] })));
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["caller"], "psp", "the caller's identity reached the run");
+}

@@ -22,7 +22,10 @@ use super::ingress::{
 };
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::clock::now_ms;
-use crate::store::records::{Caller, HttpResponse, Method, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo};
+use crate::rules::{self, CallView};
+use crate::store::records::{
+    Caller, HttpResponse, Method, NamedTriggerInfo, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo,
+};
 
 fn trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
     let record = app
@@ -127,6 +130,15 @@ pub async fn call_trigger(
     }
 }
 
+/// How the module's newest version wants calls to its named trigger checked, if it says.
+fn named_trigger(app: &AppState, module: &str, name: &str) -> Result<Option<NamedTriggerInfo>, ApiError> {
+    let record = app
+        .store
+        .module(module)?
+        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
+    Ok(record.latest().and_then(|v| v.info.named_triggers.iter().find(|t| t.name == name).cloned()))
+}
+
 /// The `execution` (or `executionId`) parameter, taken out of the call's data.
 fn take_execution(query: &mut Vec<(String, String)>) -> Option<String> {
     let execution = query.iter().find(|(k, _)| k == "execution" || k == "executionId").map(|(_, v)| v.clone());
@@ -152,11 +164,28 @@ async fn resume_named(
     let method = allowed_method(&[Method::Get, Method::Post], method)?;
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(headers);
+    let mut query = query;
+    let declared = named_trigger(app, module, name)?;
+    let caller = match &declared {
+        Some(declared) => match authenticate(app, &declared.auth, &mut query, &headers, &body) {
+            Ok(caller) => caller,
+            Err(_) if declared.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
+            Err(refusal) => return Err(refusal),
+        },
+        None => Caller::Anonymous,
+    };
     redact_credentials(&mut headers);
     let data = match method {
         Method::Post => parse_json(&body)?,
         _ => query_object(&query),
     };
+    if let Some(condition) = declared.as_ref().and_then(|d| d.condition.as_ref()) {
+        let view = CallView { method: method.as_str(), headers: &headers, query: &query, body: &data };
+        // A false condition: the call is ignored and the runs stay paused.
+        if !rules::condition_holds(condition, &view).unwrap_or(false) {
+            return Ok(not_activated());
+        }
+    }
     let targets = match execution {
         "any" | "all" => {
             let waiting = app.executor.trigger_waiters(module, name)?;
@@ -180,7 +209,7 @@ async fn resume_named(
             query: query.clone(),
             headers: headers.clone(),
             data: data.clone(),
-            caller: Caller::Anonymous,
+            caller: caller.clone(),
             received_at_ms: now_ms(),
         };
         app.executor.accept_trigger_call(module, name, &run_id, &request).await?;

@@ -262,14 +262,17 @@ impl Runtime {
             pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
         let info =
             instance.call_describe(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
-        Ok(ModuleInfo {
+        let module = ModuleInfo {
             description: info.description,
             triggers: info.triggers.into_iter().map(triggers::trigger_from_wit).collect::<Result<Vec<_>, _>>()?,
-        })
-        .and_then(|info: ModuleInfo| {
-            triggers::check_distinct(&info.triggers)?;
-            Ok(info)
-        })
+            named_triggers: info
+                .named_triggers
+                .into_iter()
+                .map(triggers::named_trigger_from_wit)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        triggers::check_distinct(&module.triggers)?;
+        Ok(module)
     }
 
     fn new_store(

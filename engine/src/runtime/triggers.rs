@@ -4,11 +4,11 @@
 //! refused there, naming the trigger.
 
 use super::RuntimeError;
-use super::bindings::Trigger;
 use super::bindings::types::{Auth, AuthFailure, ResponseMode as WitResponseMode};
+use super::bindings::{NamedTrigger, Trigger};
 use super::webhooks::{method_from_wit, scheme_from_wit};
 use crate::rules;
-use crate::store::records::{HookAuth, Method, OnAuthFailure, ResponseMode, TriggerInfo};
+use crate::store::records::{HookAuth, Method, NamedTriggerInfo, OnAuthFailure, ResponseMode, TriggerInfo};
 
 /// The statuses an automatic answer may have (the "Webhook Response" step's choices).
 const AUTOMATIC_STATUSES: [u16; 4] = [200, 201, 202, 204];
@@ -30,17 +30,46 @@ fn check_suffix(name: &str, suffix: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-pub fn trigger_from_wit(trigger: Trigger) -> Result<TriggerInfo, RuntimeError> {
-    let name = trigger.name;
-    check_suffix(&name, &trigger.suffix)?;
-    let auth = match trigger.auth {
+/// A trigger's auth: `url-key` is an API key in the URL's `?key=`.
+fn auth_from_wit(auth: Auth) -> HookAuth {
+    match auth {
         Auth::None => HookAuth::None,
         Auth::UrlKey => HookAuth::QueryApiKey,
         Auth::Bearer(roles) => HookAuth::Bearer { roles },
         Auth::Signature(signature) => {
             HookAuth::Signature { scheme: scheme_from_wit(signature.scheme), secret: signature.secret }
         }
-    };
+    }
+}
+
+fn on_failure_from_wit(on_failure: AuthFailure) -> OnAuthFailure {
+    match on_failure {
+        AuthFailure::Error => OnAuthFailure::Error,
+        AuthFailure::Ignore => OnAuthFailure::Ignore,
+    }
+}
+
+pub fn named_trigger_from_wit(trigger: NamedTrigger) -> Result<NamedTriggerInfo, RuntimeError> {
+    let name = trigger.name;
+    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if name.is_empty() || !name.chars().all(legal) {
+        return Err(bad(&name, "a named trigger's name is letters, digits, `-`, `_` or `.`"));
+    }
+    if let Some(condition) = &trigger.condition {
+        rules::check_condition(condition).map_err(|e| bad(&name, e.to_string()))?;
+    }
+    Ok(NamedTriggerInfo {
+        auth: auth_from_wit(trigger.auth),
+        on_auth_failure: on_failure_from_wit(trigger.on_auth_failure),
+        condition: trigger.condition,
+        name,
+    })
+}
+
+pub fn trigger_from_wit(trigger: Trigger) -> Result<TriggerInfo, RuntimeError> {
+    let name = trigger.name;
+    check_suffix(&name, &trigger.suffix)?;
+    let auth = auth_from_wit(trigger.auth);
     let expects = match trigger.expects {
         Some(text) => {
             let schema = serde_json::from_str(&text).map_err(|e| bad(&name, format!("`expects` is not JSON: {e}")))?;
@@ -63,10 +92,7 @@ pub fn trigger_from_wit(trigger: Trigger) -> Result<TriggerInfo, RuntimeError> {
     if methods.is_empty() {
         methods.push(Method::Post);
     }
-    let on_auth_failure = match trigger.on_auth_failure {
-        AuthFailure::Error => OnAuthFailure::Error,
-        AuthFailure::Ignore => OnAuthFailure::Ignore,
-    };
+    let on_auth_failure = on_failure_from_wit(trigger.on_auth_failure);
     Ok(TriggerInfo { name, suffix: trigger.suffix, methods, auth, on_auth_failure, expects, response })
 }
 

@@ -32,6 +32,20 @@ pub struct ModuleVersion {
 pub struct ModuleInfo {
     pub description: String,
     pub triggers: Vec<TriggerInfo>,
+    #[serde(default)]
+    pub named_triggers: Vec<NamedTriggerInfo>,
+}
+
+/// How calls to a named mid-flow trigger are checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedTriggerInfo {
+    pub name: String,
+    #[serde(default)]
+    pub auth: HookAuth,
+    #[serde(default)]
+    pub on_auth_failure: OnAuthFailure,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 /// A start trigger a module declared: calls to `/t/{module}/{suffix}` start runs.

@@ -2,10 +2,15 @@
 //! `payment-confirmed` until the payment system calls
 //! `/t/{module}/payment-confirmed?execution=<run id>|any|all`, then complete the order.
 //!
-//! Input: `{"order_id": string, "timeout_ms"?: ms}`.
-//! Output: `{"order_id", "run_id", "status": "completed" | "payment-timed-out", "payment"?}`.
+//! With `"trigger": "payment-verified"` it waits at a trigger that takes only callers
+//! with an API key holding the `payments` role, and only once `body.status` is
+//! `confirmed` (FlowRunner's authenticated, conditional trigger).
+//!
+//! Input: `{"order_id": string, "timeout_ms"?: ms, "trigger"?: name}`.
+//! Output: `{"order_id", "run_id", "status": "completed" | "payment-timed-out", "payment"?,
+//! "caller"?: API key name}`.
 
-use latch_sdk::{ModuleInfo, Result, Start, Workflow, log, run_id, wait_trigger};
+use latch_sdk::{Auth, Caller, ModuleInfo, NamedTrigger, Result, Start, Workflow, log, run_id, wait_trigger};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,6 +18,12 @@ use serde_json::{Value, json};
 struct Input {
     order_id: String,
     timeout_ms: Option<u64>,
+    #[serde(default = "payment_confirmed")]
+    trigger: String,
+}
+
+fn payment_confirmed() -> String {
+    "payment-confirmed".into()
 }
 
 struct OrderApproval;
@@ -20,15 +31,30 @@ struct OrderApproval;
 impl Workflow for OrderApproval {
     fn describe() -> ModuleInfo {
         ModuleInfo::new("Prepares an order, then waits at the payment-confirmed trigger before completing it")
+            .named_trigger(
+                NamedTrigger::new("payment-verified")
+                    .auth(Auth::Bearer(vec!["payments".into()]))
+                    .condition(r#"body.status == "confirmed""#),
+            )
     }
 
     fn run(start: Start) -> Result<Value> {
         let input: Input = start.input()?;
-        log::info(format!("order {} prepared; waiting for payment-confirmed", input.order_id));
-        let Some(payment) = wait_trigger("payment-confirmed", input.timeout_ms) else {
+        log::info(format!("order {} prepared; waiting for {}", input.order_id, input.trigger));
+        let Some(payment) = wait_trigger(&input.trigger, input.timeout_ms) else {
             return Ok(json!({ "order_id": input.order_id, "run_id": run_id(), "status": "payment-timed-out" }));
         };
-        Ok(json!({ "order_id": input.order_id, "run_id": run_id(), "status": "completed", "payment": payment.data }))
+        let caller = match &payment.caller {
+            Caller::ApiKey { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        Ok(json!({
+            "order_id": input.order_id,
+            "run_id": run_id(),
+            "status": "completed",
+            "payment": payment.data,
+            "caller": caller,
+        }))
     }
 }
 

@@ -33,7 +33,7 @@ mod webhook;
 
 pub use error::{Error, Result};
 pub use http::{Auth, Caller, Method, Request, Response, ResponseMode, SignatureScheme};
-pub use module::{ModuleInfo, Trigger};
+pub use module::{ModuleInfo, NamedTrigger, Trigger};
 pub use outbound::{HttpRequest, HttpResponse};
 pub use step::{RetryPolicy, StepError, step};
 pub use wait::{Outcome, Selected, Waitable, select, sleep, sleep_until, wait_trigger};

@@ -8,17 +8,25 @@ pub struct ModuleInfo {
     pub description: String,
     /// Start triggers: URLs whose calls start a run.
     pub triggers: Vec<Trigger>,
+    /// How calls to named mid-flow triggers are checked (see [`crate::wait_trigger`]).
+    pub named_triggers: Vec<NamedTrigger>,
 }
 
 impl ModuleInfo {
     /// Module info with this description and no triggers.
     pub fn new(description: impl Into<String>) -> Self {
-        ModuleInfo { description: description.into(), triggers: Vec::new() }
+        ModuleInfo { description: description.into(), triggers: Vec::new(), named_triggers: Vec::new() }
     }
 
     /// Adds a start trigger.
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.triggers.push(trigger);
+        self
+    }
+
+    /// Declares how calls to a named mid-flow trigger are checked.
+    pub fn named_trigger(mut self, trigger: NamedTrigger) -> Self {
+        self.named_triggers.push(trigger);
         self
     }
 }
@@ -96,9 +104,70 @@ impl Trigger {
     }
 }
 
+/// A named mid-flow trigger's checks: who may call it and a condition that must hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedTrigger {
+    /// The name runs wait at.
+    pub name: String,
+    /// How callers prove who they are (`Auth::UrlKey`: an API key in `?key=`).
+    pub auth: Auth,
+    /// Whether a caller that fails authentication gets `200 {"activated":false}`.
+    pub ignore_auth_failures: bool,
+    /// A CEL expression over method, headers, query and body that must hold.
+    pub condition: Option<String>,
+}
+
+impl NamedTrigger {
+    /// A named trigger any caller may call.
+    pub fn new(name: impl Into<String>) -> Self {
+        NamedTrigger { name: name.into(), auth: Auth::None, ignore_auth_failures: false, condition: None }
+    }
+
+    /// Requires this kind of caller authentication.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Answers callers that fail authentication `200 {"activated":false}` instead of an error.
+    pub fn ignore_auth_failures(mut self) -> Self {
+        self.ignore_auth_failures = true;
+        self
+    }
+
+    /// Ignores calls (`{"activated":false}`, runs stay paused) unless this CEL expression holds.
+    pub fn condition(mut self, expression: impl Into<String>) -> Self {
+        self.condition = Some(expression.into());
+        self
+    }
+}
+
+fn auth_failure(ignore: bool) -> wit::latch::workflow::types::AuthFailure {
+    if ignore {
+        wit::latch::workflow::types::AuthFailure::Ignore
+    } else {
+        wit::latch::workflow::types::AuthFailure::Error
+    }
+}
+
+impl From<NamedTrigger> for wit::NamedTrigger {
+    fn from(trigger: NamedTrigger) -> Self {
+        wit::NamedTrigger {
+            name: trigger.name,
+            auth: trigger.auth.into(),
+            on_auth_failure: auth_failure(trigger.ignore_auth_failures),
+            condition: trigger.condition,
+        }
+    }
+}
+
 impl From<ModuleInfo> for wit::ModuleInfo {
     fn from(info: ModuleInfo) -> Self {
-        wit::ModuleInfo { description: info.description, triggers: info.triggers.into_iter().map(Into::into).collect() }
+        wit::ModuleInfo {
+            description: info.description,
+            triggers: info.triggers.into_iter().map(Into::into).collect(),
+            named_triggers: info.named_triggers.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -109,11 +178,7 @@ impl From<Trigger> for wit::Trigger {
             suffix: trigger.suffix,
             methods: trigger.methods.into_iter().map(Into::into).collect(),
             auth: trigger.auth.into(),
-            on_auth_failure: if trigger.ignore_auth_failures {
-                wit::latch::workflow::types::AuthFailure::Ignore
-            } else {
-                wit::latch::workflow::types::AuthFailure::Error
-            },
+            on_auth_failure: auth_failure(trigger.ignore_auth_failures),
             expects: trigger.expects.map(|schema| schema.to_string()),
             response: trigger.response.into(),
         }
