@@ -187,3 +187,28 @@ async fn a_declared_named_trigger_checks_its_callers_roles_and_its_condition() {
     let run = latch.wait_for(&id, "completed").await;
     assert_eq!(run["output"]["caller"], "psp", "the caller's identity reached the run");
 }
+
+#[tokio::test]
+async fn a_listening_trigger_captures_a_sample_event_and_learns_its_shape() {
+    let latch = start().await;
+    latch.upload_plugin("webhook-response").await;
+    let sample_url = format!("{}/v1/modules/webhook-response/triggers/new-order/sample", latch.base);
+    let (status, body) = send(latch.http.get(&sample_url).bearer_auth(ADMIN_KEY)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "no-sample"));
+    let (status, _) = send(latch.http.post(&sample_url).bearer_auth(ADMIN_KEY)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The vendor's test event: captured, whatever its shape, and no run starts.
+    let event = json!({ "data": [{ "name": "shampoo", "price": 9.95 }] });
+    let (status, body) = send(latch.http.post(url(&latch, "orders/new")).json(&event)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "captured": true, "activated": false })));
+    assert_eq!(run_count(&latch).await, 0);
+
+    let (_, sample) = send(latch.http.get(&sample_url).bearer_auth(ADMIN_KEY)).await;
+    assert_eq!(sample["event"]["body"], event);
+    let items = &sample["schema"]["properties"]["body"]["properties"]["data"]["items"];
+    assert_eq!(items["properties"]["price"], json!({ "type": "number" }), "{sample}");
+    // Listening is over: the next call is a normal one again.
+    let (status, _) = send(latch.http.post(url(&latch, "orders/new")).json(&event)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -21,6 +21,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/modules/{name}", get(get_module).put(put_module))
         .route("/v1/modules/{name}/runs", post(start_run))
+        .route("/v1/modules/{name}/triggers/{trigger}/sample", get(get_sample).post(listen_for_sample))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/events", get(get_events))
@@ -265,4 +266,36 @@ async fn get_requests(
         })
         .collect();
     Ok(Json(json!({ "requests": requests })))
+}
+
+/// Arms a start trigger to capture its next call as a sample event (it starts no run).
+async fn listen_for_sample(
+    State(app): State<Arc<AppState>>,
+    Path((name, trigger)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let module = app
+        .store
+        .module(&name)?
+        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{name}`")))?;
+    let declared = module.latest().is_some_and(|v| v.info.triggers.iter().any(|t| t.name == trigger));
+    if !declared {
+        return Err(ApiError::not_found(
+            "unknown-trigger",
+            format!("module `{name}` has no trigger named `{trigger}`"),
+        ));
+    }
+    app.store.listen_for_sample(&name, &trigger)?;
+    app.store.flush().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "listening": true }))))
+}
+
+/// The captured sample event and the JSON Schema learnt from it.
+async fn get_sample(
+    State(app): State<Arc<AppState>>,
+    Path((name, trigger)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let sample = app.store.sample(&name, &trigger)?;
+    sample
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no-sample", format!("no sample was captured for `{name}`/`{trigger}`")))
 }

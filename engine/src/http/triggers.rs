@@ -87,6 +87,9 @@ pub async fn call_trigger(
         Method::Get | Method::Delete => query_object(&query),
         Method::Post | Method::Put | Method::Patch => parse_json(&body)?,
     };
+    if app.store.take_listening(&module, &trigger.name)? {
+        return capture_sample(&app, &module, &trigger.name, expected_view(method, &headers, &query, &data)).await;
+    }
     if let Some(schema) = &trigger.expects {
         let view = expected_view(method, &headers, &query, &data);
         check_against(schema, &view, "the call does not match what the trigger expects")?;
@@ -128,6 +131,16 @@ pub async fn call_trigger(
             }
         }
     }
+}
+
+/// Keeps a call as the trigger's sample event (Blink's "Listen to event"), with a JSON
+/// Schema learnt from it; no run starts.
+async fn capture_sample(app: &AppState, module: &str, trigger: &str, event: Value) -> Result<Response, ApiError> {
+    let schema = rules::infer_schema(&event);
+    let sample = json!({ "event": event, "schema": schema, "captured_at_ms": now_ms() });
+    app.store.put_sample(module, trigger, &sample)?;
+    app.store.flush().await?;
+    Ok(axum::Json(json!({ "captured": true, "activated": false })).into_response())
 }
 
 /// How the module's newest version wants calls to its named trigger checked, if it says.

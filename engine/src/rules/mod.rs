@@ -70,6 +70,28 @@ pub fn condition_holds(expression: &str, call: &CallView) -> Result<bool, RuleEr
     Ok(matches!(program.execute(&context), Ok(cel::Value::Bool(true))))
 }
 
+/// A JSON Schema that a sample value matches: its types, the properties it has (all
+/// required), and for arrays the shape of their first item. A starting point for a
+/// trigger's `expects`, learnt from a captured sample event.
+pub fn infer_schema(value: &Value) -> Value {
+    match value {
+        Value::Null => serde_json::json!({ "type": "null" }),
+        Value::Bool(_) => serde_json::json!({ "type": "boolean" }),
+        Value::Number(n) if n.is_i64() || n.is_u64() => serde_json::json!({ "type": "integer" }),
+        Value::Number(_) => serde_json::json!({ "type": "number" }),
+        Value::String(_) => serde_json::json!({ "type": "string" }),
+        Value::Array(items) => match items.first() {
+            Some(first) => serde_json::json!({ "type": "array", "items": infer_schema(first) }),
+            None => serde_json::json!({ "type": "array" }),
+        },
+        Value::Object(fields) => {
+            let properties: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), infer_schema(v))).collect();
+            let required: Vec<&String> = fields.keys().collect();
+            serde_json::json!({ "type": "object", "properties": properties, "required": required })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -92,6 +114,17 @@ mod tests {
         assert!(!holds("body.missing == 1"));
         assert!(!holds("body.amount"));
         assert!(check_condition("body.status ==").is_err());
+    }
+
+    #[test]
+    fn an_inferred_schema_matches_its_sample_and_catches_another_shape() {
+        let sample = json!({ "data": [{ "name": "shampoo", "price": 9.95 }], "count": 3, "paid": true, "note": null });
+        let schema = infer_schema(&sample);
+        assert!(check_schema(&schema).is_ok());
+        assert!(schema_failures(&schema, &sample).expect("valid").is_empty());
+        let other = json!({ "data": [{ "name": 1, "price": 9.95 }], "count": 3.5, "paid": true, "note": null });
+        assert_eq!(schema_failures(&schema, &other).expect("valid").len(), 2);
+        assert_eq!(schema["properties"]["data"]["items"]["properties"]["price"], json!({ "type": "number" }));
     }
 
     #[test]

@@ -200,6 +200,33 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
+    // --- sample events ----------------------------------------------------------------
+
+    fn sample_key(module: &str, trigger: &str) -> String {
+        format!("sample:{module}:{trigger}")
+    }
+
+    /// Arms a trigger: its next call is captured as a sample instead of starting a run.
+    pub fn listen_for_sample(&self, module: &str, trigger: &str) -> Result<()> {
+        self.meta.insert(format!("listen:{module}:{trigger}"), &[1])?;
+        Ok(())
+    }
+
+    /// Disarms a listening trigger; true for the one call that does so.
+    pub fn take_listening(&self, module: &str, trigger: &str) -> Result<bool> {
+        let key = format!("listen:{module}:{trigger}");
+        Ok(self.meta.compare_and_swap(key, Some(&[1][..]), None as Option<&[u8]>)?.is_ok())
+    }
+
+    pub fn put_sample(&self, module: &str, trigger: &str, sample: &serde_json::Value) -> Result<()> {
+        self.meta.insert(Self::sample_key(module, trigger), encode(sample)?)?;
+        Ok(())
+    }
+
+    pub fn sample(&self, module: &str, trigger: &str) -> Result<Option<serde_json::Value>> {
+        self.meta.get(Self::sample_key(module, trigger))?.map(|v| decode(&v)).transpose()
+    }
+
     // --- modules --------------------------------------------------------------------
 
     pub fn module(&self, name: &str) -> Result<Option<ModuleRecord>> {

@@ -28,7 +28,7 @@ impl Workflow for WebhookResponse {
                 Trigger::new("new-order", "orders/new")
                     .methods([Method::Post, Method::Patch])
                     .expects(expected)
-                    .manual_response(10_000),
+                    .manual(),
             )
             .trigger(
                 Trigger::new("ping", "ping").methods([Method::Get]).response(

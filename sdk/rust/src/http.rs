@@ -127,6 +127,9 @@ impl Response {
     }
 }
 
+/// How long a caller is held for the run's own answer unless the workflow says otherwise.
+pub const DEFAULT_ANSWER_DEADLINE_MS: u32 = 30_000;
+
 /// When the caller of a webhook or trigger is answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponseMode {

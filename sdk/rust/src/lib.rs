@@ -32,7 +32,7 @@ mod wait;
 mod webhook;
 
 pub use error::{Error, Result};
-pub use http::{Auth, Caller, Method, Request, Response, ResponseMode, SignatureScheme};
+pub use http::{Auth, Caller, DEFAULT_ANSWER_DEADLINE_MS, Method, Request, Response, ResponseMode, SignatureScheme};
 pub use module::{ModuleInfo, NamedTrigger, Trigger};
 pub use outbound::{HttpRequest, HttpResponse};
 pub use step::{RetryPolicy, StepError, step};

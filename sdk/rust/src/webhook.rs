@@ -100,6 +100,12 @@ impl WebhookOptions {
         self
     }
 
+    /// Holds callers until the run calls [`Request::respond`], for at most 30 seconds
+    /// (then 504).
+    pub fn manual(self) -> Self {
+        self.manual_response(crate::http::DEFAULT_ANSWER_DEADLINE_MS)
+    }
+
     /// Holds callers until the run calls [`Request::respond`], or `deadline_ms` pass (then 504).
     pub fn manual_response(mut self, deadline_ms: u32) -> Self {
         self.response = ResponseMode::Manual { deadline_ms };
