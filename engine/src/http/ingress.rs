@@ -45,10 +45,8 @@ async fn call_hook(
     // Signatures cover the raw body: it is read before the caller is checked.
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(&headers);
-    let caller = match authenticate(&app, &hook.auth, &mut query, &headers, &body) {
-        Ok(caller) => caller,
-        Err(_) if hook.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
-        Err(refusal) => return Err(refusal),
+    let Some(caller) = admit(&app, &hook.auth, hook.on_auth_failure, &mut query, &headers, &body)? else {
+        return Ok(not_activated());
     };
     redact_credentials(&mut headers);
     check_open(&hook)?;
@@ -165,9 +163,25 @@ fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
+/// Checks the caller; `Ok(None)` when it failed and the policy is to ignore such calls.
+pub(super) fn admit(
+    app: &AppState,
+    auth: &HookAuth,
+    on_failure: OnAuthFailure,
+    query: &mut Vec<(String, String)>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Option<Caller>, ApiError> {
+    match authenticate(app, auth, query, headers, body) {
+        Ok(caller) => Ok(Some(caller)),
+        Err(_) if on_failure == OnAuthFailure::Ignore => Ok(None),
+        Err(refusal) => Err(refusal),
+    }
+}
+
 /// Checks the caller against a webhook's or trigger's auth; a key in the query is taken
 /// out of it.
-pub(super) fn authenticate(
+fn authenticate(
     app: &AppState,
     auth: &HookAuth,
     query: &mut Vec<(String, String)>,

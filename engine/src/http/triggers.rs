@@ -17,15 +17,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::ingress::{
-    allowed_method, authenticate, check_against, header_pairs, http_response, not_activated, query_object,
-    redact_credentials, response_timeout,
+    admit, allowed_method, check_against, header_pairs, http_response, not_activated, query_object, redact_credentials,
+    response_timeout,
 };
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::clock::now_ms;
 use crate::rules::{self, CallView};
-use crate::store::records::{
-    Caller, HttpResponse, Method, NamedTriggerInfo, OnAuthFailure, RequestRecord, ResponseMode, TriggerInfo,
-};
+use crate::store::records::{Caller, HttpResponse, Method, NamedTriggerInfo, RequestRecord, ResponseMode, TriggerInfo};
 
 fn trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
     let record = app
@@ -76,10 +74,8 @@ pub async fn call_trigger(
     let method = allowed_method(&trigger.methods, &method)?;
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(&headers);
-    let caller = match authenticate(&app, &trigger.auth, &mut query, &headers, &body) {
-        Ok(caller) => caller,
-        Err(_) if trigger.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
-        Err(refusal) => return Err(refusal),
+    let Some(caller) = admit(&app, &trigger.auth, trigger.on_auth_failure, &mut query, &headers, &body)? else {
+        return Ok(not_activated());
     };
     redact_credentials(&mut headers);
     // A GET's query is its data; a body's JSON otherwise (query parameters stay readable).
@@ -180,11 +176,11 @@ async fn resume_named(
     let mut query = query;
     let declared = named_trigger(app, module, name)?;
     let caller = match &declared {
-        Some(declared) => match authenticate(app, &declared.auth, &mut query, &headers, &body) {
-            Ok(caller) => caller,
-            Err(_) if declared.on_auth_failure == OnAuthFailure::Ignore => return Ok(not_activated()),
-            Err(refusal) => return Err(refusal),
-        },
+        Some(declared) => {
+            let admitted = admit(app, &declared.auth, declared.on_auth_failure, &mut query, &headers, &body)?;
+            let Some(caller) = admitted else { return Ok(not_activated()) };
+            caller
+        }
         None => Caller::Anonymous,
     };
     redact_credentials(&mut headers);

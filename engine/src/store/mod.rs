@@ -436,19 +436,7 @@ impl Store {
         make_event: impl FnOnce(RequestRecord) -> EventRecord,
     ) -> Result<Option<EventRecord>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(None) };
-        let Some(first) = self.trigger_inbox.scan_prefix(keys::trigger_inbox_prefix(&run_key, name)).next() else {
-            return Ok(None);
-        };
-        let (inbox_key, bytes) = first?;
-        let record = make_event(decode(&bytes)?);
-        let event_key = keys::event(&run_key, record.seq);
-        let event_bytes = encode(&record)?;
-        untx((&self.trigger_inbox, &self.events).transaction(|(inbox, events)| {
-            inbox.remove(&inbox_key)?;
-            events.insert(event_key.as_slice(), event_bytes.as_slice())?;
-            Ok(())
-        }))?;
-        Ok(Some(record))
+        self.take_oldest(&self.trigger_inbox, &run_key, keys::trigger_inbox_prefix(&run_key, name), make_event)
     }
 
     /// Notes that a run waits at a module's named trigger (for `any` and `all`).
@@ -489,14 +477,23 @@ impl Store {
         make_event: impl FnOnce(RequestRecord) -> EventRecord,
     ) -> Result<Option<EventRecord>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(None) };
-        let Some(first) = self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).next() else {
-            return Ok(None);
-        };
+        self.take_oldest(&self.inbox, &run_key, keys::inbox_prefix(&run_key, number), make_event)
+    }
+
+    /// Moves the oldest call under `prefix` of an inbox tree into the run's log.
+    fn take_oldest(
+        &self,
+        inbox: &sled::Tree,
+        run_key: &keys::RunKey,
+        prefix: Vec<u8>,
+        make_event: impl FnOnce(RequestRecord) -> EventRecord,
+    ) -> Result<Option<EventRecord>> {
+        let Some(first) = inbox.scan_prefix(prefix).next() else { return Ok(None) };
         let (inbox_key, bytes) = first?;
         let record = make_event(decode(&bytes)?);
-        let event_key = keys::event(&run_key, record.seq);
+        let event_key = keys::event(run_key, record.seq);
         let event_bytes = encode(&record)?;
-        untx((&self.inbox, &self.events).transaction(|(inbox, events)| {
+        untx((inbox, &self.events).transaction(|(inbox, events)| {
             inbox.remove(&inbox_key)?;
             events.insert(event_key.as_slice(), event_bytes.as_slice())?;
             Ok(())
