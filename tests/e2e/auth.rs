@@ -220,3 +220,16 @@ async fn a_hook_with_a_chosen_token_is_resumed_from_the_api_with_a_key() {
     assert_eq!(request["caller"], json!({ "kind": "api-key", "name": "uploader", "roles": [] }));
     assert_eq!(request["state"], "delivered");
 }
+
+#[tokio::test]
+async fn an_api_key_does_not_stand_in_for_a_webhooks_own_credential() {
+    let latch = start().await;
+    latch.upload_plugin("blink-callback").await;
+    let key = new_key(&latch, "any-service", &[]).await;
+    let (id, url) = guarded(&latch, json!({ "auth": "url-key" })).await;
+    let token = url.split("/hooks/").nth(1).and_then(|rest| rest.split('?').next()).expect("token").to_string();
+    let resume = latch.http.post(format!("{}/v1/hooks/{token}", latch.base)).bearer_auth(&key);
+    let (status, body) = send(resume.json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "auth-mismatch"));
+    assert_eq!(latch.run(&id).await["status"], "waiting");
+}

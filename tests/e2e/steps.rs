@@ -97,3 +97,15 @@ async fn the_deadline_wins_when_the_vendor_is_silent_and_a_late_call_is_refused(
     let (status, _) = send(latch.http.post(callback).json(&json!({ "approved": true }))).await;
     assert_eq!(status, reqwest::StatusCode::GONE);
 }
+
+#[tokio::test]
+async fn replaying_past_a_step_leaves_clock_and_randomness_as_the_live_run_left_them() {
+    let latch = start_with(&["--hot-hold-ms", "0"]).await;
+    latch.upload_plugin("wait-patterns").await;
+    let id = latch.start_run("wait-patterns", json!({ "pattern": "step-then-wait", "token": "after-step" })).await;
+    latch.wait_for(&id, "waiting").await;
+    // The run holds no instance: this call resumes it by replay, past the step's body.
+    send(latch.http.post(format!("{}/hooks/after-step", latch.base)).json(&json!({}))).await;
+    let run = latch.wait_for(&id, "completed").await;
+    assert!(run["output"]["after"].is_string(), "{run}");
+}

@@ -212,3 +212,18 @@ async fn a_listening_trigger_captures_a_sample_event_and_learns_its_shape() {
     let (status, _) = send(latch.http.post(url(&latch, "orders/new")).json(&event)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_trigger_name_that_is_not_one_reaches_no_run() {
+    let latch = start().await;
+    latch.upload_plugin("order-approval").await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-6" })).await;
+    latch.wait_for(&id, "waiting").await;
+    // A zero byte would otherwise reach into `payment-confirmed`'s store keys.
+    for name in ["payment-confirmed%00x", "a%2Fb"] {
+        let url = format!("{}/t/order-approval/{name}?execution={id}", latch.base);
+        let (status, body) = send(latch.http.post(url).json(&json!({ "forged": true }))).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-trigger"), "{name}");
+    }
+    assert_eq!(latch.run(&id).await["status"], "waiting");
+}

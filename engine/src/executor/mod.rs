@@ -199,13 +199,16 @@ impl Executor {
         let store = &self.shared.store;
         let mut waiting = Vec::new();
         for run_id in store.trigger_waiters(module, name)? {
-            let waits_here = store.run(&run_id)?.is_some_and(|r| {
-                r.status == RunStatus::Waiting && r.waiting_on.iter().any(|w| w.strip_prefix("trigger:") == Some(name))
-            });
-            if waits_here {
-                waiting.push(run_id);
-            } else {
-                store.remove_trigger_waiter(module, name, &run_id)?;
+            match store.run(&run_id)? {
+                Some(run) if !run.status.is_terminal() => {
+                    // Registered only once its status says it waits here; a run between
+                    // two waits is passed over, not forgotten.
+                    let waits_here = run.waiting_on.iter().any(|w| w.strip_prefix("trigger:") == Some(name));
+                    if run.status == RunStatus::Waiting && waits_here {
+                        waiting.push(run_id);
+                    }
+                }
+                _ => store.remove_trigger_waiter(module, name, &run_id)?,
             }
         }
         Ok(waiting)
@@ -256,11 +259,19 @@ impl Executor {
         if run.status.is_terminal() {
             return Err(ExecError::Ended(run.id, status_name(run.status)));
         }
+        // Durable before the answer: a restart carries the cancellation out.
+        store.request_cancel(run_id)?;
+        store.flush().await?;
         self.shared.live.cancel(run_id);
         self.wake(run_id);
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         loop {
             let run = store.run(run_id)?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
+            if run.status.is_terminal() {
+                // It may have ended on its own before the request reached it.
+                self.shared.live.cancel_done(run_id);
+                store.clear_cancel(run_id)?;
+            }
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
                 // Whatever the driver wrote is durable before the answer.
                 store.flush().await?;
@@ -302,6 +313,7 @@ impl Executor {
             .and_then(|()| {
                 waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id))
             })
+            .and_then(|()| store.clear_cancel(&run.id))
             .and_then(|()| store.put_run(&run));
         self.shared.live.cancel_done(&run.id);
         let flushed = match written {
@@ -333,14 +345,18 @@ impl Executor {
         let store = &self.shared.store;
         let mut resumed = 0;
         for run in store.runs(None)? {
-            let due = match run.status {
-                RunStatus::Running => true,
-                RunStatus::Waiting => {
-                    let parked = matches!(store.last_event(&run.id)?, Some(e) if e.event.kind() == "wait-started");
-                    !parked || store.has_any_request(&run.id)?
-                }
-                RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => false,
-            };
+            if !run.status.is_terminal() && store.cancel_requested(&run.id)? {
+                self.shared.live.cancel(&run.id);
+            }
+            let due = self.shared.live.is_cancelled(&run.id)
+                || match run.status {
+                    RunStatus::Running => true,
+                    RunStatus::Waiting => {
+                        let parked = matches!(store.last_event(&run.id)?, Some(e) if e.event.kind() == "wait-started");
+                        !parked || store.has_any_request(&run.id)?
+                    }
+                    RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => false,
+                };
             if due {
                 self.wake(&run.id);
                 resumed += 1;

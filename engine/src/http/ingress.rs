@@ -87,6 +87,16 @@ async fn resume_hook(
     let required = hook.as_ref().map(roles).unwrap_or_default();
     let caller = bearer_caller(&app, &headers, &required)?;
     let hook = hook.ok_or_else(|| ApiError::not_found("unknown-webhook", "no webhook has this token"))?;
+    // An API key stands in for no other credential: a webhook guarded by a URL key or a
+    // signature is resumed only by a caller that has those.
+    if !matches!(hook.auth, HookAuth::None | HookAuth::Bearer { .. }) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth-mismatch",
+            "this webhook takes callers with its own credential, at its URL",
+        ));
+    }
+    allowed_method(&hook.methods, &axum::http::Method::POST)?;
     redact_credentials(&mut headers);
     check_open(&hook)?;
     let data = parse_json(&read_body(body, app.limits.max_body_bytes).await?)?;

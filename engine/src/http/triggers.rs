@@ -22,6 +22,7 @@ use super::ingress::{
 };
 use super::{ApiError, AppState, parse_json, read_body};
 use crate::clock::now_ms;
+use crate::executor::ExecError;
 use crate::rules::{self, CallView};
 use crate::store::records::{Caller, HttpResponse, Method, NamedTriggerInfo, RequestRecord, ResponseMode, TriggerInfo};
 
@@ -170,6 +171,11 @@ async fn resume_named(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Names are what runs may wait at; anything else (a `%00` above all, which would
+    // reach into another trigger's store keys) names no trigger.
+    if !crate::runtime::is_trigger_name(name) {
+        return Err(ApiError::not_found("unknown-trigger", format!("`{name}` is not a trigger name")));
+    }
     let method = allowed_method(&[Method::Get, Method::Post], method)?;
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let mut headers = header_pairs(headers);
@@ -204,10 +210,11 @@ async fn resume_named(
                     format!("no run of `{module}` waits at trigger `{name}`"),
                 ));
             }
-            if execution == "any" { waiting.into_iter().take(1).collect() } else { waiting }
+            waiting
         }
         run_id => vec![run_id.to_string()],
     };
+    let by_id = !matches!(execution, "any" | "all");
     let mut resumed = Vec::new();
     for run_id in targets {
         let request = RequestRecord {
@@ -221,8 +228,18 @@ async fn resume_named(
             caller: caller.clone(),
             received_at_ms: now_ms(),
         };
-        app.executor.accept_trigger_call(module, name, &run_id, &request).await?;
-        resumed.push(run_id);
+        match app.executor.accept_trigger_call(module, name, &run_id, &request).await {
+            Ok(()) => resumed.push(run_id),
+            // A waiter that ended meanwhile is passed over; `any` tries the next one.
+            Err(ExecError::UnknownExecution(_)) if !by_id => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if execution == "any" {
+            break;
+        }
+    }
+    if resumed.is_empty() {
+        return Err(ApiError::not_found("nothing-waiting", format!("no run of `{module}` waits at trigger `{name}`")));
     }
     Ok(axum::Json(json!({ "resumed": resumed })).into_response())
 }

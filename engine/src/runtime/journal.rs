@@ -50,12 +50,15 @@ impl Journal {
         Ok(Some(event.clone()))
     }
 
-    /// While replaying, moves past the first event ahead that `wanted` accepts and returns
-    /// it; `None` (and no move) if the rest of the log has none.
-    pub fn skip_to(&mut self, wanted: impl Fn(&Event) -> bool) -> Option<Event> {
-        let offset = self.events.get(self.cursor..)?.iter().position(wanted)?;
+    /// While replaying, moves past the first event ahead that `wanted` accepts; returns the
+    /// events passed over and that one. `None` (and no move) if the rest of the log has none.
+    pub fn skip_to(&mut self, wanted: impl Fn(&Event) -> bool) -> Option<(Vec<Event>, Event)> {
+        let ahead = self.events.get(self.cursor..)?;
+        let offset = ahead.iter().position(wanted)?;
+        let skipped = ahead[..offset].to_vec();
+        let found = ahead[offset].clone();
         self.cursor += offset + 1;
-        Some(self.events[self.cursor - 1].clone())
+        Some((skipped, found))
     }
 
     /// Appends a live result to the log.
@@ -88,6 +91,11 @@ impl Journal {
     pub fn push(&mut self, event: Event) {
         self.events.push(event);
         self.cursor = self.events.len();
+    }
+
+    /// The position just past the last event replayed or recorded.
+    pub fn next_replayed_seq(&self) -> u64 {
+        self.cursor as u64
     }
 
     pub fn next_seq(&self) -> u64 {

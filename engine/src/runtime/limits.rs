@@ -13,6 +13,8 @@ use wasmtime::{Engine, ResourceLimiter, UpdateDeadline};
 use super::HostState;
 use super::fault::HostFault;
 
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
 /// How often a running guest is checked (and yields).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -34,6 +36,12 @@ pub struct CpuClock {
 impl CpuClock {
     pub fn resume(&mut self) {
         self.running_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Starts a new activation's budget.
+    pub fn restart(&mut self) {
+        self.used = Duration::ZERO;
+        self.running_since = Some(Instant::now());
     }
 
     pub fn pause(&mut self) {
@@ -66,8 +74,10 @@ impl ResourceLimiter for MemoryCeiling {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(true)
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold function references, a few per function: a million is far past any
+        // real guest, and refusing more keeps one guest from exhausting the host.
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 

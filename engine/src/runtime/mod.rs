@@ -18,6 +18,7 @@ mod webhooks;
 
 pub use limits::GuestLimits;
 pub use outbound::{AllowedHosts, OutboundHttp};
+pub use waits::is_trigger_name;
 pub use webhooks::random_token;
 
 use std::collections::{HashMap, HashSet};
@@ -139,6 +140,7 @@ pub struct HostState {
     responded: HashSet<String>,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
+    determinism: determinism::Determinism,
 }
 
 impl WasiView for HostState {
@@ -283,8 +285,10 @@ impl Runtime {
         seed: u64,
     ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(256 * 1024);
+        let (wasi, determinism) = determinism::wasi_context(start_ms, seed, stderr.clone());
         let state = HostState {
-            wasi: determinism::wasi_context(start_ms, seed, stderr.clone()),
+            wasi,
+            determinism,
             table: ResourceTable::new(),
             shared: self.shared.clone(),
             run,

@@ -12,7 +12,23 @@ use super::bindings::steps::{AttemptResult, Host};
 use super::bindings::types::Error as WitError;
 use super::fault::HostFault;
 use super::webhooks::diverged_unless;
-use crate::store::records::{Event, Failure};
+use crate::store::records::{Event, Failure, WaitOutcome};
+
+impl HostState {
+    /// Takes in what a skipped event did to the run's state.
+    fn absorb(&mut self, event: &Event) {
+        match event {
+            Event::WebhookCreated { webhook } => self.webhooks.push(webhook.as_ref().ok().cloned()),
+            Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => {
+                self.delivered.insert(request.id.clone());
+            }
+            Event::Responded { request_id, result: Ok(()), .. } => {
+                self.responded.insert(request_id.clone());
+            }
+            _ => {}
+        }
+    }
+}
 
 impl Host for HostState {
     async fn recorded(&mut self, name: String, attempt: u32) -> wasmtime::Result<Option<AttemptResult>> {
@@ -26,7 +42,13 @@ impl Host for HostState {
         let ended = self
             .journal
             .skip_to(|e| matches!(e, Event::StepAttempt { name: n, attempt: a, .. } if *n == name && *a == attempt));
-        let Some(Event::StepAttempt { outcome, fatal, .. }) = ended else { return Ok(None) };
+        let Some((skipped, Event::StepAttempt { outcome, fatal, .. })) = ended else { return Ok(None) };
+        // What the attempt's body did still counts: its webhooks exist, its requests were
+        // delivered and answered.
+        for event in &skipped {
+            self.absorb(event);
+        }
+        self.determinism.realign(self.journal.next_replayed_seq());
         let outcome = outcome.map(|output| output.to_string()).map_err(WitError::from);
         Ok(Some(AttemptResult { outcome, fatal }))
     }
@@ -41,6 +63,7 @@ impl Host for HostState {
             tracing::info!(run = %self.run.id, step = %name, attempt, "step attempt failed: {}", failure.message);
         }
         self.journal.record(Event::StepAttempt { name, attempt, outcome, fatal: ended.fatal })?;
+        self.determinism.realign(self.journal.next_replayed_seq());
         Ok(())
     }
 }

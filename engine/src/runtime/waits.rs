@@ -48,9 +48,13 @@ struct Awaited {
 }
 
 /// Trigger names appear in URLs and in store keys (which a zero byte separates).
-fn check_trigger_name(name: &str) -> Result<(), HostFault> {
+pub fn is_trigger_name(name: &str) -> bool {
     let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if name.is_empty() || name.len() > 100 || !name.chars().all(legal) {
+    !name.is_empty() && name.len() <= 100 && name.chars().all(legal)
+}
+
+fn check_trigger_name(name: &str) -> Result<(), HostFault> {
+    if !is_trigger_name(name) {
         return Err(HostFault::Misuse(format!("trigger name `{name}` must be letters, digits, `-`, `_` or `.`")));
     }
     Ok(())
@@ -133,11 +137,7 @@ impl HostState {
         let mut wake_at_ms = None;
         for (index, target) in targets.iter().enumerate() {
             match target {
-                WaitTarget::Trigger { name } => {
-                    // Registered for `any` and `all` callers (again, harmlessly, on a replay).
-                    self.shared.store.add_trigger_waiter(&self.run.module, name, &self.run.id, now_ms())?;
-                    triggers.push((index as u32, name.clone()));
-                }
+                WaitTarget::Trigger { name } => triggers.push((index as u32, name.clone())),
                 WaitTarget::Webhook { id } => {
                     let (number, info) = self.webhook(id)?;
                     let token = info.token.clone();
@@ -157,7 +157,9 @@ impl HostState {
         // Parked time is not the guest's CPU time.
         self.cpu.pause();
         let ended = self.wait_live(Awaited { targets, hooks, triggers, wake_at_ms }).await;
-        self.cpu.resume();
+        // Each wake-up is a new activation: a run held hot across many calls gets the
+        // budget afresh for each.
+        self.cpu.restart();
         ended
     }
 
@@ -232,6 +234,11 @@ impl HostState {
             WaitTarget::Timer { .. } => None,
         });
         self.set_status(RunStatus::Waiting, waiting_on.collect(), awaited.wake_at_ms)?;
+        // Visible to `any` and `all` callers once the run's status says where it waits. A
+        // replayed wait keeps its first registration, and so its place in the queue.
+        for (_, name) in &awaited.triggers {
+            shared.store.add_trigger_waiter(&self.run.module, name, &self.run.id, now_ms())?;
+        }
         let hot = shared.live.try_hot(shared.settings.max_hot_runs);
         let hot_until = Instant::now() + if hot.is_some() { shared.settings.hot_hold } else { Duration::ZERO };
         loop {

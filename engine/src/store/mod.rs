@@ -200,6 +200,23 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
+    // --- cancellation -----------------------------------------------------------------
+
+    /// Notes, durably once flushed, that an operator asked a run to end.
+    pub fn request_cancel(&self, run_id: &str) -> Result<()> {
+        self.meta.insert(format!("cancel:{run_id}"), &[1])?;
+        Ok(())
+    }
+
+    pub fn cancel_requested(&self, run_id: &str) -> Result<bool> {
+        Ok(self.meta.contains_key(format!("cancel:{run_id}"))?)
+    }
+
+    pub fn clear_cancel(&self, run_id: &str) -> Result<()> {
+        self.meta.remove(format!("cancel:{run_id}"))?;
+        Ok(())
+    }
+
     // --- sample events ----------------------------------------------------------------
 
     fn sample_key(module: &str, trigger: &str) -> String {
@@ -439,10 +456,13 @@ impl Store {
         self.take_oldest(&self.trigger_inbox, &run_key, keys::trigger_inbox_prefix(&run_key, name), make_event)
     }
 
-    /// Notes that a run waits at a module's named trigger (for `any` and `all`).
+    /// Notes that a run waits at a module's named trigger (for `any` and `all`); an entry
+    /// already there keeps its time.
     pub fn add_trigger_waiter(&self, module: &str, name: &str, run_id: &str, since: u64) -> Result<()> {
         if let Some(run_key) = keys::run(run_id) {
-            self.trigger_waiters.insert(keys::trigger_waiter(module, name, &run_key), &since.to_be_bytes())?;
+            let key = keys::trigger_waiter(module, name, &run_key);
+            let _kept =
+                self.trigger_waiters.compare_and_swap(key, None as Option<&[u8]>, Some(&since.to_be_bytes()[..]))?;
         }
         Ok(())
     }

@@ -4,9 +4,13 @@
 //!   recorded clock saw it.
 //! - `{"pattern": "first-of-two", "tokens": [a, b]}`: waits for the first call on either
 //!   of two webhooks, then for the other; output `{"first_index", "first", "second"}`.
+//! - `{"pattern": "step-then-wait", "token": t}`: a step whose body reads the clock and
+//!   randomness, a log line that depends on both after it, then a wait on webhook `t`. A
+//!   replay skips the step's body yet must log the same line; output `{"after"}`.
 
 use latch_sdk::{
-    Error, ModuleInfo, Outcome, Result, Start, Waitable, Webhook, WebhookOptions, Workflow, now_ms, select, sleep,
+    Error, ModuleInfo, Outcome, Result, RetryPolicy, Start, Waitable, Webhook, WebhookOptions, Workflow, log, now_ms,
+    select, sleep, step,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,6 +20,28 @@ use serde_json::{Value, json};
 enum Input {
     Sleep { ms: u64 },
     FirstOfTwo { tokens: [String; 2] },
+    StepThenWait { token: String },
+}
+
+/// The WASI clock and random source, as a guest reads them.
+fn clock_and_randomness() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let random = getrandom::u64().unwrap_or_default();
+    format!("{}-{random}", now.as_micros())
+}
+
+fn step_then_wait(token: String) -> Result<Value> {
+    let inside: String = step("read-clock-and-randomness", RetryPolicy::once(), |_| {
+        // Several readings, so that skipping them would show.
+        for _ in 0..5 {
+            clock_and_randomness();
+        }
+        Ok(clock_and_randomness())
+    })?;
+    let after = clock_and_randomness();
+    log::info(format!("inside {inside}, after {after}"));
+    Webhook::create(WebhookOptions::new().token(token))?.next()?;
+    Ok(json!({ "after": after }))
 }
 
 fn first_of_two(tokens: [String; 2]) -> Result<Value> {
@@ -45,6 +71,7 @@ impl Workflow for WaitPatterns {
                 Ok(json!({ "slept_ms": now_ms() - before }))
             }
             Input::FirstOfTwo { tokens } => first_of_two(tokens),
+            Input::StepThenWait { token } => step_then_wait(token),
         }
     }
 }

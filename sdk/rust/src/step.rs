@@ -56,6 +56,11 @@ impl From<Error> for StepError {
 /// A failed attempt is retried after a durable backoff (a restart meanwhile loses
 /// nothing), until it succeeds, fails fatally, or runs out of attempts. `work` gets the
 /// attempt number, from 1. Every attempt and its error show in the run's events.
+///
+/// A replay skips the body of an attempt that ran, so what the body does must reach the
+/// rest of the workflow only through its output: not through variables it changes, nor
+/// caches it fills (the clock and random source the engine hands the guest are set back
+/// to the same state after the step either way).
 pub fn step<T, F>(name: &str, policy: RetryPolicy, mut work: F) -> Result<T>
 where
     T: Serialize + DeserializeOwned,
