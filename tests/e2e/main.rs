@@ -6,6 +6,7 @@ mod cancel;
 mod durability;
 mod harness;
 mod ingress;
+mod languages;
 mod ledger;
 mod limits;
 mod rules;

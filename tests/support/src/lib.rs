@@ -24,8 +24,9 @@ pub fn target_dir() -> PathBuf {
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// The bytes of a plugin's component. Every Rust plugin in `plugins/` is built once per
-/// test process, with the same cargo and target dir as the tests themselves.
+/// The bytes of a plugin's component. Every plugin in `plugins/` is built once per test
+/// process: Rust ones with the same cargo and target dir as the tests themselves, Python
+/// ones (`app.py`) with componentize-py.
 pub fn plugin(name: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     // `OnceLock` runs one initialiser at a time: concurrent tests wait for one build.
@@ -40,11 +41,7 @@ pub fn plugin(name: &str) -> Vec<u8> {
 /// The headers a sender would put on `body`, signed by an implementation other than ours
 /// (see `python/sign.py`). The Python packages it needs are installed on first use.
 pub fn python_signature(scheme: &str, secret: &str, body: &str, timestamp: u64, id: &str) -> Vec<(String, String)> {
-    static PACKAGES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let packages = match PACKAGES.get_or_init(install_python_packages) {
-        Ok(dir) => dir,
-        Err(e) => panic!("{e}"),
-    };
+    let packages = python_packages();
     let request =
         serde_json::json!({ "scheme": scheme, "secret": secret, "body": body, "timestamp": timestamp, "id": id });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sign.py");
@@ -59,19 +56,60 @@ pub fn python_signature(scheme: &str, secret: &str, body: &str, timestamp: u64, 
     headers.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
 }
 
+/// The Python packages the tests use, pinned.
+const PYTHON_PACKAGES: [&str; 2] = ["standardwebhooks==1.1.0", "componentize-py==0.25.1"];
+
 /// `pip install --target` into the target dir: nothing is installed outside the project.
 fn install_python_packages() -> Result<PathBuf, String> {
     let dir = target_dir().join("python-packages");
-    if dir.join("standardwebhooks").exists() {
+    if dir.join("standardwebhooks").exists() && dir.join("bin/componentize-py").exists() {
         return Ok(dir);
     }
     let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
         .arg(&dir)
-        .arg("standardwebhooks==1.1.0")
+        .args(PYTHON_PACKAGES)
         .status()
         .map_err(|e| format!("running pip: {e}"))?;
-    status.success().then_some(dir).ok_or_else(|| "pip could not install standardwebhooks".into())
+    status.success().then_some(dir).ok_or_else(|| format!("pip could not install {PYTHON_PACKAGES:?}"))
+}
+
+fn python_packages() -> &'static Path {
+    static PACKAGES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PACKAGES.get_or_init(install_python_packages) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Builds each Python plugin (a folder in `plugins/` with an `app.py`) with componentize-py
+/// and the Python SDK, into `out`.
+fn build_python_plugins(out: &Path) -> Result<(), String> {
+    let packages = python_packages();
+    for entry in std::fs::read_dir(workspace().join("plugins")).map_err(|e| e.to_string())? {
+        let dir = entry.map_err(|e| e.to_string())?.path();
+        if !dir.join("app.py").exists() {
+            continue;
+        }
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
+        let status = Command::new(packages.join("bin/componentize-py"))
+            .env("PYTHONPATH", packages)
+            .arg("-d")
+            .arg(workspace().join("wit"))
+            .args(["-w", "workflow", "componentize", "-p"])
+            .arg(workspace().join("sdk/python"))
+            .arg("-p")
+            .arg(&dir)
+            .args(["app", "-o"])
+            .arg(out.join(format!("{name}.wasm")))
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running componentize-py: {e}"))?;
+        if !status.success() {
+            return Err(format!("componentize-py could not build {}", dir.display()));
+        }
+    }
+    Ok(())
 }
 
 fn build_plugins() -> Result<PathBuf, String> {
@@ -94,7 +132,9 @@ fn build_plugins() -> Result<PathBuf, String> {
     if !status.success() {
         return Err("building the plugins failed (see cargo's output above)".into());
     }
-    Ok(target_dir().join(WASM_TARGET).join("release"))
+    let out = target_dir().join(WASM_TARGET).join("release");
+    build_python_plugins(&out)?;
+    Ok(out)
 }
 
 /// `rust-toolchain.toml` lists the target, but rustup installs it on its own only when it
