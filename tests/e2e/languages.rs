@@ -1,4 +1,4 @@
-//! The same workflow written in Rust and in Python behaves the same: one table of
+//! The same workflow written in Rust, Python and JavaScript behaves the same: one table of
 //! scenarios runs over every language's build of `order-payment`.
 
 use reqwest::StatusCode;
@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use crate::harness::{Latch, error_code, send, start};
 
 /// Each language's build of the same workflow.
-const ORDER_PAYMENT: [(&str, &str); 2] = [("rust", "order-payment"), ("python", "order-payment-py")];
+const ORDER_PAYMENT: [(&str, &str); 3] =
+    [("rust", "order-payment"), ("python", "order-payment-py"), ("javascript", "order-payment-js")];
 
 async fn order(latch: &Latch, plugin: &str, order_id: &str) -> (String, String) {
     let id = latch.start_run(plugin, json!({ "order_id": order_id, "amount": 42 })).await;

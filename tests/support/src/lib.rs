@@ -134,7 +134,55 @@ fn build_plugins() -> Result<PathBuf, String> {
     }
     let out = target_dir().join(WASM_TARGET).join("release");
     build_python_plugins(&out)?;
+    build_js_plugins(&out)?;
     Ok(out)
+}
+
+/// Builds each JavaScript plugin (a folder in `plugins/` with an `app.js`) with
+/// componentize-js, installed with `npm install`, pinned exactly in `sdk/js/package.json`
+/// (npm 11 writes this package's lockfile without its optional platform packages, and
+/// both `npm ci` and installing from that lockfile then fail). The engine's `fetch` is
+/// left out: runs make HTTP calls through `outbound`, which records them.
+fn build_js_plugins(out: &Path) -> Result<(), String> {
+    let root = workspace();
+    let mut apps = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins")).map_err(|e| e.to_string())? {
+        let dir = entry.map_err(|e| e.to_string())?.path();
+        if dir.join("app.js").exists() {
+            apps.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let sdk = root.join("sdk/js");
+    let componentize = sdk.join("node_modules/.bin/componentize-js");
+    if !componentize.exists() {
+        let status = Command::new("npm")
+            .current_dir(&sdk)
+            .args(["install", "--no-audit", "--no-fund"])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running npm: {e}"))?;
+        if !status.success() {
+            return Err("`npm install` in sdk/js failed".into());
+        }
+    }
+    for app in apps {
+        // Module paths resolve from the working directory: the workspace root.
+        let status = Command::new(&componentize)
+            .current_dir(&root)
+            .arg(format!("plugins/{app}/app.js"))
+            .args(["--wit", "wit", "-n", "workflow", "-d", "http", "fetch-event", "-o"])
+            .arg(out.join(format!("{}.wasm", app.replace('-', "_"))))
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running componentize-js: {e}"))?;
+        if !status.success() {
+            return Err(format!("componentize-js could not build plugins/{app}"));
+        }
+    }
+    Ok(())
 }
 
 /// `rust-toolchain.toml` lists the target, but rustup installs it on its own only when it
