@@ -64,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
     rows.extend(parked_runs(&latch, &args).await?);
     drop(latch);
 
-    rows.push(instantiation(&component, args.samples).await?);
+    for (language, plugin_name) in GUESTS {
+        rows.push(instantiation(language, &plugin(plugin_name), args.samples).await?);
+    }
     print_table(&rows);
     Ok(())
 }
@@ -308,8 +310,12 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Instantiation of the Rust guest, in process, from the engine's `InstancePre`.
-async fn instantiation(component: &[u8], samples: usize) -> anyhow::Result<Row> {
+/// The same workflow built from each guest language.
+const GUESTS: [(&str, &str); 3] =
+    [("Rust", "order-payment"), ("Python", "order-payment-py"), ("JavaScript", "order-payment-js")];
+
+/// Instantiation of a guest, in process, from the engine's `InstancePre`.
+async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyhow::Result<Row> {
     use latch::runtime::{AllowedHosts, GuestLimits, Runtime, Settings, Shared};
     let dir = tempfile::tempdir()?;
     let store = latch::store::Store::open(dir.path(), 16 << 20)?;
@@ -330,8 +336,8 @@ async fn instantiation(component: &[u8], samples: usize) -> anyhow::Result<Row> 
         runtime.describe_version(&version).await?;
         latencies.push(began.elapsed());
     }
-    let size = component.len() as f64 / 1024.0;
-    Ok(row(format!("instantiation + one call, Rust guest ({size:.0} KiB)"), percentiles(&mut latencies)))
+    let size = component.len() as f64 / (1 << 20) as f64;
+    Ok(row(format!("instantiation + one call, {language} guest ({size:.1} MiB)"), percentiles(&mut latencies)))
 }
 
 fn percentiles(latencies: &mut [Duration]) -> String {
