@@ -171,9 +171,16 @@ async fn wrong_missing_stale_and_replayed_signatures_are_refused() {
     assert_eq!(post_with(&latch, &url, &valid, &body).await.0, StatusCode::ACCEPTED);
     let (status, answer) = post_with(&latch, &url, &valid, &body).await;
     assert_eq!((status, error_code(&answer)), (StatusCode::UNAUTHORIZED, "replayed-signature"));
+    // The accepted call reaches the run; then the run waits for its second call again.
+    let deliveries =
+        || async { latch.events(&id).await.iter().filter(|e| e["result"]["outcome"] == "request").count() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while deliveries().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the accepted call never reached the run");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     latch.wait_for(&id, "waiting").await;
-    let delivered = latch.events(&id).await.iter().filter(|e| e["result"]["outcome"] == "request").count();
-    assert_eq!(delivered, 1, "only the first of the two identical calls was delivered");
+    assert_eq!(deliveries().await, 1, "only the first of the two identical calls was delivered");
 
     for (scheme, secret) in [("stripe", "s1"), ("github", "g1")] {
         put_secret(&latch, scheme, secret).await;

@@ -33,7 +33,7 @@ pub fn key_matches(presented: &str, stored_sha256_hex: &str) -> bool {
 /// first start without one, a key is made and returned so it can be shown once.
 pub fn admin_key(store: &Store, given: Option<&str>) -> Result<(String, Option<String>), StoreError> {
     if let Some(key) = given {
-        let digest = hex::encode(Sha256::digest(key.as_bytes()));
+        let digest = digest(key);
         store.set_meta(ADMIN_KEY_META, &digest)?;
         return Ok((digest, None));
     }
@@ -41,7 +41,7 @@ pub fn admin_key(store: &Store, given: Option<&str>) -> Result<(String, Option<S
         return Ok((digest, None));
     }
     let key = format!("latch_admin_{}", crate::runtime::random_token());
-    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    let digest = digest(&key);
     store.set_meta(ADMIN_KEY_META, &digest)?;
     Ok((digest, Some(key)))
 }

@@ -13,7 +13,7 @@ use axum::{Json, extract::DefaultBodyLimit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, parse_json, read_body};
+use super::{ApiError, AppState, latest_info, parse_json, read_body, read_json};
 use crate::store::StoreError;
 use crate::store::records::{ApiKeyRecord, Event, RunRecord, RunStatus, WaitOutcome};
 
@@ -160,8 +160,7 @@ struct NewKey {
 
 /// Makes an API key; the key is in this answer only (just its sha256 is stored).
 async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: NewKey = serde_json::from_value(parse_json(&read_body(body, app.limits.max_body_bytes).await?)?)
-        .map_err(|e| ApiError::bad_request("bad-key-request", format!("expected {{name, roles}}: {e}")))?;
+    let request: NewKey = read_json(body, app.limits.max_body_bytes, "bad-key-request", "{name, roles}").await?;
     check_name(&request.name)?;
     let key = crate::auth::new_api_key();
     let record = ApiKeyRecord {
@@ -214,9 +213,7 @@ async fn put_secret(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_name(&name)?;
-    let secret: SecretValue =
-        serde_json::from_value(parse_json(&read_body(body, app.limits.max_body_bytes).await?)?)
-            .map_err(|e| ApiError::bad_request("bad-secret-request", format!("expected {{value}}: {e}")))?;
+    let secret: SecretValue = read_json(body, app.limits.max_body_bytes, "bad-secret-request", "{value}").await?;
     if secret.value.is_empty() {
         return Err(ApiError::bad_request("bad-secret-request", "the secret's value is empty"));
     }
@@ -273,11 +270,7 @@ async fn listen_for_sample(
     State(app): State<Arc<AppState>>,
     Path((name, trigger)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let module = app
-        .store
-        .module(&name)?
-        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{name}`")))?;
-    let declared = module.latest().is_some_and(|v| v.info.triggers.iter().any(|t| t.name == trigger));
+    let declared = latest_info(&app, &name)?.triggers.iter().any(|t| t.name == trigger);
     if !declared {
         return Err(ApiError::not_found(
             "unknown-trigger",

@@ -63,6 +63,24 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     })
 }
 
+/// A JSON body of type `T`; `code` and `expected` describe a body of another shape.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    code: &'static str,
+    expected: &str,
+) -> Result<T, ApiError> {
+    let value = parse_json(&read_body(body, limit).await?)?;
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(code, format!("expected {expected}: {e}")))
+}
+
+/// The newest version's description of a module: its triggers above all.
+fn latest_info(app: &AppState, module: &str) -> Result<crate::store::records::ModuleInfo, ApiError> {
+    let unknown = || ApiError::not_found("unknown-module", format!("no module named `{module}`"));
+    let record = app.store.module(module)?.ok_or_else(unknown)?;
+    record.latest().map(|version| version.info.clone()).ok_or_else(unknown)
+}
+
 /// A JSON body; an empty body is `null`.
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

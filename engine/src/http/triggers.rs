@@ -20,20 +20,14 @@ use super::ingress::{
     admit, allowed_method, check_against, header_pairs, http_response, not_activated, query_object, redact_credentials,
     response_timeout,
 };
-use super::{ApiError, AppState, parse_json, read_body};
+use super::{ApiError, AppState, latest_info, parse_json, read_body};
 use crate::clock::now_ms;
 use crate::executor::ExecError;
 use crate::rules::{self, CallView};
 use crate::store::records::{Caller, HttpResponse, Method, NamedTriggerInfo, RequestRecord, ResponseMode, TriggerInfo};
 
 fn trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
-    let record = app
-        .store
-        .module(module)?
-        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
-    let version =
-        record.latest().ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
-    let found = version.info.triggers.iter().find(|t| t.suffix == suffix).cloned();
+    let found = latest_info(app, module)?.triggers.into_iter().find(|t| t.suffix == suffix);
     found.ok_or_else(|| {
         ApiError::not_found("unknown-trigger", format!("module `{module}` has no trigger at `{suffix}`"))
     })
@@ -142,11 +136,7 @@ async fn capture_sample(app: &AppState, module: &str, trigger: &str, event: Valu
 
 /// How the module's newest version wants calls to its named trigger checked, if it says.
 fn named_trigger(app: &AppState, module: &str, name: &str) -> Result<Option<NamedTriggerInfo>, ApiError> {
-    let record = app
-        .store
-        .module(module)?
-        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{module}`")))?;
-    Ok(record.latest().and_then(|v| v.info.named_triggers.iter().find(|t| t.name == name).cloned()))
+    Ok(latest_info(app, module)?.named_triggers.into_iter().find(|t| t.name == name))
 }
 
 /// The `execution` (or `executionId`) parameter, taken out of the call's data.

@@ -2,7 +2,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
 use super::HostState;
 use super::bindings::types::{
@@ -64,10 +63,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 /// Tokens appear in URL paths unescaped, so they keep to unreserved characters and `:`.
 fn check_token(token: &str) -> Result<(), Failure> {
     let legal = |c: char| c.is_ascii_alphanumeric() || "-._~:".contains(c);
@@ -113,7 +108,7 @@ impl HostState {
             Auth::None => HookAuth::None,
             Auth::UrlKey => {
                 let key = random_token();
-                let key_sha256 = sha256_hex(&key);
+                let key_sha256 = crate::auth::digest(&key);
                 url_key = Some(key);
                 HookAuth::UrlKey { key_sha256 }
             }
