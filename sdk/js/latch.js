@@ -1,15 +1,18 @@
 // Write Latch workflows in JavaScript. A module exports `describe` and `run` made with
-// `workflow({ description, main })`; `main(input)` gets the run's JSON input (or the
-// trigger request's data) and returns its output. Throw `new Failure(code, message)` to
-// fail the run with a code. Build, from the repository root (imports resolve from there):
+// `workflow({ description, triggers, main })`; `main(input, request)` gets the run's JSON
+// input (or the trigger request's data, and the request itself) and returns its output.
+// Throw `new Failure(code, message)` to fail the run with a code. Build, from the
+// repository root (imports resolve from there):
 //   (cd sdk/js && npm ci)
 //   sdk/js/node_modules/.bin/componentize-js plugins/<name>/app.js --wit wit -n workflow \
 //     -d http fetch-event -o <name>.wasm
 
 import { log as hostLog, runId as hostRunId, nowMs as hostNowMs } from 'latch:workflow/context@0.1.0';
 import { create, close } from 'latch:workflow/webhooks@0.1.0';
-import { next, sleep as hostSleep } from 'latch:workflow/waits@0.1.0';
+import { next, select as hostSelect, sleep as hostSleep } from 'latch:workflow/waits@0.1.0';
 import { respond } from 'latch:workflow/responses@0.1.0';
+import { recorded, recordAttempt } from 'latch:workflow/steps@0.1.0';
+import { send } from 'latch:workflow/outbound@0.1.0';
 
 export class Failure extends Error {
   constructor(code, message) {
@@ -18,6 +21,9 @@ export class Failure extends Error {
     this.detail = message;
   }
 }
+
+// A failure of a step that a retry cannot mend: the step fails at once.
+export class Fatal extends Failure {}
 
 // Runs an engine call, turning its error into a Failure.
 function engine(call) {
@@ -48,26 +54,36 @@ export class Request {
     this.data = parse(wit.data);
   }
 
-  // Answers the caller of a webhook in manual response mode, with a JSON body.
+  // Answers the caller of a webhook or trigger in manual response mode, with a JSON body.
   respond(status, body = null, headers = []) {
-    const text = body === null ? '' : JSON.stringify(body);
-    const all = text ? [...headers, ['content-type', 'application/json']] : headers;
-    engine(() => respond(this.id, { status, headers: all, body: text }));
+    engine(() => respond(this.id, jsonResponse(status, body, headers)));
   }
 }
 
+function jsonResponse(status, body, headers = []) {
+  const text = body === null ? '' : JSON.stringify(body);
+  return { status, headers: text ? [...headers, ['content-type', 'application/json']] : headers, body: text };
+}
+
+const witMethods = (names) => names.map((name) => name.toLowerCase());
+
+function answerMode(manualMs, answer) {
+  if (manualMs !== undefined) return { tag: 'manual', val: manualMs };
+  return { tag: 'automatic', val: answer ?? jsonResponse(202, { accepted: true }) };
+}
+
 export class Webhook {
-  constructor({ token, many = false, manualMs, urlKey = false, expiresInMs } = {}) {
-    const response = manualMs === undefined
-      ? { tag: 'automatic', val: { status: 202, headers: [['content-type', 'application/json']], body: '{"accepted":true}' } }
-      : { tag: 'manual', val: manualMs };
+  // A single-use POST URL answered `202 {"accepted":true}`. A GET's query is its data;
+  // `many` takes calls until closed; `manualMs` holds callers until the run responds
+  // (504 after that many milliseconds).
+  constructor({ token, methods = ['POST'], many = false, manualMs, urlKey = false, expiresInMs } = {}) {
     const hook = engine(() => create({
       token,
-      methods: ['post'],
+      methods: witMethods(methods),
       singleUse: !many,
       auth: urlKey ? { tag: 'url-key' } : { tag: 'none' },
       onAuthFailure: 'error',
-      response,
+      response: answerMode(manualMs),
       expiresInMs: expiresInMs === undefined ? undefined : BigInt(expiresInMs),
       schema: undefined,
       condition: undefined,
@@ -90,19 +106,113 @@ export class Webhook {
   }
 }
 
+// For `select`: a durable timer this many milliseconds from now.
+export const timer = (ms) => ({ tag: 'timer', val: BigInt(ms) });
+// For `select`: a durable timer at this moment (milliseconds since the Unix epoch).
+export const deadline = (unixMs) => ({ tag: 'deadline', val: BigInt(unixMs) });
+// For `select`: the next call to the module's named trigger for this run
+// (`/t/{module}/{name}?execution=<run id>|any|all`).
+export const triggerCall = (name) => ({ tag: 'trigger', val: name });
+
+// Waits for the first of several webhooks, trigger calls, timers and deadlines. Returns
+// `{ index, request, timedOut, closed }`: `request` is the call that arrived, or null. A
+// call on a webhook that did not win is kept for a later wait: nothing is lost.
+export function select(...waitables) {
+  const chosen = waitables.map((w) => (w instanceof Webhook ? { tag: 'webhook', val: w.id } : w));
+  const { index, outcome } = hostSelect(chosen);
+  return {
+    index,
+    request: outcome.tag === 'request' ? new Request(outcome.val) : null,
+    timedOut: outcome.tag === 'timed-out',
+    closed: outcome.tag === 'closed',
+  };
+}
+
+// Waits at the module's named trigger; null when `timeoutMs` passed first.
+export function waitTrigger(name, timeoutMs) {
+  return select(triggerCall(name), ...(timeoutMs === undefined ? [] : [timer(timeoutMs)])).request;
+}
+
+// Runs a named unit of work at most once per attempt, however often the run is replayed:
+// each attempt's JSON output or Failure is recorded and read back on replay. A Failure is
+// retried after a durable backoff (doubling from `backoffMs`) until `attempts` ran; a
+// Fatal is not retried. `work` gets the attempt number, from 1, and must hand what it
+// learns to the rest of the workflow only through its return value.
+export function step(name, work, { attempts = 3, backoffMs = 1000, maxBackoffMs = 60000 } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    let ended = recorded(name, attempt);
+    if (ended === undefined) {
+      ended = runAttempt(work, attempt);
+      recordAttempt(name, attempt, ended);
+    }
+    if (ended.outcome.tag === 'ok') return JSON.parse(ended.outcome.val);
+    if (ended.fatal || attempt >= attempts) throw new Failure(ended.outcome.val.code, ended.outcome.val.message);
+    hostSleep(BigInt(Math.min(backoffMs * 2 ** (attempt - 1), maxBackoffMs)));
+  }
+}
+
+function runAttempt(work, attempt) {
+  try {
+    return { outcome: { tag: 'ok', val: JSON.stringify(work(attempt) ?? null) }, fatal: false };
+  } catch (e) {
+    if (!(e instanceof Failure)) throw e;
+    return { outcome: { tag: 'err', val: { code: e.code, message: e.detail } }, fatal: e instanceof Fatal };
+  }
+}
+
+// Sends an HTTP request through the engine, which records it: a replay gets the answer
+// back without calling again. The host must be allowed (`--allow-http`). Throws Failure
+// with `host-not-allowed`, `bad-url`, `timeout`, `unreachable` or `too-large`.
+export function httpRequest(method, url, { json, body = '', headers = [], timeoutMs } = {}) {
+  const all = json === undefined ? headers : [...headers, ['content-type', 'application/json']];
+  const text = json === undefined ? body : JSON.stringify(json);
+  const request = { method: witMethods([method])[0], url, headers: all, body: text, timeoutMs };
+  const response = engine(() => send(request));
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: response.body,
+    ok: response.status >= 200 && response.status < 300,
+    json() {
+      try {
+        return JSON.parse(response.body);
+      } catch (e) {
+        throw new Failure('bad-response', String(e));
+      }
+    },
+  };
+}
+
+// A start trigger: a call to `/t/{module}/{suffix}` starts a run with that request.
+// `expects` is a JSON Schema over `{method, headers, query, body}`; `manualMs` lets the
+// run answer (`request.respond`); otherwise the caller gets `answer`, `[status, body]`
+// with `{{run_id}}` filled in, by default 202. `urlKey` requires an API key in `?key=`.
+export function trigger(name, suffix, { methods = ['POST'], expects, manualMs, answer, urlKey = false } = {}) {
+  return {
+    name,
+    suffix,
+    methods: witMethods(methods),
+    auth: urlKey ? { tag: 'url-key' } : { tag: 'none' },
+    onAuthFailure: 'error',
+    expects: expects === undefined ? undefined : JSON.stringify(expects),
+    response: answerMode(manualMs, answer && jsonResponse(answer[0], answer[1])),
+  };
+}
+
 export const log = (message, level = 'info') => hostLog(level, message);
 export const runId = () => hostRunId();
 export const nowMs = () => Number(hostNowMs());
 export const sleep = (ms) => hostSleep(BigInt(ms));
 
 // The module's exports: `export const { describe, run } = workflow({...})`.
-export function workflow({ description = '', main }) {
+export function workflow({ description = '', triggers = [], main }) {
   return {
-    describe: () => ({ description, triggers: [], namedTriggers: [] }),
+    describe: () => ({ description, triggers, namedTriggers: [] }),
     run(start) {
-      const input = start.tag === 'api' ? parse(start.val) : new Request(start.val).data;
+      const request = start.tag === 'api' ? null : new Request(start.val);
+      const input = request === null ? parse(start.val) : request.data;
       try {
-        return JSON.stringify(main(input));
+        return JSON.stringify(main(input, request));
       } catch (e) {
         if (e instanceof Failure) throw { code: e.code, message: e.detail };
         throw e;

@@ -2,18 +2,20 @@
 
 A workflow module defines `class WitWorld(latch.Workflow)` with a `main(self, input)`
 method: `input` is the run's JSON input (or the trigger request's data) as Python
-values, and what `main` returns is the run's output. Raise `latch.Failure` to fail the
-run with a code. Build the module into a component with componentize-py:
+values, and what `main` returns is the run's output. A run started by a trigger finds
+the request in `self.request`. Raise `latch.Failure` to fail the run with a code. Build
+the module into a component with componentize-py:
 
     componentize-py -d wit -w workflow componentize -p sdk/python -p <your dir> app -o app.wasm
 """
 
 import json
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
-from componentize_py_types import Err
+from componentize_py_types import Err, Ok
 from wit_world import ModuleInfo, Start, Start_Api
-from wit_world.imports import context, responses, types, waits, webhooks
+from wit_world import Trigger as WitTrigger
+from wit_world.imports import context, outbound, responses, steps, types, waits, webhooks
 
 
 class Failure(Exception):
@@ -23,6 +25,10 @@ class Failure(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class Fatal(Failure):
+    """A failure of a step that a retry cannot mend: the step fails at once."""
 
 
 def _unwrap(call):
@@ -58,25 +64,38 @@ class Request:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
     def respond(self, status: int, body: Any = None, headers: Optional[List[tuple]] = None) -> None:
-        """Answers the caller of a webhook in manual response mode (JSON body)."""
-        text = "" if body is None else json.dumps(body)
-        pairs = list(headers or []) + ([("content-type", "application/json")] if text else [])
-        _unwrap(lambda: responses.respond(self.id, types.Response(status, pairs, text)))
+        """Answers the caller of a webhook or trigger in manual response mode (JSON body)."""
+        _unwrap(lambda: responses.respond(self.id, _json_response(status, body, headers)))
+
+
+def _json_response(status: int, body: Any, headers: Optional[List[tuple]]) -> types.Response:
+    text = "" if body is None else json.dumps(body, separators=(",", ":"))
+    pairs = list(headers or []) + ([("content-type", "application/json")] if text else [])
+    return types.Response(status, pairs, text)
+
+
+def _methods(names: Sequence[str]) -> List[types.Method]:
+    return [types.Method[name.upper()] for name in names]
+
+
+def _answer_mode(manual_ms: Optional[int], answer: Optional[types.Response]) -> types.ResponseMode:
+    if manual_ms is not None:
+        return types.ResponseMode_Manual(manual_ms)
+    return types.ResponseMode_Automatic(answer or _json_response(202, {"accepted": True}, None))
 
 
 class Webhook:
     """A URL owned by the run that external systems call."""
 
-    def __init__(self, *, token: Optional[str] = None, many: bool = False, manual_ms: Optional[int] = None,
-                 url_key: bool = False, expires_in_ms: Optional[int] = None):
-        if manual_ms is None:
-            answer = types.Response(202, [("content-type", "application/json")], '{"accepted":true}')
-            mode = types.ResponseMode_Automatic(answer)
-        else:
-            mode = types.ResponseMode_Manual(manual_ms)
+    def __init__(self, *, token: Optional[str] = None, methods: Sequence[str] = ("POST",), many: bool = False,
+                 manual_ms: Optional[int] = None, url_key: bool = False, expires_in_ms: Optional[int] = None):
+        """A single-use POST URL answered `202 {"accepted":true}`. A GET's query is its data;
+        `many` takes calls until closed; `manual_ms` holds callers until the run responds
+        (504 after that many milliseconds)."""
         auth = types.Auth_UrlKey() if url_key else types.Auth_None_()
+        mode = _answer_mode(manual_ms, None)
         options = webhooks.WebhookOptions(
-            token, [types.Method.POST], not many, auth, types.AuthFailure.ERROR, mode, expires_in_ms, None, None
+            token, _methods(methods), not many, auth, types.AuthFailure.ERROR, mode, expires_in_ms, None, None
         )
         hook = _unwrap(lambda: webhooks.create(options))
         self.id, self.token, self.url = hook.id, hook.token, hook.url
@@ -92,6 +111,130 @@ class Webhook:
 
     def close(self) -> None:
         webhooks.close(self.id)
+
+
+class Timer:
+    """For `select`: a durable timer this many milliseconds from now."""
+
+    def __init__(self, ms: int):
+        self.waitable = waits.Waitable_Timer(ms)
+
+
+class Deadline:
+    """For `select`: a durable timer at this moment (milliseconds since the Unix epoch)."""
+
+    def __init__(self, unix_ms: int):
+        self.waitable = waits.Waitable_Deadline(unix_ms)
+
+
+class TriggerCall:
+    """For `select`: the next call to the module's named trigger for this run
+    (`/t/{module}/{name}?execution=<run id>|any|all`)."""
+
+    def __init__(self, name: str):
+        self.waitable = waits.Waitable_Trigger(name)
+
+
+class Selected:
+    """Which waitable given to `select` was first (`index`), and how: `request` is the
+    call that arrived, or None when a timer fired (`timed_out`) or a webhook closed."""
+
+    def __init__(self, wit: waits.Selected):
+        self.index = wit.index
+        self.request = Request(wit.outcome.value) if isinstance(wit.outcome, waits.NextResult_Request) else None
+        self.timed_out = isinstance(wit.outcome, waits.NextResult_TimedOut)
+        self.closed = isinstance(wit.outcome, waits.NextResult_Closed)
+
+
+def select(*waitables: Any) -> Selected:
+    """Waits for the first of several webhooks, `TriggerCall`s, `Timer`s and `Deadline`s.
+    A call on a webhook that did not win is kept for a later wait: nothing is lost."""
+    wit = [waits.Waitable_Webhook(w.id) if isinstance(w, Webhook) else w.waitable for w in waitables]
+    return Selected(waits.select(wit))
+
+
+def wait_trigger(name: str, timeout_ms: Optional[int] = None) -> Optional[Request]:
+    """Waits at the module's named trigger; None when `timeout_ms` passed first."""
+    chosen = [TriggerCall(name)] + ([Timer(timeout_ms)] if timeout_ms is not None else [])
+    return select(*chosen).request
+
+
+def step(name: str, work: Callable[[int], Any], *, attempts: int = 3, backoff_ms: int = 1_000,
+         max_backoff_ms: int = 60_000) -> Any:
+    """Runs a named unit of work at most once per attempt, however often the run is
+    replayed: each attempt's JSON output or `Failure` is recorded and read back on replay.
+    A `Failure` is retried after a durable backoff (doubling from `backoff_ms`) until
+    `attempts` ran; a `Fatal` is not retried. `work` gets the attempt number, from 1, and
+    must hand what it learns to the rest of the workflow only through its return value."""
+    attempt = 1
+    while True:
+        ended = steps.recorded(name, attempt)
+        if ended is None:
+            ended = _attempt(work, attempt)
+            steps.record_attempt(name, attempt, ended)
+        if isinstance(ended.outcome, Ok):
+            return json.loads(ended.outcome.value)
+        if ended.fatal or attempt >= attempts:
+            raise Failure(ended.outcome.value.code, ended.outcome.value.message)
+        waits.sleep(min(backoff_ms * 2 ** (attempt - 1), max_backoff_ms))
+        attempt += 1
+
+
+def _attempt(work: Callable[[int], Any], attempt: int) -> steps.AttemptResult:
+    try:
+        return steps.AttemptResult(Ok(json.dumps(work(attempt))), False)
+    except Failure as failure:
+        return steps.AttemptResult(Err(types.Error(failure.code, failure.message)), isinstance(failure, Fatal))
+
+
+class HttpResponse:
+    """The answer to `http_request`."""
+
+    def __init__(self, wit: outbound.HttpResponse):
+        self.status, self.headers, self.body = wit.status, list(wit.headers), wit.body
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise Failure("bad-response", str(e)) from None
+
+
+def http_request(method: str, url: str, *, json_body: Any = None, body: str = "",
+                 headers: Optional[List[tuple]] = None, timeout_ms: Optional[int] = None) -> HttpResponse:
+    """Sends an HTTP request through the engine, which records it: a replay gets the
+    answer back without calling again. The host must be allowed (`--allow-http`).
+    Raises Failure with `host-not-allowed`, `bad-url`, `timeout`, `unreachable`, `too-large`."""
+    pairs = list(headers or [])
+    if json_body is not None:
+        body = json.dumps(json_body)
+        pairs.append(("content-type", "application/json"))
+    request = outbound.HttpRequest(_methods([method])[0], url, pairs, body, timeout_ms)
+    return HttpResponse(_unwrap(lambda: outbound.send(request)))
+
+
+class Trigger:
+    """A start trigger: a call to `/t/{module}/{suffix}` starts a run with that request.
+    `expects` is a JSON Schema over `{"method", "headers", "query", "body"}`; `manual_ms`
+    lets the run answer (`self.request.respond`); otherwise the caller gets `answer`, a
+    `(status, body)` pair whose `{{run_id}}` is filled in, by default 202. `url_key`
+    requires an API key in the URL's `?key=`."""
+
+    def __init__(self, name: str, suffix: str, *, methods: Sequence[str] = ("POST",), expects: Any = None,
+                 manual_ms: Optional[int] = None, answer: Optional[tuple] = None, url_key: bool = False):
+        self.name, self.suffix, self.methods, self.expects = name, suffix, methods, expects
+        self.manual_ms, self.answer, self.url_key = manual_ms, answer, url_key
+
+    def wit(self) -> WitTrigger:
+        auth = types.Auth_UrlKey() if self.url_key else types.Auth_None_()
+        answer = _json_response(self.answer[0], self.answer[1], None) if self.answer else None
+        expects = None if self.expects is None else json.dumps(self.expects)
+        mode = _answer_mode(self.manual_ms, answer)
+        return WitTrigger(self.name, self.suffix, _methods(self.methods), auth, types.AuthFailure.ERROR, expects, mode)
 
 
 def log(message: str, level: str = "info") -> None:
@@ -111,21 +254,21 @@ def sleep(ms: int) -> None:
 
 
 class Workflow:
-    """Base of a module's `WitWorld`: implement `main(self, input)`."""
+    """Base of a module's `WitWorld`: implement `main(self, input)`; list start triggers
+    in `triggers`."""
 
     description = ""
+    triggers: List[Trigger] = []
 
     def describe(self) -> ModuleInfo:
-        return ModuleInfo(self.description, [], [])
+        return ModuleInfo(self.description, [trigger.wit() for trigger in self.triggers], [])
 
     def main(self, input: Any) -> Any:
         raise NotImplementedError
 
     def run(self, start: Start) -> str:
-        if isinstance(start, Start_Api):
-            input = _data(start.value)
-        else:
-            input = Request(start.value).data
+        self.request = None if isinstance(start, Start_Api) else Request(start.value)
+        input = _data(start.value) if self.request is None else self.request.data
         try:
             return json.dumps(self.main(input))
         except Failure as failure:

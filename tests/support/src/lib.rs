@@ -139,10 +139,8 @@ fn build_plugins() -> Result<PathBuf, String> {
 }
 
 /// Builds each JavaScript plugin (a folder in `plugins/` with an `app.js`) with
-/// componentize-js, installed with `npm install`, pinned exactly in `sdk/js/package.json`
-/// (npm 11 writes this package's lockfile without its optional platform packages, and
-/// both `npm ci` and installing from that lockfile then fail). The engine's `fetch` is
-/// left out: runs make HTTP calls through `outbound`, which records them.
+/// componentize-js, installed by `npm ci` from `sdk/js/package-lock.json`. The engine's
+/// `fetch` is left out: runs make HTTP calls through `outbound`, which records them.
 fn build_js_plugins(out: &Path) -> Result<(), String> {
     let root = workspace();
     let mut apps = Vec::new();
@@ -156,18 +154,18 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
         return Ok(());
     }
     let sdk = root.join("sdk/js");
-    let componentize = sdk.join("node_modules/.bin/componentize-js");
-    if !componentize.exists() {
+    if !installed_from_lockfile(&sdk) {
         let status = Command::new("npm")
             .current_dir(&sdk)
-            .args(["install", "--no-audit", "--no-fund"])
+            .args(["ci", "--no-audit", "--no-fund"])
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("running npm: {e}"))?;
         if !status.success() {
-            return Err("`npm install` in sdk/js failed".into());
+            return Err("`npm ci` in sdk/js failed".into());
         }
     }
+    let componentize = sdk.join("node_modules/.bin/componentize-js");
     for app in apps {
         // Module paths resolve from the working directory: the workspace root.
         let status = Command::new(&componentize)
@@ -183,6 +181,16 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `node_modules` was installed from the current lockfile: npm writes its own copy,
+/// `node_modules/.package-lock.json`, at every install.
+fn installed_from_lockfile(sdk: &Path) -> bool {
+    let modified = |path: PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (modified(sdk.join("package-lock.json")), modified(sdk.join("node_modules/.package-lock.json"))) {
+        (Some(lockfile), Some(installed)) => installed >= lockfile,
+        _ => false,
+    }
 }
 
 /// `rust-toolchain.toml` lists the target, but rustup installs it on its own only when it
