@@ -1,5 +1,6 @@
-//! The same workflows written in Rust, Python and JavaScript behave the same: each table of
-//! scenarios runs over every language's build of one workflow, and the results must match.
+//! The same workflows written in Rust, Python, JavaScript (and, for `order-payment`, C)
+//! behave the same: each table of scenarios runs over every language's build of one
+//! workflow, and the results must match.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -10,6 +11,9 @@ use crate::vendor::{Behaviour, Vendor};
 /// Each language, and the suffix of its builds' plugin folders.
 const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("python", "-py"), ("javascript", "-js")];
 
+/// `order-payment` is also written in C.
+const WITH_C: [(&str, &str); 4] = [LANGUAGES[0], LANGUAGES[1], LANGUAGES[2], ("c", "-c")];
+
 /// A fresh server with `workflow`'s build in `language` uploaded under the name
 /// `workflow`, so its trigger URLs are the same in every language.
 async fn server_with(workflow: &str, suffix: &str, args: &[&str]) -> Latch {
@@ -19,14 +23,18 @@ async fn server_with(workflow: &str, suffix: &str, args: &[&str]) -> Latch {
     latch
 }
 
-/// Runs `scenarios` over every language (one server each, so each component compiles
-/// once) and fails when a language's results differ from Rust's.
-async fn same_in_every_language<F>(workflow: &str, scenarios: impl Fn(&'static str) -> F) -> Vec<Value>
+/// Runs `scenarios` over each language's build (one server each, so each component
+/// compiles once) and fails when a language's results differ from Rust's.
+async fn same_in_languages<F>(
+    workflow: &str,
+    languages: &[(&'static str, &'static str)],
+    scenarios: impl Fn(&'static str) -> F,
+) -> Vec<Value>
 where
     F: Future<Output = Vec<Value>>,
 {
     let mut results = Vec::new();
-    for (language, suffix) in LANGUAGES {
+    for &(language, suffix) in languages {
         results.push((language, scenarios(suffix).await));
     }
     let (_, expected) = &results[0];
@@ -76,7 +84,7 @@ async fn order_payment(suffix: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn order_payment_behaves_the_same_in_every_language() {
-    let seen = same_in_every_language("order-payment", order_payment).await;
+    let seen = same_in_languages("order-payment", &WITH_C, order_payment).await;
     assert_eq!(seen[0]["status"], "paid");
     assert_eq!(seen[0]["payment"], json!({ "status": "succeeded", "tx": "t-1" }));
     assert_eq!(seen[1]["status"], "payment-failed");
@@ -121,7 +129,7 @@ async fn ticket_triage(suffix: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn ticket_triage_takes_a_callback_before_its_wait_in_every_language() {
-    let seen = same_in_every_language("ticket-triage", ticket_triage).await;
+    let seen = same_in_languages("ticket-triage", &LANGUAGES, ticket_triage).await;
     assert_eq!(
         seen[0],
         json!({ "ticket_id": "T-1", "priority": "urgent", "sla": { "sla_hours": 4 }, "resolution": { "resolved_by": "ana" } })
@@ -171,7 +179,7 @@ async fn async_verification(suffix: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn async_verification_races_a_callback_against_a_timer_in_every_language() {
-    let seen = same_in_every_language("async-verification", async_verification).await;
+    let seen = same_in_languages("async-verification", &LANGUAGES, async_verification).await;
     assert_eq!(seen[0], json!({ "document_id": "doc-1", "status": "verified", "details": "ok" }));
     assert_eq!(seen[1], json!({ "document_id": "doc-2", "status": "rejected", "details": "blurred" }));
     assert_eq!(seen[2], json!({ "document_id": "doc-3", "status": "timed_out" }));
@@ -215,7 +223,7 @@ async fn webhook_response(suffix: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn webhook_response_answers_trigger_calls_the_same_in_every_language() {
-    let seen = same_in_every_language("webhook-response", webhook_response).await;
+    let seen = same_in_languages("webhook-response", &LANGUAGES, webhook_response).await;
     assert_eq!(seen[0], json!([201, "o-1"]));
     assert_eq!(seen[1], json!({ "order_id": "o-1", "answered": 201 }));
     assert_eq!(seen[2], json!([202, "o-1"]));

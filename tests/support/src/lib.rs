@@ -56,13 +56,16 @@ pub fn python_signature(scheme: &str, secret: &str, body: &str, timestamp: u64, 
     headers.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
 }
 
-/// The Python packages the tests use, pinned.
-const PYTHON_PACKAGES: [&str; 2] = ["standardwebhooks==1.1.0", "componentize-py==0.25.1"];
+/// The Python packages the tests use, pinned: a second Standard Webhooks implementation,
+/// the Python component builder, and zig, whose `zig cc` is the clang (with wasi-libc)
+/// that builds C workflows.
+const PYTHON_PACKAGES: [&str; 3] = ["standardwebhooks==1.1.0", "componentize-py==0.25.1", "ziglang==0.14.1"];
 
 /// `pip install --target` into the target dir: nothing is installed outside the project.
 fn install_python_packages() -> Result<PathBuf, String> {
     let dir = target_dir().join("python-packages");
-    if dir.join("standardwebhooks").exists() && dir.join("bin/componentize-py").exists() {
+    let installed = ["standardwebhooks", "bin/componentize-py", "ziglang"];
+    if installed.iter().all(|path| dir.join(path).exists()) {
         return Ok(dir);
     }
     let status = Command::new("python3")
@@ -86,11 +89,7 @@ fn python_packages() -> &'static Path {
 /// and the Python SDK, into `out`.
 fn build_python_plugins(out: &Path) -> Result<(), String> {
     let packages = python_packages();
-    for entry in std::fs::read_dir(workspace().join("plugins")).map_err(|e| e.to_string())? {
-        let dir = entry.map_err(|e| e.to_string())?.path();
-        if !dir.join("app.py").exists() {
-            continue;
-        }
+    for dir in plugin_dirs_with("app.py")? {
         let name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
         let status = Command::new(packages.join("bin/componentize-py"))
             .env("PYTHONPATH", packages)
@@ -115,12 +114,9 @@ fn build_python_plugins(out: &Path) -> Result<(), String> {
 fn build_plugins() -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     let mut packages = Vec::new();
-    for entry in std::fs::read_dir(workspace().join("plugins")).map_err(|e| e.to_string())? {
-        let dir = entry.map_err(|e| e.to_string())?.path();
-        if dir.join("Cargo.toml").exists() {
-            packages.push("-p".to_string());
-            packages.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
-        }
+    for dir in plugin_dirs_with("Cargo.toml")? {
+        packages.push("-p".to_string());
+        packages.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -135,6 +131,7 @@ fn build_plugins() -> Result<PathBuf, String> {
     let out = target_dir().join(WASM_TARGET).join("release");
     build_python_plugins(&out)?;
     build_js_plugins(&out)?;
+    build_c_plugins(&out)?;
     Ok(out)
 }
 
@@ -143,13 +140,10 @@ fn build_plugins() -> Result<PathBuf, String> {
 /// `fetch` is left out: runs make HTTP calls through `outbound`, which records them.
 fn build_js_plugins(out: &Path) -> Result<(), String> {
     let root = workspace();
-    let mut apps = Vec::new();
-    for entry in std::fs::read_dir(root.join("plugins")).map_err(|e| e.to_string())? {
-        let dir = entry.map_err(|e| e.to_string())?.path();
-        if dir.join("app.js").exists() {
-            apps.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
-        }
-    }
+    let apps: Vec<String> = plugin_dirs_with("app.js")?
+        .iter()
+        .map(|dir| dir.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
     if apps.is_empty() {
         return Ok(());
     }
@@ -181,6 +175,39 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Builds each C plugin (a folder in `plugins/` with an `app.c`) with `latch-c-build`:
+/// wit-bindgen's C bindings, `zig cc` for wasm32-wasi, and wit-component.
+fn build_c_plugins(out: &Path) -> Result<(), String> {
+    let packages = python_packages();
+    let build = latch_c_build::CBuild {
+        wit: workspace().join("wit"),
+        sdk: workspace().join("sdk/c"),
+        work_dir: target_dir().join("c-build"),
+    };
+    for dir in plugin_dirs_with("app.c")? {
+        let mut zig = Command::new("python3");
+        zig.args(["-m", "ziglang", "cc"])
+            .env("PYTHONPATH", packages)
+            .env("ZIG_GLOBAL_CACHE_DIR", target_dir().join("zig-cache"))
+            .env("ZIG_LOCAL_CACHE_DIR", target_dir().join("zig-cache"));
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
+        build.build(&dir, &out.join(format!("{name}.wasm")), zig).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The folders in `plugins/` that hold `file`.
+fn plugin_dirs_with(file: &str) -> Result<Vec<PathBuf>, String> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("plugins")).map_err(|e| e.to_string())? {
+        let dir = entry.map_err(|e| e.to_string())?.path();
+        if dir.join(file).exists() {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
 }
 
 /// Whether `node_modules` was installed from the current lockfile: npm writes its own copy,
