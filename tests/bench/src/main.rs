@@ -1,5 +1,6 @@
 //! `cargo run --release -p latch-bench`: starts real `latch` servers on loopback with
-//! temporary data dirs, drives them over HTTP with the `bench-echo` plugin, and prints a
+//! temporary data dirs, drives them over HTTP with the `bench-echo` plugin (and every
+//! guest language's build of `order-payment` and `async-verification`), and prints a
 //! table of the engine's hot paths. Latencies are medians with p99, as the caller sees them.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ struct Args {
     /// Waiting runs for the parked-runs figures.
     #[arg(long, default_value_t = 100_000)]
     parked: usize,
+    /// Only the figures per guest language.
+    #[arg(long)]
+    languages_only: bool,
 }
 
 /// One line of the printed table.
@@ -44,31 +48,40 @@ fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let binary = build_server()?;
+    let mut rows = Vec::new();
+    if !args.languages_only {
+        rows.extend(engine_figures(&binary, &args).await?);
+    }
+    for (language, suffix) in LANGUAGES {
+        rows.push(instantiation(language, &plugin(&format!("order-payment{suffix}")), args.samples).await?);
+    }
+    for (language, suffix) in LANGUAGES.iter().filter(|(_, suffix)| *suffix != "-c") {
+        rows.push(replayed_guest_resume(&binary, language, suffix, args.samples.min(200)).await?);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+async fn engine_figures(binary: &Path, args: &Args) -> anyhow::Result<Vec<Row>> {
     let component = plugin("bench-echo");
     let mut rows = Vec::new();
 
-    let latch = server(&binary, &[], &component).await?;
-    rows.extend(throughput(&latch, &args).await?);
+    let latch = server(binary, &[], &component).await?;
+    rows.extend(throughput(&latch, args).await?);
     rows.push(hot_resume(&latch, args.samples).await?);
     drop(latch);
 
     // No hot hold: every resume instantiates the component and replays its log.
-    let latch = server(&binary, &["--hot-hold-ms", "0"], &component).await?;
+    let latch = server(binary, &["--hot-hold-ms", "0"], &component).await?;
     for history in [0, 10, 100, 1_000] {
         rows.push(replayed_resume(&latch, history, replay_samples(args.samples, history)).await?);
     }
     rows.push(timer_lateness(&latch).await?);
     drop(latch);
 
-    let latch = server(&binary, &[], &component).await?;
-    rows.extend(parked_runs(&latch, &args).await?);
-    drop(latch);
-
-    for (language, plugin_name) in GUESTS {
-        rows.push(instantiation(language, &plugin(plugin_name), args.samples).await?);
-    }
-    print_table(&rows);
-    Ok(())
+    let latch = server(binary, &[], &component).await?;
+    rows.extend(parked_runs(&latch, args).await?);
+    Ok(rows)
 }
 
 /// Builds the release server the benchmark measures.
@@ -310,9 +323,48 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The same workflow built from each guest language.
-const GUESTS: [(&str, &str); 3] =
-    [("Rust", "order-payment"), ("Python", "order-payment-py"), ("JavaScript", "order-payment-js")];
+/// Each guest language, and the suffix of its builds' plugin folders.
+const LANGUAGES: [(&str, &str); 4] = [("Rust", ""), ("Python", "-py"), ("JavaScript", "-js"), ("C", "-c")];
+
+/// Resume by replay of `async-verification` built in one language: each sample starts a
+/// run, which submits to a stand-in vendor in a recorded step and waits on its callback
+/// URL with no instance held; the callback instantiates the guest, replays the step and
+/// the wait, and the run answers the caller itself.
+async fn replayed_guest_resume(binary: &Path, language: &str, suffix: &str, samples: usize) -> anyhow::Result<Row> {
+    let vendor = stand_in_vendor().await?;
+    let latch = Latch::start(binary, &["--hot-hold-ms", "0", "--allow-http", "127.0.0.1"]).await;
+    let component = plugin(&format!("async-verification{suffix}"));
+    let (status, body) = latch.upload("async-verification", component.clone()).await;
+    if !status.is_success() {
+        bail!("upload failed: {status} {body}");
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let input = json!({ "document_id": format!("doc-{n}"), "vendor_url": vendor, "deadline_ms": 600_000 });
+        let request = latch.http.post(format!("{}/v1/modules/async-verification/runs", latch.base));
+        let (status, body) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&input)).await;
+        if status != StatusCode::CREATED {
+            bail!("start failed: {status} {body}");
+        }
+        let id = body["id"].as_str().unwrap_or_default().to_string();
+        until_status(&latch, &id, "waiting").await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (_, run) = latch.get(&format!("/v1/runs/{id}")).await;
+        let callback = run["waiting_on"][0]["url"].as_str().context("the run's callback URL")?.to_string();
+        latencies.push(round_trip(&latch, &callback).await?);
+    }
+    let measure = format!("resume by replay, {language} guest ({}): callback to the run's answer", size(&component));
+    Ok(row(measure, percentiles(&mut latencies)))
+}
+
+/// A vendor that accepts every submission (202) and never calls back; returns its URL.
+async fn stand_in_vendor() -> anyhow::Result<String> {
+    let app = axum::Router::new().route("/submit", axum::routing::post(|| async { axum::http::StatusCode::ACCEPTED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/submit", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
 
 /// Instantiation of a guest, in process, from the engine's `InstancePre`.
 async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyhow::Result<Row> {
@@ -336,8 +388,14 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
         runtime.describe_version(&version).await?;
         latencies.push(began.elapsed());
     }
-    let size = component.len() as f64 / (1 << 20) as f64;
-    Ok(row(format!("instantiation + one call, {language} guest ({size:.1} MiB)"), percentiles(&mut latencies)))
+    Ok(row(format!("instantiation + one call, {language} guest ({})", size(component)), percentiles(&mut latencies)))
+}
+
+fn size(component: &[u8]) -> String {
+    match component.len() {
+        bytes if bytes < 1 << 20 => format!("{} KiB", bytes >> 10),
+        bytes => format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64),
+    }
 }
 
 fn percentiles(latencies: &mut [Duration]) -> String {
