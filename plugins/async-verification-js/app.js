@@ -25,7 +25,7 @@ function submit(input, callbackUrl) {
     throw e;
   }
   if (response.ok) return response.status;
-  if (response.status >= 500) throw new Failure('vendor-unavailable', response.body);
+  if (response.status >= 500 && response.status < 600) throw new Failure('vendor-unavailable', response.body);
   throw new Fatal('vendor-refused', `${response.status}: ${response.body}`);
 }
 
@@ -35,10 +35,14 @@ export const { describe, run } = workflow({
     if (typeof input?.document_id !== 'string' || typeof input?.vendor_url !== 'string') {
       throw new Failure('bad-input', 'document_id and vendor_url are required');
     }
+    const deadlineMs = input.deadline_ms ?? 30_000;
+    if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 0 || input.deadline_ms === null) {
+      throw new Failure('bad-input', 'deadline_ms must be a whole number of milliseconds');
+    }
     const callback = new Webhook({ manualMs: ANSWER_DEADLINE_MS });
     step('submit-to-vendor', () => submit(input, callback.url));
 
-    const first = select(callback, timer(input.deadline_ms ?? 30_000));
+    const first = select(callback, timer(deadlineMs));
     if (first.timedOut) return { document_id: input.document_id, status: 'timed_out' };
     if (first.closed) throw new Failure('closed', 'the callback URL closed without a callback');
     first.request.respond(200, { ack: true });

@@ -27,7 +27,7 @@ def submit(input, callback_url: str) -> int:
         raise
     if response.ok:
         return response.status
-    if response.status >= 500:
+    if 500 <= response.status < 600:
         raise latch.Failure("vendor-unavailable", response.body)
     raise latch.Fatal("vendor-refused", f"{response.status}: {response.body}")
 
@@ -38,10 +38,13 @@ class WitWorld(latch.Workflow):
     def main(self, input):
         if not isinstance(input, dict) or not all(isinstance(input.get(k), str) for k in ("document_id", "vendor_url")):
             raise latch.Failure("bad-input", "document_id and vendor_url are required")
+        deadline_ms = input.get("deadline_ms", 30_000)
+        if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, int) or deadline_ms < 0:
+            raise latch.Failure("bad-input", "deadline_ms must be a whole number of milliseconds")
         callback = latch.Webhook(manual_ms=ANSWER_DEADLINE_MS)
         latch.step("submit-to-vendor", lambda attempt: submit(input, callback.url))
 
-        first = latch.select(callback, latch.Timer(input.get("deadline_ms", 30_000)))
+        first = latch.select(callback, latch.Timer(deadline_ms))
         if first.timed_out:
             return {"document_id": input["document_id"], "status": "timed_out"}
         if first.closed:

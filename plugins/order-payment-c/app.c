@@ -33,11 +33,24 @@ static latch_text raw_field(latch_text object, const char *key) {
   return latch_json_field(object, key, &value) ? value : (latch_text){"null", 4};
 }
 
+static bool is_number(latch_text json) {
+  return json.len > 0 && (json.ptr[0] == '-' || isdigit((unsigned char)json.ptr[0]));
+}
+
 static bool wait_for_payment(const char *order_id, latch_text input, workflow_json_t *ret, workflow_error_t *err) {
-  latch_workflow_webhooks_webhook_t callback;
-  if (!latch_webhook_create(&callback, err)) return false;
   latch_text amount = raw_field(input, "amount");
-  char *currency = string_field(input, "currency");
+  if (!is_number(amount)) return latch_fail(err, "bad-input", "amount must be a number");
+  latch_text currency_json = raw_field(input, "currency");
+  char *currency = latch_json_string(currency_json);
+  bool no_currency = currency_json.len == 4 && memcmp(currency_json.ptr, "null", 4) == 0;
+  if (!currency && !no_currency) {
+    return latch_fail(err, "bad-input", "currency must be a string");
+  }
+  latch_workflow_webhooks_webhook_t callback;
+  if (!latch_webhook_create(&callback, err)) {
+    free(currency);
+    return false;
+  }
   latch_log("awaiting payment of %.*s %s for order %s", (int)amount.len, amount.ptr,
             currency ? currency : "(no currency)", order_id);
   latch_log("payment callback URL: %.*s", (int)callback.url.len, (const char *)callback.url.ptr);

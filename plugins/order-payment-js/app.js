@@ -10,14 +10,17 @@ export const { describe, run } = workflow({
   main(input) {
     if (!input || typeof input.order_id !== 'string') throw new Failure('bad-input', 'order_id is required');
     if (!input.order_id.trim()) throw new Failure('bad-input', 'order_id must not be empty');
+    const { amount, currency = null } = input;
+    if (typeof amount !== 'number') throw new Failure('bad-input', 'amount must be a number');
+    if (currency !== null && typeof currency !== 'string') throw new Failure('bad-input', 'currency must be a string');
     const callback = new Webhook();
-    log(`awaiting payment of ${input.amount} for order ${input.order_id}`);
+    log(`awaiting payment of ${amount} ${currency ?? '(no currency)'} for order ${input.order_id}`);
     log(`payment callback URL: ${callback.url}`);
     const payment = callback.next().data;
     const failed = payment && payment.status === 'failed';
     return {
       order_id: input.order_id,
-      amount: input.amount ?? null,
+      amount,
       status: failed ? 'payment-failed' : 'paid',
       payment,
     };

@@ -15,14 +15,19 @@ class WitWorld(latch.Workflow):
             raise latch.Failure("bad-input", "order_id is required")
         if not input["order_id"].strip():
             raise latch.Failure("bad-input", "order_id must not be empty")
+        amount, currency = input.get("amount"), input.get("currency")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise latch.Failure("bad-input", "amount must be a number")
+        if currency is not None and not isinstance(currency, str):
+            raise latch.Failure("bad-input", "currency must be a string")
         callback = latch.Webhook()
-        latch.log(f"awaiting payment of {input.get('amount')} for order {input['order_id']}")
+        latch.log(f"awaiting payment of {amount} {currency or '(no currency)'} for order {input['order_id']}")
         latch.log(f"payment callback URL: {callback.url}")
         payment = callback.next().data
         failed = isinstance(payment, dict) and payment.get("status") == "failed"
         return {
             "order_id": input["order_id"],
-            "amount": input.get("amount"),
+            "amount": amount,
             "status": "payment-failed" if failed else "paid",
             "payment": payment,
         }

@@ -133,10 +133,11 @@ static size_t put_utf8(char *out, unsigned long code) {
 }
 
 // Decodes the `\u` escape (and its low surrogate, if any) at `*p`, which points at the
-// `u`; moves `*p` to its last digit.
+// `u`, and moves `*p` to its last digit. Returns 0 for a malformed escape or an escaped
+// NUL, which a C string cannot hold.
 static unsigned long read_unicode_escape(const char **p, const char *end) {
   long code = read_hex4(*p + 1, end);
-  if (code < 0) return 0xFFFD;
+  if (code <= 0) return 0;
   *p += 4;
   bool high_surrogate = code >= 0xD800 && code <= 0xDBFF;
   if (high_surrogate && end - *p > 6 && (*p)[1] == '\\' && (*p)[2] == 'u') {
@@ -146,6 +147,7 @@ static unsigned long read_unicode_escape(const char **p, const char *end) {
       return 0x10000 + (((unsigned long)code - 0xD800) << 10) + ((unsigned long)low - 0xDC00);
     }
   }
+  // A lone surrogate (6 escaped bytes) becomes U+FFFD (3 bytes).
   return (code >= 0xD800 && code <= 0xDFFF) ? 0xFFFD : (unsigned long)code;
 }
 
@@ -169,11 +171,19 @@ char *latch_json_string(latch_text value) {
       case 'n': out[n++] = '\n'; break;
       case 'r': out[n++] = '\r'; break;
       case 't': out[n++] = '\t'; break;
-      case 'u': n += put_utf8(out + n, read_unicode_escape(&p, end)); break;
+      case 'u': {
+        unsigned long code = read_unicode_escape(&p, end);
+        if (code == 0) {
+          free(out);
+          return NULL;
+        }
+        n += put_utf8(out + n, code);
+        break;
+      }
       default: out[n++] = *p;  // `"`, `\` and `/`
     }
   }
-  if (p >= end) {
+  if (p >= end) {  // unterminated
     free(out);
     return NULL;
   }

@@ -35,7 +35,8 @@ latch_text latch_start_input(const workflow_start_t *start);
 
 // JSON reading. `latch_json_field` finds `key` in a JSON object and sets `value` to the
 // raw JSON text of its value. `latch_json_string` decodes a JSON string into a new
-// NUL-terminated string (free it), or returns NULL when `value` is not a string.
+// NUL-terminated string (free it), or returns NULL when `value` is not a string, is
+// malformed, or holds an escaped NUL (`\u0000`), which a C string cannot.
 bool latch_json_field(latch_text object, const char *key, latch_text *value);
 char *latch_json_string(latch_text value);
 

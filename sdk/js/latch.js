@@ -7,9 +7,9 @@
 //   sdk/js/node_modules/.bin/componentize-js plugins/<name>/app.js --wit wit -n workflow \
 //     -d http fetch-event -o <name>.wasm
 
-import { log as hostLog, runId as hostRunId, nowMs as hostNowMs } from 'latch:workflow/context@0.1.0';
+import { log as hostLog, runId as hostRunId, nowMs as hostNowMs, random as hostRandom } from 'latch:workflow/context@0.1.0';
 import { create, close } from 'latch:workflow/webhooks@0.1.0';
-import { next, select as hostSelect, sleep as hostSleep } from 'latch:workflow/waits@0.1.0';
+import { next, select as hostSelect, sleep as hostSleep, sleepUntil as hostSleepUntil } from 'latch:workflow/waits@0.1.0';
 import { respond } from 'latch:workflow/responses@0.1.0';
 import { recorded, recordAttempt } from 'latch:workflow/steps@0.1.0';
 import { send } from 'latch:workflow/outbound@0.1.0';
@@ -25,14 +25,32 @@ export class Failure extends Error {
 // A failure of a step that a retry cannot mend: the step fails at once.
 export class Fatal extends Failure {}
 
-// Runs an engine call, turning its error into a Failure.
+// Runs an engine call, turning the error it returns into a Failure. Anything else (a
+// wrong argument type, a bug) is thrown as it is, so a step does not retry it.
 function engine(call) {
   try {
     return call();
   } catch (e) {
-    const error = e && e.payload ? e.payload : e;
-    throw new Failure(error.code ?? 'engine', error.message ?? String(error));
+    if (!e || !e.payload) throw e;
+    throw new Failure(e.payload.code, e.payload.message);
   }
+}
+
+// Workflows are synchronous: every wait blocks in the engine, not in a promise.
+function synchronous(value, what) {
+  if (value && typeof value.then === 'function') {
+    throw new TypeError(`${what} returned a promise: workflows and steps must not be async`);
+  }
+  return value ?? null;
+}
+
+// JSON with object keys sorted, as the engine stores it: a step's live output is read
+// back from the same text a replay gets, so iteration order is the same both times.
+function canonicalJson(value) {
+  return JSON.stringify(value, (_, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]))
+      : v);
 }
 
 function parse(text) {
@@ -153,7 +171,8 @@ export function step(name, work, { attempts = 3, backoffMs = 1000, maxBackoffMs 
 
 function runAttempt(work, attempt) {
   try {
-    return { outcome: { tag: 'ok', val: JSON.stringify(work(attempt) ?? null) }, fatal: false };
+    const output = synchronous(work(attempt), `step body of attempt ${attempt}`);
+    return { outcome: { tag: 'ok', val: canonicalJson(output) }, fatal: false };
   } catch (e) {
     if (!(e instanceof Failure)) throw e;
     return { outcome: { tag: 'err', val: { code: e.code, message: e.detail } }, fatal: e instanceof Fatal };
@@ -202,7 +221,12 @@ export function trigger(name, suffix, { methods = ['POST'], expects, manualMs, a
 export const log = (message, level = 'info') => hostLog(level, message);
 export const runId = () => hostRunId();
 export const nowMs = () => Number(hostNowMs());
+// 64 random bits as a BigInt, recorded: the same on replay. Use this, not Math.random.
+export const random = () => hostRandom();
+// Sleeps durably: the run holds no instance meanwhile, and a restart loses nothing.
 export const sleep = (ms) => hostSleep(BigInt(ms));
+// Sleeps durably until this moment, in milliseconds since the Unix epoch.
+export const sleepUntil = (unixMs) => hostSleepUntil(BigInt(unixMs));
 
 // The module's exports: `export const { describe, run } = workflow({...})`.
 export function workflow({ description = '', triggers = [], main }) {
@@ -212,7 +236,7 @@ export function workflow({ description = '', triggers = [], main }) {
       const request = start.tag === 'api' ? null : new Request(start.val);
       const input = request === null ? parse(start.val) : request.data;
       try {
-        return JSON.stringify(main(input, request));
+        return JSON.stringify(synchronous(main(input, request), 'main'));
       } catch (e) {
         if (e instanceof Failure) throw { code: e.code, message: e.detail };
         throw e;

@@ -182,7 +182,10 @@ def step(name: str, work: Callable[[int], Any], *, attempts: int = 3, backoff_ms
 
 def _attempt(work: Callable[[int], Any], attempt: int) -> steps.AttemptResult:
     try:
-        return steps.AttemptResult(Ok(json.dumps(work(attempt))), False)
+        # Keys sorted as the engine stores them: the live run reads back the same text a
+        # replay will, so iterating over the output goes in the same order both times.
+        output = json.dumps(work(attempt), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return steps.AttemptResult(Ok(output), False)
     except Failure as failure:
         return steps.AttemptResult(Err(types.Error(failure.code, failure.message)), isinstance(failure, Fatal))
 
@@ -249,8 +252,19 @@ def now_ms() -> int:
     return context.now_ms()
 
 
+def random() -> int:
+    """64 random bits, recorded: the same on replay. Use this, not the `random` module."""
+    return context.random()
+
+
 def sleep(ms: int) -> None:
+    """Sleeps durably: the run holds no instance meanwhile, and a restart loses nothing."""
     waits.sleep(ms)
+
+
+def sleep_until(unix_ms: int) -> None:
+    """Sleeps durably until this moment, in milliseconds since the Unix epoch."""
+    waits.sleep_until(unix_ms)
 
 
 class Workflow:

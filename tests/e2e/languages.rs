@@ -68,8 +68,16 @@ async fn order_payment(suffix: &str) -> Vec<Value> {
     seen.push(latch.wait_for(&id, "completed").await["output"].clone());
 
     // Bad input fails the run with the guest's code; bad JSON at the URL is a 400.
-    let id = latch.start_run("order-payment", json!({ "amount": 1 })).await;
-    seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
+    let bad_inputs = [
+        json!({ "amount": 1 }),
+        json!({ "order_id": "o-4" }),
+        json!({ "order_id": "o-4", "amount": "42" }),
+        json!({ "order_id": "o-4", "amount": 42, "currency": 978 }),
+    ];
+    for input in bad_inputs {
+        let id = latch.start_run("order-payment", input).await;
+        seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
+    }
     let (id, url) = order(&latch, "o-3").await;
     let bad = latch.http.post(&url).header("content-type", "application/json").body("{\"status\":");
     let (status, body) = send(bad).await;
@@ -88,8 +96,8 @@ async fn order_payment_behaves_the_same_in_every_language() {
     assert_eq!(seen[0]["status"], "paid");
     assert_eq!(seen[0]["payment"], json!({ "status": "succeeded", "tx": "t-1" }));
     assert_eq!(seen[1]["status"], "payment-failed");
-    assert_eq!(seen[2], "bad-input");
-    assert_eq!(seen[3]["order_id"], "o-3");
+    assert_eq!(seen[2..6], [json!("bad-input"), json!("bad-input"), json!("bad-input"), json!("bad-input")]);
+    assert_eq!(seen[6]["order_id"], "o-3");
 }
 
 /// The URL of the run's webhook other than the one it waits on.
@@ -140,8 +148,13 @@ async fn ticket_triage_takes_a_callback_before_its_wait_in_every_language() {
 }
 
 async fn verify(latch: &Latch, behaviour: Behaviour, document_id: &str, deadline_ms: u64) -> (String, Vendor) {
+    verify_with(latch, behaviour, json!({ "document_id": document_id, "deadline_ms": deadline_ms })).await
+}
+
+/// Starts a run with `input` and the URL of a new stand-in vendor as its `vendor_url`.
+async fn verify_with(latch: &Latch, behaviour: Behaviour, mut input: Value) -> (String, Vendor) {
     let vendor = Vendor::start(behaviour).await;
-    let input = json!({ "document_id": document_id, "vendor_url": vendor.url, "deadline_ms": deadline_ms });
+    input["vendor_url"] = json!(vendor.url);
     (latch.start_run("async-verification", input).await, vendor)
 }
 
@@ -174,6 +187,25 @@ async fn async_verification(suffix: &str) -> Vec<Value> {
     let (id, vendor) = verify(&latch, Behaviour::Status(400), "doc-4", 60_000).await;
     seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
     seen.push(json!(vendor.received().len()));
+
+    // A vendor down once: the step is retried after a durable backoff, replaying the
+    // recorded failure (no instance is held), and the run goes on to its deadline.
+    let (id, vendor) = verify(&latch, Behaviour::FailTimes(1), "doc-5", 300).await;
+    seen.push(latch.wait_for(&id, "completed").await["output"].clone());
+    seen.push(json!(vendor.received().len()));
+    let attempts = latch.events(&id).await.into_iter().filter(|e| e["type"] == "step-attempt").count();
+    seen.push(json!(attempts));
+
+    // An engine error reaches the guest as its code: a host outside the allow-list.
+    let input = json!({ "document_id": "doc-6", "vendor_url": "http://example.invalid/api" });
+    let id = latch.start_run("async-verification", input).await;
+    seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
+
+    // A deadline that is not a whole number is bad input, and nothing is submitted.
+    let (id, vendor) =
+        verify_with(&latch, Behaviour::Silent, json!({ "document_id": "doc-7", "deadline_ms": "300" })).await;
+    seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
+    seen.push(json!(vendor.received().len()));
     seen
 }
 
@@ -183,7 +215,9 @@ async fn async_verification_races_a_callback_against_a_timer_in_every_language()
     assert_eq!(seen[0], json!({ "document_id": "doc-1", "status": "verified", "details": "ok" }));
     assert_eq!(seen[1], json!({ "document_id": "doc-2", "status": "rejected", "details": "blurred" }));
     assert_eq!(seen[2], json!({ "document_id": "doc-3", "status": "timed_out" }));
-    assert_eq!(seen[3..], [json!("vendor-refused"), json!(1)]);
+    assert_eq!(seen[3..5], [json!("vendor-refused"), json!(1)]);
+    assert_eq!(seen[5..8], [json!({ "document_id": "doc-5", "status": "timed_out" }), json!(2), json!(2)]);
+    assert_eq!(seen[8..], [json!("host-not-allowed"), json!("bad-input"), json!(0)]);
 }
 
 async fn webhook_response(suffix: &str) -> Vec<Value> {
