@@ -1,5 +1,5 @@
 // Write Latch workflows in JavaScript. A module exports `describe` and `run` made with
-// `workflow({ description, triggers, main })`; `main(input, request)` gets the run's JSON
+// `workflow({ description, triggers, namedTriggers, main })`; `main(input, request)` gets the run's JSON
 // input (or the trigger request's data, and the request itself) and returns its output.
 // Throw `new Failure(code, message)` to fail the run with a code. Build, from the
 // repository root (imports resolve from there):
@@ -70,12 +70,34 @@ export class Request {
     this.headers = wit.headers;
     this.query = wit.query;
     this.data = parse(wit.data);
+    this.receivedAtMs = Number(wit.receivedAtMs);
+    this.caller = caller(wit.caller);
+  }
+
+  // The first value of a header, by case-insensitive name, or null.
+  header(name) {
+    const found = this.headers.find(([key]) => key.toLowerCase() === name.toLowerCase());
+    return found ? found[1] : null;
   }
 
   // Answers the caller of a webhook or trigger in manual response mode, with a JSON body.
   respond(status, body = null, headers = []) {
     engine(() => respond(this.id, jsonResponse(status, body, headers)));
   }
+}
+
+// Who made a call, as the engine verified it: `{ type: 'anonymous' | 'url-key' |
+// 'api-key' | 'signature' }`, with `name` and `roles` for an API key and `scheme` for a
+// signature.
+function caller(wit) {
+  if (wit.tag === 'api-key') return { type: 'api-key', name: wit.val.name, roles: wit.val.roles };
+  if (wit.tag === 'signature') return { type: 'signature', scheme: wit.val };
+  return { type: wit.tag };
+}
+
+function auth(urlKey, bearer) {
+  if (bearer !== undefined) return { tag: 'bearer', val: bearer };
+  return urlKey ? { tag: 'url-key' } : { tag: 'none' };
 }
 
 function jsonResponse(status, body, headers = []) {
@@ -99,7 +121,7 @@ export class Webhook {
       token,
       methods: witMethods(methods),
       singleUse: !many,
-      auth: urlKey ? { tag: 'url-key' } : { tag: 'none' },
+      auth: auth(urlKey),
       onAuthFailure: 'error',
       response: answerMode(manualMs),
       expiresInMs: expiresInMs === undefined ? undefined : BigInt(expiresInMs),
@@ -211,7 +233,7 @@ export function trigger(name, suffix, { methods = ['POST'], expects, manualMs, a
     name,
     suffix,
     methods: witMethods(methods),
-    auth: urlKey ? { tag: 'url-key' } : { tag: 'none' },
+    auth: auth(urlKey),
     onAuthFailure: 'error',
     expects: expects === undefined ? undefined : JSON.stringify(expects),
     response: answerMode(manualMs, answer && jsonResponse(answer[0], answer[1])),
@@ -228,10 +250,19 @@ export const sleep = (ms) => hostSleep(BigInt(ms));
 // Sleeps durably until this moment, in milliseconds since the Unix epoch.
 export const sleepUntil = (unixMs) => hostSleepUntil(BigInt(unixMs));
 
+// How calls to a named mid-flow trigger (`/t/{module}/{name}?execution=...`, waited on
+// with `waitTrigger`) are checked: `bearer` lists the roles an API key must hold, `urlKey`
+// takes an API key in `?key=`, and `condition` is a CEL expression over method, headers,
+// query and body (when false the caller gets `{"activated":false}`). A named trigger the
+// module does not declare takes any caller.
+export function namedTrigger(name, { bearer, urlKey = false, condition } = {}) {
+  return { name, auth: auth(urlKey, bearer), onAuthFailure: 'error', condition };
+}
+
 // The module's exports: `export const { describe, run } = workflow({...})`.
-export function workflow({ description = '', triggers = [], main }) {
+export function workflow({ description = '', triggers = [], namedTriggers = [], main }) {
   return {
-    describe: () => ({ description, triggers, namedTriggers: [] }),
+    describe: () => ({ description, triggers, namedTriggers }),
     run(start) {
       const request = start.tag === 'api' ? null : new Request(start.val);
       const input = request === null ? parse(start.val) : request.data;

@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from componentize_py_types import Err, Ok
 from wit_world import ModuleInfo, Start, Start_Api
+from wit_world import NamedTrigger as WitNamedTrigger
 from wit_world import Trigger as WitTrigger
 from wit_world.imports import context, outbound, responses, steps, types, waits, webhooks
 
@@ -59,6 +60,8 @@ class Request:
         self.query = list(wit.query)
         self.headers = list(wit.headers)
         self.data = _data(wit.data)
+        self.received_at_ms = wit.received_at_ms
+        self.caller = _caller(wit.caller)
 
     def header(self, name: str) -> Optional[str]:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -66,6 +69,23 @@ class Request:
     def respond(self, status: int, body: Any = None, headers: Optional[List[tuple]] = None) -> None:
         """Answers the caller of a webhook or trigger in manual response mode (JSON body)."""
         _unwrap(lambda: responses.respond(self.id, _json_response(status, body, headers)))
+
+
+def _caller(wit: types.Caller) -> dict:
+    """Who made a call, as the engine verified it: `{"type": "anonymous" | "url-key" |
+    "api-key" | "signature"}`, with `name` and `roles` for an API key and `scheme` for a
+    signature."""
+    if isinstance(wit, types.Caller_ApiKey):
+        return {"type": "api-key", "name": wit.value.name, "roles": list(wit.value.roles)}
+    if isinstance(wit, types.Caller_Signature):
+        return {"type": "signature", "scheme": wit.value.name.lower().replace("_", "-")}
+    return {"type": "url-key" if isinstance(wit, types.Caller_UrlKey) else "anonymous"}
+
+
+def _auth(url_key: bool, bearer: Optional[Sequence[str]]) -> types.Auth:
+    if bearer is not None:
+        return types.Auth_Bearer(list(bearer))
+    return types.Auth_UrlKey() if url_key else types.Auth_None_()
 
 
 def _json_response(status: int, body: Any, headers: Optional[List[tuple]]) -> types.Response:
@@ -92,7 +112,7 @@ class Webhook:
         """A single-use POST URL answered `202 {"accepted":true}`. A GET's query is its data;
         `many` takes calls until closed; `manual_ms` holds callers until the run responds
         (504 after that many milliseconds)."""
-        auth = types.Auth_UrlKey() if url_key else types.Auth_None_()
+        auth = _auth(url_key, None)
         mode = _answer_mode(manual_ms, None)
         options = webhooks.WebhookOptions(
             token, _methods(methods), not many, auth, types.AuthFailure.ERROR, mode, expires_in_ms, None, None
@@ -233,7 +253,7 @@ class Trigger:
         self.manual_ms, self.answer, self.url_key = manual_ms, answer, url_key
 
     def wit(self) -> WitTrigger:
-        auth = types.Auth_UrlKey() if self.url_key else types.Auth_None_()
+        auth = _auth(self.url_key, None)
         answer = _json_response(self.answer[0], self.answer[1], None) if self.answer else None
         expects = None if self.expects is None else json.dumps(self.expects)
         mode = _answer_mode(self.manual_ms, answer)
@@ -267,15 +287,32 @@ def sleep_until(unix_ms: int) -> None:
     waits.sleep_until(unix_ms)
 
 
+class NamedTrigger:
+    """How calls to a named mid-flow trigger (`/t/{module}/{name}?execution=...`, waited
+    on with `wait_trigger`) are checked: `bearer` lists the roles an API key must hold,
+    `url_key` takes an API key in `?key=`, and `condition` is a CEL expression over
+    method, headers, query and body (when false the caller gets `{"activated":false}`).
+    A named trigger the module does not declare takes any caller."""
+
+    def __init__(self, name: str, *, bearer: Optional[Sequence[str]] = None, url_key: bool = False,
+                 condition: Optional[str] = None):
+        self.name, self.auth, self.condition = name, _auth(url_key, bearer), condition
+
+    def wit(self) -> WitNamedTrigger:
+        return WitNamedTrigger(self.name, self.auth, types.AuthFailure.ERROR, self.condition)
+
+
 class Workflow:
     """Base of a module's `WitWorld`: implement `main(self, input)`; list start triggers
-    in `triggers`."""
+    in `triggers` and the checks of named mid-flow triggers in `named_triggers`."""
 
     description = ""
     triggers: List[Trigger] = []
+    named_triggers: List[NamedTrigger] = []
 
     def describe(self) -> ModuleInfo:
-        return ModuleInfo(self.description, [trigger.wit() for trigger in self.triggers], [])
+        triggers = [trigger.wit() for trigger in self.triggers]
+        return ModuleInfo(self.description, triggers, [trigger.wit() for trigger in self.named_triggers])
 
     def main(self, input: Any) -> Any:
         raise NotImplementedError

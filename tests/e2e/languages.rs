@@ -264,3 +264,72 @@ async fn webhook_response_answers_trigger_calls_the_same_in_every_language() {
     assert_eq!(seen[5], json!({ "trigger": "trigger:ping", "data": { "source": "monitor" } }));
     assert_eq!(seen[6], json!(202));
 }
+
+/// A run's output without its run id (which differs between servers), once checked.
+async fn output_of(latch: &Latch, id: &str, status: &str) -> Value {
+    let mut output = latch.wait_for(id, status).await["output"].clone();
+    assert_eq!(output["run_id"], id, "the output names its run");
+    output["run_id"] = Value::Null;
+    output
+}
+
+async fn order_approval(suffix: &str) -> Vec<Value> {
+    let mut latch = server_with("order-approval", suffix, &["--hot-hold-ms", "0"]).await;
+    // A restart keeps the server's address.
+    let base = latch.base.clone();
+    let named = |name: &str, execution: &str| format!("{base}/t/order-approval/{name}?execution={execution}");
+    let mut seen = Vec::new();
+
+    // Resumed by its id; a GET's query is the data.
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    latch.wait_for(&id, "waiting").await;
+    let (status, body) = send(latch.http.get(format!("{}&paid=42", named("payment-confirmed", &id)))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": [id] })), "{suffix}");
+    seen.push(output_of(&latch, &id, "completed").await);
+
+    // A call before the run reaches its trigger is kept, across a SIGKILL.
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-2" })).await;
+    let (status, _) = send(latch.http.post(named("payment-confirmed", &id)).json(&json!({ "early": true }))).await;
+    assert_eq!(status, StatusCode::OK, "{suffix}");
+    latch.restart().await;
+    seen.push(output_of(&latch, &id, "completed").await);
+
+    // The declared trigger checks the caller's roles, then its condition.
+    let make_key = |name: &str, roles: Value| {
+        let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
+        request.json(&json!({ "name": name, "roles": roles }))
+    };
+    let payments = send(make_key("psp", json!(["payments"]))).await.1["key"].as_str().expect("key").to_string();
+    let other = send(make_key("crm", json!([]))).await.1["key"].as_str().expect("key").to_string();
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-3", "trigger": "payment-verified" })).await;
+    latch.wait_for(&id, "waiting").await;
+    let verified = named("payment-verified", &id);
+    let confirmed = json!({ "status": "confirmed" });
+    let (status, body) = send(latch.http.post(&verified).json(&confirmed)).await;
+    seen.push(json!([status.as_u16(), error_code(&body)]));
+    let (status, body) = send(latch.http.post(&verified).bearer_auth(&other).json(&confirmed)).await;
+    seen.push(json!([status.as_u16(), error_code(&body)]));
+    let processing = latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "processing" }));
+    seen.push(send(processing).await.1);
+    let (_, body) = send(latch.http.post(&verified).bearer_auth(&payments).json(&confirmed)).await;
+    assert_eq!(body, json!({ "resumed": [id] }), "{suffix}");
+    seen.push(output_of(&latch, &id, "completed").await);
+
+    // No call in time.
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-4", "timeout_ms": 300 })).await;
+    seen.push(output_of(&latch, &id, "completed").await);
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-5", "timeout_ms": -1 })).await;
+    seen.push(latch.wait_for(&id, "failed").await["error"]["code"].clone());
+    seen
+}
+
+#[tokio::test]
+async fn order_approval_waits_at_named_triggers_the_same_in_every_language() {
+    let seen = same_in_languages("order-approval", &LANGUAGES, order_approval).await;
+    assert_eq!(seen[0]["payment"], json!({ "paid": "42" }));
+    assert_eq!(seen[1]["payment"], json!({ "early": true }));
+    assert_eq!(seen[2..5], [json!([401, "missing-key"]), json!([403, "missing-role"]), json!({ "activated": false })]);
+    assert_eq!((&seen[5]["status"], &seen[5]["caller"]), (&json!("completed"), &json!("psp")));
+    assert_eq!(seen[6]["status"], "payment-timed-out");
+    assert_eq!(seen[7], "bad-input");
+}
