@@ -53,6 +53,8 @@ function canonicalJson(value) {
       : v);
 }
 
+// JSON text as values; like anywhere in JavaScript, integers beyond 2^53 lose precision
+// (pass such ids as strings).
 function parse(text) {
   if (!text || !text.trim()) return null;
   try {

@@ -13,12 +13,6 @@ async fn admin_post(latch: &Latch, path: &str, body: Value) -> (StatusCode, Valu
     send(latch.http.post(format!("{}{path}", latch.base)).bearer_auth(ADMIN_KEY).json(&body)).await
 }
 
-async fn new_key(latch: &Latch, name: &str, roles: &[&str]) -> String {
-    let (status, body) = admin_post(latch, "/v1/keys", json!({ "name": name, "roles": roles })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["key"].as_str().expect("key").to_string()
-}
-
 async fn put_secret(latch: &Latch, name: &str, value: &str) {
     let request = latch.http.put(format!("{}/v1/secrets/{name}", latch.base)).bearer_auth(ADMIN_KEY);
     let (status, body) = send(request.json(&json!({ "value": value }))).await;
@@ -64,8 +58,8 @@ async fn a_key_embedded_in_the_url_is_required() {
 async fn a_bearer_key_needs_every_role_and_its_identity_reaches_the_run() {
     let latch = start().await;
     latch.upload_plugin("blink-callback").await;
-    let executor = new_key(&latch, "ticketing", &["execute", "tickets"]).await;
-    let reader = new_key(&latch, "reader", &["read"]).await;
+    let executor = latch.new_key("ticketing", &["execute", "tickets"]).await;
+    let reader = latch.new_key("reader", &["read"]).await;
     let (id, url) = guarded(&latch, json!({ "auth": "bearer", "roles": ["execute"] })).await;
 
     let (status, body) = send(latch.http.post(&url).json(&json!({}))).await;
@@ -90,7 +84,7 @@ async fn a_bearer_key_needs_every_role_and_its_identity_reaches_the_run() {
 async fn a_revoked_key_is_refused_and_key_admin_errors_are_json() {
     let latch = start().await;
     latch.upload_plugin("blink-callback").await;
-    let key = new_key(&latch, "vendor", &[]).await;
+    let key = latch.new_key("vendor", &[]).await;
     let (status, body) = admin_post(&latch, "/v1/keys", json!({ "name": "vendor" })).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "name-taken"));
     let (status, body) = admin_post(&latch, "/v1/keys", json!({ "name": "has space" })).await;
@@ -113,7 +107,7 @@ async fn a_revoked_key_is_refused_and_key_admin_errors_are_json() {
 async fn with_the_ignore_policy_a_failed_call_is_answered_but_not_delivered() {
     let latch = start().await;
     latch.upload_plugin("blink-callback").await;
-    let key = new_key(&latch, "approver", &["approve"]).await;
+    let key = latch.new_key("approver", &["approve"]).await;
     let (id, url) = guarded(&latch, json!({ "auth": "bearer", "roles": ["approve"], "on_fail": "ignore" })).await;
     let (status, body) = send(latch.http.post(&url).bearer_auth("wrong").json(&json!({ "n": 1 }))).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "activated": false })));
@@ -205,7 +199,7 @@ async fn a_webhook_on_a_secret_that_does_not_exist_is_refused_to_the_run() {
 async fn a_hook_with_a_chosen_token_is_resumed_from_the_api_with_a_key() {
     let latch = start().await;
     latch.upload_plugin("bench-echo").await;
-    let key = new_key(&latch, "uploader", &[]).await;
+    let key = latch.new_key("uploader", &[]).await;
     let id = latch.start_run("bench-echo", json!({ "token": "upload:imp-1" })).await;
     latch.wait_for(&id, "waiting").await;
     // The token is live: another run cannot take it.
@@ -232,7 +226,7 @@ async fn a_hook_with_a_chosen_token_is_resumed_from_the_api_with_a_key() {
 async fn an_api_key_does_not_stand_in_for_a_webhooks_own_credential() {
     let latch = start().await;
     latch.upload_plugin("blink-callback").await;
-    let key = new_key(&latch, "any-service", &[]).await;
+    let key = latch.new_key("any-service", &[]).await;
     let (id, url) = guarded(&latch, json!({ "auth": "url-key" })).await;
     let token = url.split("/hooks/").nth(1).and_then(|rest| rest.split('?').next()).expect("token").to_string();
     let resume = latch.http.post(format!("{}/v1/hooks/{token}", latch.base)).bearer_auth(&key);

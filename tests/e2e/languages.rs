@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_KEY, Latch, error_code, plugin, send, start_with};
+use crate::harness::{Latch, error_code, plugin, send, start_with};
 use crate::vendor::{Behaviour, Vendor};
 
 /// Each language, and the suffix of its builds' plugin folders.
@@ -247,9 +247,7 @@ async fn webhook_response(suffix: &str) -> Vec<Value> {
     // An API key in the URL.
     let (status, body) = send(latch.http.post(url("secure-orders")).json(&json!({}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing-key"), "{suffix}");
-    let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
-    let (_, key) = send(request.json(&json!({ "name": "shop" }))).await;
-    let secure = format!("{}?key={}", url("secure-orders"), key["key"].as_str().expect("key"));
+    let secure = format!("{}?key={}", url("secure-orders"), latch.new_key("shop", &[]).await);
     let (status, _) = send(latch.http.post(secure).json(&json!({ "n": 1 }))).await;
     seen.push(json!(status.as_u16()));
     seen
@@ -295,12 +293,8 @@ async fn order_approval(suffix: &str) -> Vec<Value> {
     seen.push(output_of(&latch, &id, "completed").await);
 
     // The declared trigger checks the caller's roles, then its condition.
-    let make_key = |name: &str, roles: Value| {
-        let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
-        request.json(&json!({ "name": name, "roles": roles }))
-    };
-    let payments = send(make_key("psp", json!(["payments"]))).await.1["key"].as_str().expect("key").to_string();
-    let other = send(make_key("crm", json!([]))).await.1["key"].as_str().expect("key").to_string();
+    let payments = latch.new_key("psp", &["payments"]).await;
+    let other = latch.new_key("crm", &[]).await;
     let id = latch.start_run("order-approval", json!({ "order_id": "o-3", "trigger": "payment-verified" })).await;
     latch.wait_for(&id, "waiting").await;
     let verified = named("payment-verified", &id);

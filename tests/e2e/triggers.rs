@@ -76,9 +76,7 @@ async fn an_automatic_answer_is_filled_with_the_run_id_and_a_gets_query_is_the_d
 async fn a_trigger_url_with_an_api_key_in_it() {
     let latch = start().await;
     latch.upload_plugin("webhook-response").await;
-    let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
-    let (_, key) = send(request.json(&json!({ "name": "shop" }))).await;
-    let key = key["key"].as_str().expect("key");
+    let key = latch.new_key("shop", &[]).await;
     let (status, body) = send(latch.http.post(url(&latch, "secure-orders")).json(&json!({}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing-key"));
     let (status, body) =
@@ -163,12 +161,8 @@ async fn a_call_for_a_run_that_has_not_reached_the_trigger_is_kept_and_survives_
 async fn a_declared_named_trigger_checks_its_callers_roles_and_its_condition() {
     let latch = start().await;
     latch.upload_plugin("order-approval").await;
-    let make_key = |name: &str, roles: serde_json::Value| {
-        let request = latch.http.post(format!("{}/v1/keys", latch.base)).bearer_auth(ADMIN_KEY);
-        request.json(&json!({ "name": name, "roles": roles }))
-    };
-    let payments = send(make_key("psp", json!(["payments"]))).await.1["key"].as_str().expect("key").to_string();
-    let other = send(make_key("crm", json!([]))).await.1["key"].as_str().expect("key").to_string();
+    let payments = latch.new_key("psp", &["payments"]).await;
+    let other = latch.new_key("crm", &[]).await;
     let id = latch.start_run("order-approval", json!({ "order_id": "o-5", "trigger": "payment-verified" })).await;
     latch.wait_for(&id, "waiting").await;
     let verified = format!("{}/t/order-approval/payment-verified?execution={id}", latch.base);

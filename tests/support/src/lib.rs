@@ -356,6 +356,14 @@ impl Latch {
         assert!(status.is_success(), "upload of {name}: {status} {body}");
     }
 
+    /// A new API key with these roles (`POST /v1/keys`).
+    pub async fn new_key(&self, name: &str, roles: &[&str]) -> String {
+        let request = self.http.post(format!("{}/v1/keys", self.base));
+        let (status, body) = send(self.admin(request).json(&serde_json::json!({ "name": name, "roles": roles }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["key"].as_str().expect("key").to_string()
+    }
+
     pub async fn start_run(&self, module: &str, input: Value) -> String {
         let request = self.http.post(format!("{}/v1/modules/{module}/runs", self.base)).json(&input);
         let (status, body) = send(self.admin(request)).await;
