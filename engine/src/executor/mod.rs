@@ -365,8 +365,10 @@ impl Executor {
         Ok(resumed)
     }
 
-    /// Starts the timer scheduler.
+    /// Starts the timer scheduler, and the sweep of signed message ids past their replay
+    /// window (without it they would pile up for ever).
     pub fn spawn_timers(self: &Arc<Self>) {
         tokio::spawn(timers::schedule(self.clone()));
+        tokio::spawn(timers::forget_expired_messages(self.shared().clone()));
     }
 }

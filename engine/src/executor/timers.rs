@@ -50,3 +50,20 @@ pub async fn schedule(executor: Arc<Executor>) {
         }
     }
 }
+
+/// How often signed message ids past their replay window are swept from the store.
+const MESSAGE_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn forget_expired_messages(shared: Arc<crate::runtime::Shared>) {
+    let mut every = tokio::time::interval(MESSAGE_SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let swept = shared.clone();
+        match tokio::task::spawn_blocking(move || swept.store.forget_expired_messages(now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(forgotten)) => tracing::debug!(forgotten, "forgot expired signed message ids"),
+            Ok(Err(e)) => tracing::error!("cannot sweep signed message ids: {e}"),
+            Err(e) => tracing::error!("the message id sweep stopped: {e}"),
+        }
+    }
+}

@@ -200,6 +200,20 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
+    /// Forgets the signed message ids whose replay window has passed; returns how many.
+    pub fn forget_expired_messages(&self, now_ms: u64) -> Result<usize> {
+        let mut forgotten = 0;
+        for entry in self.seen_messages.iter() {
+            let (id, until) = entry?;
+            let expired = until.as_ref().try_into().map(u64::from_be_bytes).map_or(true, |at| at <= now_ms);
+            // Only if unchanged: a concurrent sighting may have just renewed it.
+            if expired && self.seen_messages.compare_and_swap(&id, Some(until), None::<&[u8]>)?.is_ok() {
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     // --- cancellation -----------------------------------------------------------------
 
     /// Notes, durably once flushed, that an operator asked a run to end.
@@ -565,6 +579,16 @@ pub fn event_record(seq: u64, event: Event) -> EventRecord {
 mod tests {
     use super::records::{Caller, Method, ResponseMode, WebhookInfo};
     use super::*;
+
+    #[test]
+    fn expired_message_ids_are_forgotten_and_live_ones_kept() {
+        let (_dir, store) = store();
+        assert!(store.first_sighting("msg-old", 1_000, 2_000).expect("noted"));
+        assert!(store.first_sighting("msg-new", 1_000, 9_000).expect("noted"));
+        assert_eq!(store.forget_expired_messages(5_000).expect("swept"), 1);
+        assert!(!store.first_sighting("msg-new", 5_000, 9_000).expect("checked"), "still a replay");
+        assert!(store.first_sighting("msg-old", 5_000, 9_000).expect("checked"), "forgotten, so new again");
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
