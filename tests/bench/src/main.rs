@@ -117,7 +117,11 @@ fn hook_url(latch: &Latch, token: &str) -> String {
 }
 
 async fn start_run(latch: &Latch, input: Value) -> anyhow::Result<String> {
-    let request = latch.http.post(format!("{}/v1/modules/bench-echo/runs", latch.base));
+    start_run_of(latch, "bench-echo", input).await
+}
+
+async fn start_run_of(latch: &Latch, module: &str, input: Value) -> anyhow::Result<String> {
+    let request = latch.http.post(format!("{}/v1/modules/{module}/runs", latch.base));
     let (status, body) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&input)).await;
     if status != StatusCode::CREATED {
         bail!("start failed: {status} {body}");
@@ -341,12 +345,7 @@ async fn replayed_guest_resume(binary: &Path, language: &str, suffix: &str, samp
     let mut latencies = Vec::with_capacity(samples);
     for n in 0..samples {
         let input = json!({ "document_id": format!("doc-{n}"), "vendor_url": vendor, "deadline_ms": 600_000 });
-        let request = latch.http.post(format!("{}/v1/modules/async-verification/runs", latch.base));
-        let (status, body) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&input)).await;
-        if status != StatusCode::CREATED {
-            bail!("start failed: {status} {body}");
-        }
-        let id = body["id"].as_str().unwrap_or_default().to_string();
+        let id = start_run_of(&latch, "async-verification", input).await?;
         until_status(&latch, &id, "waiting").await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
         let (_, run) = latch.get(&format!("/v1/runs/{id}")).await;

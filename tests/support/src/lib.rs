@@ -34,7 +34,7 @@ pub fn plugin(name: &str) -> Vec<u8> {
         Ok(dir) => dir,
         Err(e) => panic!("{e}"),
     };
-    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let path = component_path(dir, name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -90,7 +90,6 @@ fn python_packages() -> &'static Path {
 fn build_python_plugins(out: &Path) -> Result<(), String> {
     let packages = python_packages();
     for dir in plugin_dirs_with("app.py")? {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
         let status = Command::new(packages.join("bin/componentize-py"))
             .env("PYTHONPATH", packages)
             .arg("-d")
@@ -100,7 +99,7 @@ fn build_python_plugins(out: &Path) -> Result<(), String> {
             .arg("-p")
             .arg(&dir)
             .args(["app", "-o"])
-            .arg(out.join(format!("{name}.wasm")))
+            .arg(component_path(out, &folder_name(&dir)))
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("running componentize-py: {e}"))?;
@@ -116,7 +115,7 @@ fn build_plugins() -> Result<PathBuf, String> {
     let mut packages = Vec::new();
     for dir in plugin_dirs_with("Cargo.toml")? {
         packages.push("-p".to_string());
-        packages.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        packages.push(folder_name(&dir));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -140,10 +139,7 @@ fn build_plugins() -> Result<PathBuf, String> {
 /// `fetch` is left out: runs make HTTP calls through `outbound`, which records them.
 fn build_js_plugins(out: &Path) -> Result<(), String> {
     let root = workspace();
-    let apps: Vec<String> = plugin_dirs_with("app.js")?
-        .iter()
-        .map(|dir| dir.file_name().unwrap_or_default().to_string_lossy().into_owned())
-        .collect();
+    let apps: Vec<String> = plugin_dirs_with("app.js")?.iter().map(|dir| folder_name(dir)).collect();
     if apps.is_empty() {
         return Ok(());
     }
@@ -166,7 +162,7 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
             .current_dir(&root)
             .arg(format!("plugins/{app}/app.js"))
             .args(["--wit", "wit", "-n", "workflow", "-d", "http", "fetch-event", "-o"])
-            .arg(out.join(format!("{}.wasm", app.replace('-', "_"))))
+            .arg(component_path(out, &app))
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("running componentize-js: {e}"))?;
@@ -192,10 +188,19 @@ fn build_c_plugins(out: &Path) -> Result<(), String> {
             .env("PYTHONPATH", packages)
             .env("ZIG_GLOBAL_CACHE_DIR", target_dir().join("zig-cache"))
             .env("ZIG_LOCAL_CACHE_DIR", target_dir().join("zig-cache"));
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_");
-        build.build(&dir, &out.join(format!("{name}.wasm")), zig).map_err(|e| e.to_string())?;
+        build.build(&dir, &component_path(out, &folder_name(&dir)), zig).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Where plugin `name`'s component is in `dir`: cargo's naming (dashes become underscores),
+/// which the Python, JavaScript and C builds follow too.
+fn component_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
 
 /// The folders in `plugins/` that hold `file`.
