@@ -66,6 +66,10 @@ struct ServeArgs {
     /// Memory for sled's page cache, in MiB; past it, records are read back from disk.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
+    /// How long a caller of a many-call webhook or a named trigger is held for its run to
+    /// take the call, in ms; then the call is withdrawn and the caller answered 503.
+    #[arg(long, default_value_t = 10_000)]
+    take_timeout_ms: u64,
 }
 
 #[tokio::main]
@@ -106,8 +110,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             memory_bytes: args.memory_limit_mib << 20,
         },
         allow_http: AllowedHosts::new(args.allow_http),
+        take_timeout: Duration::from_millis(args.take_timeout_ms),
     };
-    let shared = Shared::new(store.clone(), settings);
+    let shared = Shared::new(store.clone(), settings)?;
     let executor = Executor::new(Runtime::new(shared, &args.data)?);
     let resumed = executor.recover()?;
     executor.spawn_timers();

@@ -16,7 +16,10 @@ const wholeMs = (value) => value === undefined || (Number.isSafeInteger(value) &
 
 export const { describe, run } = workflow({
   description: 'Prepares an order, then waits at the payment-confirmed trigger before completing it',
-  namedTriggers: [namedTrigger('payment-verified', { bearer: ['payments'], condition: 'body.status == "confirmed"' })],
+  namedTriggers: [
+    namedTrigger('payment-confirmed'),
+    namedTrigger('payment-verified', { bearer: ['payments'], condition: 'body.status == "confirmed"' }),
+  ],
   main(input) {
     if (typeof input?.order_id !== 'string') throw new Failure('bad-input', 'order_id is required');
     const { trigger = 'payment-confirmed' } = input;

@@ -21,6 +21,7 @@ def _whole_ms(value) -> bool:
 class WitWorld(latch.Workflow):
     description = "Prepares an order, then waits at the payment-confirmed trigger before completing it"
     named_triggers = [
+        latch.NamedTrigger("payment-confirmed"),
         latch.NamedTrigger("payment-verified", bearer=["payments"], condition='body.status == "confirmed"'),
     ]
 

@@ -1,14 +1,17 @@
 //! End-to-end tests: a real `latch` process on a free port with a temporary data dir,
 //! real components built from `plugins/`, real HTTP.
 
+mod acknowledged;
 mod auth;
 mod cancel;
 mod durability;
 mod harness;
+mod hostile;
 mod ingress;
 mod languages;
 mod ledger;
 mod limits;
+mod retries;
 mod rules;
 mod runs;
 mod steps;

@@ -105,7 +105,7 @@ async fn replaying_past_a_step_leaves_clock_and_randomness_as_the_live_run_left_
     let id = latch.start_run("wait-patterns", json!({ "pattern": "step-then-wait", "token": "after-step" })).await;
     latch.wait_for(&id, "waiting").await;
     // The run holds no instance: this call resumes it by replay, past the step's body.
-    send(latch.http.post(format!("{}/hooks/after-step", latch.base)).json(&json!({}))).await;
+    latch.resume("after-step", &json!({})).await;
     let run = latch.wait_for(&id, "completed").await;
     assert!(run["output"]["after"].is_string(), "{run}");
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{send, start_with};
+use crate::harness::start_with;
 
 #[tokio::test]
 async fn a_sleep_survives_a_sigkill_and_ends_on_time() {
@@ -25,8 +25,8 @@ async fn select_takes_the_first_call_and_keeps_the_other() {
     let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"] });
     let id = latch.start_run("wait-patterns", input).await;
     latch.wait_for(&id, "waiting").await;
-    send(latch.http.post(format!("{}/hooks/race-b", latch.base)).json(&json!({ "from": "b" }))).await;
-    send(latch.http.post(format!("{}/hooks/race-a", latch.base)).json(&json!({ "from": "a" }))).await;
+    latch.resume("race-b", &json!({ "from": "b" })).await;
+    latch.resume("race-a", &json!({ "from": "a" })).await;
     let run = latch.wait_for(&id, "completed").await;
     assert_eq!(run["output"], json!({ "first_index": 1, "first": { "from": "b" }, "second": { "from": "a" } }));
 }

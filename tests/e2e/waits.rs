@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{error_code, send, start_with};
+use crate::harness::{error_code, start_with};
 
 #[tokio::test]
 async fn a_wait_times_out_and_the_run_goes_on() {
@@ -23,7 +23,7 @@ async fn an_expired_webhook_ends_the_wait_and_answers_410() {
     latch.wait_for(&id, "waiting").await;
     let run = latch.wait_for(&id, "completed").await;
     assert_eq!(run["output"], json!({ "rounds": 0, "ended": "closed" }));
-    let (status, body) = send(latch.http.post(format!("{}/hooks/expiring-1", latch.base)).json(&json!({}))).await;
+    let (status, body) = latch.resume("expiring-1", &json!({})).await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(error_code(&body), "gone");
 }
@@ -35,7 +35,7 @@ async fn calls_answered_by_the_run_arrive_in_order() {
     let id = latch.start_run("bench-echo", json!({ "token": "echo-1", "rounds": 3, "manual": true })).await;
     latch.wait_for(&id, "waiting").await;
     for round in 0..3 {
-        let (status, body) = send(latch.http.post(format!("{}/hooks/echo-1", latch.base)).json(&json!({}))).await;
+        let (status, body) = latch.resume("echo-1", &json!({})).await;
         assert_eq!((status, body), (StatusCode::OK, json!({ "round": round })));
     }
     let run = latch.wait_for(&id, "completed").await;

@@ -2,7 +2,10 @@
 //! (through the runtime) until they complete, fail or suspend, timers, and recovery
 //! after a restart.
 
+mod inbound;
 mod timers;
+
+pub use inbound::{Answer, Execution, Incoming, MESSAGE_WINDOW, query_object};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +13,15 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::auth::callers::{AuthError, Refusal};
 use crate::clock::now_ms;
+use crate::json::JsonError;
 use crate::runtime::{Outcome, Runtime, RuntimeError, Shared};
 use crate::store::records::{
-    Event, Failure, HookRecord, ModuleRecord, ModuleVersion, RequestRecord, RunRecord, RunStatus,
+    Event, Failure, Method, ModuleRecord, ModuleVersion, NotTakenReason, RequestRecord, RunRecord, RunStatus,
+    WaitTarget, WebhookInfo,
 };
-use crate::store::{Delivery, StoreError, event_record};
+use crate::store::{StoreError, event_record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -23,18 +29,51 @@ pub enum ExecError {
     BadModuleName(String),
     #[error("no module named `{0}`")]
     UnknownModule(String),
-    #[error("the webhook no longer takes calls")]
-    Gone,
+    #[error("no webhook has this token")]
+    UnknownWebhook,
+    #[error("{0}")]
+    UnknownTrigger(String),
+    #[error("{0}")]
+    Gone(String),
     #[error("no run with id `{0}`")]
     UnknownRun(String),
     #[error("no live run `{0}` of this module")]
     UnknownExecution(String),
+    #[error("no run of `{0}` waits at trigger `{1}`")]
+    NothingWaiting(String, String),
     #[error("run `{0}` has already ended ({1})")]
     Ended(String, &'static str),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("this webhook takes callers with its own credential, at its URL")]
+    AuthMismatch,
+    #[error("this URL does not take that method")]
+    MethodNotAllowed(Vec<Method>),
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    #[error("{what}: {}", failures.join("; "))]
+    SchemaMismatch { what: String, failures: Vec<String> },
+    #[error("{}; the call was not delivered", .0.describe())]
+    NotTaken(NotTakenReason),
+    #[error("the run did not respond within {0} ms; the call was delivered")]
+    ResponseTimeout(u32),
+    #[error("the run ended without answering; the call was delivered")]
+    NoAnswer,
+    #[error("this message id was used before for a different call")]
+    MessageReused,
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<AuthError> for ExecError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Refused(refusal) => ExecError::Refused(refusal),
+            AuthError::Store(e) => ExecError::Store(e),
+        }
+    }
 }
 
 /// How long `cancel` waits for the run's driver to end it before answering.
@@ -122,14 +161,15 @@ impl Executor {
 
     /// Creates a run on the module's latest version, durably, and starts driving it.
     pub async fn start_run(self: &Arc<Self>, module_name: &str, input: Value) -> Result<RunRecord, ExecError> {
-        self.start_run_from(module_name, input, None).await
+        self.start_run_as(module_name, uuid::Uuid::now_v7().to_string(), input, None).await
     }
 
-    /// Creates a run as `start_run` does, from a call to one of the module's triggers
-    /// when `trigger` is given (the run's start is that request).
-    pub async fn start_run_from(
+    /// Creates run `run_id` as `start_run` does, from a call to one of the module's
+    /// triggers when `trigger` is given (the run's start is that request).
+    async fn start_run_as(
         self: &Arc<Self>,
         module_name: &str,
+        run_id: String,
         input: Value,
         trigger: Option<RequestRecord>,
     ) -> Result<RunRecord, ExecError> {
@@ -138,7 +178,7 @@ impl Executor {
         let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
         let now = now_ms();
         let run = RunRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: run_id,
             module: module.name.clone(),
             version: version.version.clone(),
             status: RunStatus::Running,
@@ -158,54 +198,19 @@ impl Executor {
         Ok(run)
     }
 
-    /// Puts a call in its run's inbox, durably (flushed before this returns), and wakes
-    /// the run.
-    pub async fn accept_call(self: &Arc<Self>, hook: &HookRecord, request: &RequestRecord) -> Result<(), ExecError> {
-        let store = &self.shared.store;
-        match store.deliver(hook, request, now_ms())? {
-            Delivery::Accepted => {}
-            Delivery::Gone => return Err(ExecError::Gone),
-        }
-        let flushed = store.flush().await;
-        // Even when the flush failed the call is in the inbox: the run must see it.
-        self.wake(&hook.run_id);
-        Ok(flushed?)
-    }
-
-    /// Keeps a call to a module's named trigger for one run, durably, and wakes it. The
-    /// run must be a live run of that module; it takes the call when it waits there
-    /// (at once if it does already).
-    pub async fn accept_trigger_call(
-        self: &Arc<Self>,
-        module: &str,
-        name: &str,
-        run_id: &str,
-        request: &RequestRecord,
-    ) -> Result<(), ExecError> {
-        let store = &self.shared.store;
-        let run = store.run(run_id)?.filter(|r| r.module == module && !r.status.is_terminal());
-        if run.is_none() {
-            return Err(ExecError::UnknownExecution(run_id.to_string()));
-        }
-        store.deliver_to_trigger(run_id, name, request)?;
-        let flushed = store.flush().await;
-        self.wake(run_id);
-        Ok(flushed?)
-    }
-
-    /// The runs waiting at a module's named trigger now, longest waiting first. Entries
-    /// left behind by a crash (the run moved on) are dropped here.
-    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<String>, ExecError> {
+    /// The runs waiting at a module's named trigger now, longest waiting first, with when
+    /// each began to. Entries left behind by a crash (the run moved on) are dropped here.
+    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<(RunRecord, u64)>, ExecError> {
         let store = &self.shared.store;
         let mut waiting = Vec::new();
-        for run_id in store.trigger_waiters(module, name)? {
+        for (run_id, since) in store.trigger_waiters(module, name)? {
             match store.run(&run_id)? {
                 Some(run) if !run.status.is_terminal() => {
                     // Registered only once its status says it waits here; a run between
                     // two waits is passed over, not forgotten.
                     let waits_here = run.waiting_on.iter().any(|w| w.strip_prefix("trigger:") == Some(name));
                     if run.status == RunStatus::Waiting && waits_here {
-                        waiting.push(run_id);
+                        waiting.push((run, since));
                     }
                 }
                 _ => store.remove_trigger_waiter(module, name, &run_id)?,
@@ -228,12 +233,21 @@ impl Executor {
     async fn drive(&self, run_id: &str) {
         let mut guard = DriverGuard { shared: &self.shared, run_id, armed: true };
         let store = &self.shared.store;
-        let loaded = store.run(run_id).and_then(|run| Ok((run, store.events(run_id)?)));
-        let (run, events) = match loaded {
-            Ok((Some(run), events)) if !run.status.is_terminal() => (run, events),
+        let run = match store.run(run_id) {
+            Ok(Some(run)) if !run.status.is_terminal() => run,
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(run = run_id, "cannot load run: {e}");
+                return;
+            }
+        };
+        let events = match store.events(run_id) {
+            Ok(events) => events,
+            Err(e) => {
+                // It can never be driven: it fails, instead of staying `running` for ever.
+                tracing::error!(run = run_id, "cannot read the run's log: {e}");
+                let failure = Failure::new("unreadable-log", format!("the run's log cannot be read: {e}"));
+                self.finish(run, End::Failed(failure)).await;
                 return;
             }
         };
@@ -308,7 +322,7 @@ impl Executor {
         run.wake_at_ms = None;
         run.updated_at_ms = now_ms();
         let written = self
-            .close_webhooks(&run.id)
+            .refuse_leftovers(&run.id)
             .and_then(|()| pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)))
             .and_then(|()| {
                 waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id))
@@ -316,6 +330,12 @@ impl Executor {
             .and_then(|()| store.clear_cancel(&run.id))
             .and_then(|()| store.put_run(&run));
         self.shared.live.cancel_done(&run.id);
+        // A call that reached a named trigger while the run was ending finds it ended now.
+        let written = written.and_then(|()| {
+            let late = store.refuse_trigger_calls(&run.id, NotTakenReason::RunEnded)?;
+            inbound::held(late).for_each(|request| self.shared.holds.refused(&request.id, NotTakenReason::RunEnded));
+            Ok(())
+        });
         let flushed = match written {
             Ok(()) => store.flush().await,
             Err(e) => Err(e),
@@ -325,14 +345,21 @@ impl Executor {
         }
     }
 
-    fn close_webhooks(&self, run_id: &str) -> Result<(), StoreError> {
+    /// Closes a run's webhooks as it ends. What it did not take stays listed as not taken;
+    /// callers still held (on many-call webhooks, at named triggers) are told.
+    fn refuse_leftovers(&self, run_id: &str) -> Result<(), StoreError> {
         let store = &self.shared.store;
+        let mut left = Vec::new();
         for record in store.events(run_id)? {
             if let Event::WebhookCreated { webhook: Ok(webhook) } = record.event
                 && let Some(number) = webhook.number()
             {
-                store.close_hook(&webhook.token, run_id, number)?;
+                left.extend(store.close_hook(&webhook.token, run_id, number, NotTakenReason::RunEnded)?);
             }
+        }
+        left.extend(store.refuse_trigger_calls(run_id, NotTakenReason::RunEnded)?);
+        for request in inbound::held(left) {
+            self.shared.holds.refused(&request.id, NotTakenReason::RunEnded);
         }
         Ok(())
     }
@@ -343,26 +370,85 @@ impl Executor {
     /// crash). Runs parked on a wait are left alone: their calls and timers wake them.
     pub fn recover(self: &Arc<Self>) -> Result<usize, ExecError> {
         let store = &self.shared.store;
+        let orphaned = store.refuse_orphaned_calls()?;
+        if orphaned > 0 {
+            tracing::info!(orphaned, "calls whose callers were held when the server stopped were not delivered");
+        }
         let mut resumed = 0;
-        for run in store.runs(None)? {
-            if !run.status.is_terminal() && store.cancel_requested(&run.id)? {
+        // An unreadable run record is reported by the listing and skipped: it stops no other.
+        let (runs, _unreadable) = store.runs(None)?;
+        for run in runs {
+            if run.status.is_terminal() {
+                continue;
+            }
+            if store.cancel_requested(&run.id)? {
                 self.shared.live.cancel(&run.id);
             }
-            let due = self.shared.live.is_cancelled(&run.id)
-                || match run.status {
-                    RunStatus::Running => true,
-                    RunStatus::Waiting => {
-                        let parked = matches!(store.last_event(&run.id)?, Some(e) if e.event.kind() == "wait-started");
-                        !parked || store.has_any_request(&run.id)?
-                    }
-                    RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => false,
-                };
-            if due {
+            let parked_on = match store.last_event(&run.id)?.map(|e| e.event) {
+                Some(Event::WaitStarted { on }) => Some(on),
+                _ => None,
+            };
+            let due = match parked_on {
+                // Parked per its log: shown waiting at once, woken by its calls and timers.
+                Some(on) => {
+                    self.restore_parked(run.clone(), &on)?;
+                    store.has_any_request(&run.id)?
+                }
+                None => true,
+            };
+            if due || self.shared.live.is_cancelled(&run.id) {
                 self.wake(&run.id);
                 resumed += 1;
             }
         }
         Ok(resumed)
+    }
+
+    /// Writes again what a run parked at a wait is known by (its status, what it waits on,
+    /// its timer, its place at named triggers), from its log: a crash may have come before
+    /// those writes were durable. Setting them again is harmless.
+    fn restore_parked(&self, mut run: RunRecord, on: &[WaitTarget]) -> Result<(), ExecError> {
+        let store = &self.shared.store;
+        let created: Vec<WebhookInfo> = store
+            .events(&run.id)?
+            .into_iter()
+            .filter_map(|record| match record.event {
+                Event::WebhookCreated { webhook: Ok(webhook) } => Some(webhook),
+                _ => None,
+            })
+            .collect();
+        let mut wake_at_ms: Option<u64> = None;
+        let mut waiting_on = Vec::new();
+        for target in on {
+            let at = match target {
+                WaitTarget::Webhook { id } => {
+                    waiting_on.push(id.clone());
+                    let token = created.iter().find(|w| w.id == *id).map(|w| w.token.as_str());
+                    let hook = token.map(|token| store.hook(token)).transpose()?.flatten();
+                    hook.and_then(|hook| hook.expires_at_ms)
+                }
+                WaitTarget::Trigger { name } => {
+                    waiting_on.push(format!("trigger:{name}"));
+                    store.add_trigger_waiter(&run.module, name, &run.id, run.updated_at_ms)?;
+                    None
+                }
+                WaitTarget::Timer { at_ms } => Some(*at_ms),
+            };
+            wake_at_ms = match (wake_at_ms, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let Some(at) = wake_at_ms {
+            store.add_timer(at, &run.id)?;
+        }
+        if run.status != RunStatus::Waiting || run.waiting_on != waiting_on || run.wake_at_ms != wake_at_ms {
+            run.status = RunStatus::Waiting;
+            run.waiting_on = waiting_on;
+            run.wake_at_ms = wake_at_ms;
+            store.put_run(&run)?;
+        }
+        Ok(())
     }
 
     /// Starts the timer scheduler, and the sweep of signed message ids past their replay

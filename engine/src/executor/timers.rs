@@ -51,7 +51,7 @@ pub async fn schedule(executor: Arc<Executor>) {
     }
 }
 
-/// How often signed message ids past their replay window are swept from the store.
+/// How often senders' message ids past their window are swept from the store.
 const MESSAGE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn forget_expired_messages(shared: Arc<crate::runtime::Shared>) {
@@ -59,7 +59,12 @@ pub async fn forget_expired_messages(shared: Arc<crate::runtime::Shared>) {
     loop {
         every.tick().await;
         let swept = shared.clone();
-        match tokio::task::spawn_blocking(move || swept.store.forget_expired_messages(now_ms())).await {
+        let sweep = move || {
+            let now = now_ms();
+            let keep_after = now.saturating_sub(super::inbound::MESSAGE_WINDOW_MIN.as_millis() as u64);
+            swept.store.forget_expired_messages(now, super::inbound::MESSAGES_KEPT, keep_after)
+        };
+        match tokio::task::spawn_blocking(sweep).await {
             Ok(Ok(0)) => {}
             Ok(Ok(forgotten)) => tracing::debug!(forgotten, "forgot expired signed message ids"),
             Ok(Err(e)) => tracing::error!("cannot sweep signed message ids: {e}"),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, latest_info, parse_json, read_body, read_json};
 use crate::store::StoreError;
-use crate::store::records::{ApiKeyRecord, Event, RunRecord, RunStatus, WaitOutcome};
+use crate::store::records::{ApiKeyRecord, Event, RequestRecord, RunRecord, RunStatus, WaitOutcome};
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -40,7 +40,7 @@ async fn require_admin_key(State(app): State<Arc<AppState>>, request: Request, n
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(crate::auth::callers::bearer_token);
     match presented {
         Some(key) if crate::auth::key_matches(key, &app.admin_key_sha256) => next.run(request).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "bad-admin-key", "the admin key is wrong").into_response(),
@@ -86,9 +86,15 @@ struct RunFilter {
     status: Option<RunStatus>,
 }
 
+/// Runs, oldest first; a record that cannot be read is listed under `unreadable` instead.
 async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
-    let runs = app.store.runs(filter.status)?;
-    Ok(Json(json!({ "runs": runs })))
+    let (runs, unreadable) = app.store.runs(filter.status)?;
+    let unreadable: Vec<Value> = unreadable.into_iter().map(|u| json!({ "id": u.key, "error": u.error })).collect();
+    let mut view = json!({ "runs": runs });
+    if !unreadable.is_empty() {
+        view["unreadable"] = json!(unreadable);
+    }
+    Ok(Json(view))
 }
 
 fn load_run(app: &AppState, id: &str) -> Result<RunRecord, ApiError> {
@@ -240,27 +246,40 @@ struct RequestFilter {
     webhook: Option<String>,
 }
 
-/// What arrived for a run: calls it took (`delivered`) and calls still waiting for it
-/// (`queued`), with their headers (credentials were redacted when they arrived).
+/// What arrived for a run: calls it took (`delivered`), calls waiting for it (`queued`;
+/// `held` when the caller still waits for the run to take it), and calls it never took
+/// (`not-taken`, with the reason, and whether the caller had been answered with a 2xx).
+/// Headers were redacted of credentials when the calls arrived.
 async fn get_requests(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(filter): Query<RequestFilter>,
 ) -> Result<Json<Value>, ApiError> {
     load_run(&app, &id)?;
+    let view = |state: &str, request: RequestRecord| {
+        let mut view = json!(request);
+        view["state"] = json!(state);
+        view
+    };
     let delivered = app.store.events(&id)?.into_iter().filter_map(|record| match record.event {
-        Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(("delivered", *request)),
+        Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(view("delivered", *request)),
         _ => None,
     });
-    let queued = app.store.queued_requests(&id)?.into_iter().map(|request| ("queued", request));
+    let queued = app.store.queued_requests(&id)?.into_iter().map(|entry| {
+        let mut queued = view("queued", entry.request);
+        queued["held"] = json!(entry.held);
+        queued
+    });
+    let not_taken = app.store.not_taken(&id)?.into_iter().map(|record| {
+        let mut not_taken = view("not-taken", record.request);
+        not_taken["reason"] = json!(record.reason);
+        not_taken["acknowledged"] = json!(record.acknowledged);
+        not_taken
+    });
     let requests: Vec<Value> = delivered
         .chain(queued)
-        .filter(|(_, request)| filter.webhook.as_ref().is_none_or(|w| *w == request.webhook))
-        .map(|(state, request)| {
-            let mut view = json!(request);
-            view["state"] = json!(state);
-            view
-        })
+        .chain(not_taken)
+        .filter(|request| filter.webhook.as_ref().is_none_or(|w| request["webhook"] == json!(w)))
         .collect();
     Ok(Json(json!({ "requests": requests })))
 }

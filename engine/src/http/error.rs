@@ -5,9 +5,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::callers::Refusal;
 use crate::executor::ExecError;
+use crate::json::JsonError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
+use crate::store::records::NotTakenReason;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -16,13 +19,15 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the resource takes.
     pub allow: Option<String>,
+    /// For 429 and 503: when to try again, in seconds.
+    pub retry_after: Option<u64>,
     /// More about the error, such as every way a payload failed its schema.
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), allow: None, details: None }
+        ApiError { status, code, message: message.into(), allow: None, retry_after: None, details: None }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -48,6 +53,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, body).into_response();
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -97,13 +105,53 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::BadModuleName(_) => ApiError::bad_request("bad-module-name", message),
             ExecError::UnknownModule(_) => ApiError::not_found("unknown-module", message),
-            ExecError::Gone => ApiError::gone(message),
+            ExecError::UnknownWebhook => ApiError::not_found("unknown-webhook", message),
+            ExecError::UnknownTrigger(_) => ApiError::not_found("unknown-trigger", message),
+            ExecError::Gone(_) => ApiError::gone(message),
             ExecError::UnknownRun(_) => ApiError::not_found("unknown-run", message),
             ExecError::UnknownExecution(_) => ApiError::not_found("unknown-execution", message),
+            ExecError::NothingWaiting(..) => ApiError::not_found("nothing-waiting", message),
             ExecError::Ended(..) => ApiError::new(StatusCode::CONFLICT, "run-ended", message),
+            ExecError::Refused(refusal) => refusal.into(),
+            ExecError::AuthMismatch => ApiError::new(StatusCode::FORBIDDEN, "auth-mismatch", message),
+            ExecError::MethodNotAllowed(methods) => super::ingress::method_not_allowed(&methods),
+            ExecError::Json(e) => e.into(),
+            ExecError::SchemaMismatch { failures, .. } => {
+                let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-mismatch", message);
+                error.details = Some(json!({ "failures": failures }));
+                error
+            }
+            ExecError::NotTaken(NotTakenReason::TimedOut | NotTakenReason::Restarted) => {
+                let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-taken", message);
+                error.retry_after = Some(1);
+                error
+            }
+            ExecError::NotTaken(_) => ApiError::gone(message),
+            ExecError::ResponseTimeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "response-timeout", message),
+            ExecError::NoAnswer => ApiError::new(StatusCode::BAD_GATEWAY, "no-answer", message),
+            ExecError::MessageReused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", message)
+            }
             ExecError::Store(e) => e.into(),
             ExecError::Runtime(e) => e.into(),
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let status = if refusal.forbidden { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        ApiError::new(status, refusal.code, refusal.message)
+    }
+}
+
+impl From<JsonError> for ApiError {
+    fn from(e: JsonError) -> ApiError {
+        let code = match e {
+            JsonError::Invalid(_) => "bad-json",
+            JsonError::TooDeep => "too-deep",
+        };
+        ApiError::bad_request(code, e.to_string())
     }
 }
 

@@ -4,7 +4,6 @@
 mod admin;
 mod error;
 mod ingress;
-mod triggers;
 
 use std::sync::Arc;
 
@@ -81,11 +80,7 @@ fn latest_info(app: &AppState, module: &str) -> Result<crate::store::records::Mo
     record.latest().map(|version| version.info.clone()).ok_or_else(unknown)
 }
 
-/// A JSON body; an empty body is `null`.
+/// A JSON body, nesting capped; an empty body is `null`.
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("bad-json", format!("the body is not valid JSON: {e}")))
+    Ok(crate::json::parse_body(bytes)?)
 }

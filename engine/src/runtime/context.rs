@@ -33,9 +33,11 @@ impl Host for HostState {
     }
 
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        // Compared and printed as written: a URL key is a placeholder.
+        let written = self.journal.redactor().text(&message);
         if let Some(Event::Log { message: recorded, .. }) = self.journal.replay("log")? {
-            return diverged_unless(recorded == message, || {
-                format!("the run logs `{message}` where its log has `{recorded}`")
+            return diverged_unless(recorded == written, || {
+                format!("the run logs `{written}` where its log has `{recorded}`")
             });
         }
         let level = match level {
@@ -44,8 +46,8 @@ impl Host for HostState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        tracing::info!(run = %self.run.id, level, "{message}");
-        self.journal.record(Event::Log { level: level.to_string(), message })?;
+        tracing::info!(run = %self.run.id, level, "{written}");
+        self.journal.record(Event::Log { level: level.to_string(), message: written })?;
         Ok(())
     }
 }

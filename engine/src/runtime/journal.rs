@@ -5,26 +5,34 @@ use crate::store::Store;
 use crate::store::records::{Event, EventRecord};
 
 use super::fault::HostFault;
+use super::redact::Redactor;
 
 pub struct Journal {
     run_id: String,
     events: Vec<Event>,
     cursor: usize,
     store: Store,
+    /// What is written goes through it (URL keys become placeholders), and what is
+    /// replayed comes back through it.
+    redactor: Redactor,
     /// A probe (`describe()` at upload) belongs to no run: it may not record anything.
     probe: bool,
 }
 
 impl Journal {
     /// `events` is the whole log; the cursor starts after the `started` event.
-    pub fn new(run_id: String, events: Vec<EventRecord>, store: Store) -> Journal {
+    pub fn new(run_id: String, events: Vec<EventRecord>, store: Store, redactor: Redactor) -> Journal {
         let events = events.into_iter().map(|r| r.event).collect();
-        Journal { run_id, events, cursor: 1, store, probe: false }
+        Journal { run_id, events, cursor: 1, store, redactor, probe: false }
     }
 
     /// The journal of an instance that only describes its module.
-    pub fn probe(store: Store) -> Journal {
-        Journal { run_id: String::new(), events: Vec::new(), cursor: 1, store, probe: true }
+    pub fn probe(store: Store, redactor: Redactor) -> Journal {
+        Journal { run_id: String::new(), events: Vec::new(), cursor: 1, store, redactor, probe: true }
+    }
+
+    pub fn redactor(&mut self) -> &mut Redactor {
+        &mut self.redactor
     }
 
     fn refuse_probe(&self) -> Result<(), HostFault> {
@@ -47,7 +55,8 @@ impl Journal {
             )));
         }
         self.cursor += 1;
-        Ok(Some(event.clone()))
+        let event = event.clone();
+        Ok(Some(self.redactor.expand(event)))
     }
 
     /// While replaying, moves past the first event ahead that `wanted` accepts; returns the
@@ -55,10 +64,11 @@ impl Journal {
     pub fn skip_to(&mut self, wanted: impl Fn(&Event) -> bool) -> Option<(Vec<Event>, Event)> {
         let ahead = self.events.get(self.cursor..)?;
         let offset = ahead.iter().position(wanted)?;
-        let skipped = ahead[..offset].to_vec();
+        let skipped: Vec<Event> = ahead[..offset].to_vec();
         let found = ahead[offset].clone();
         self.cursor += offset + 1;
-        Some((skipped, found))
+        let skipped = skipped.into_iter().map(|e| self.redactor.expand(e)).collect();
+        Some((skipped, self.redactor.expand(found)))
     }
 
     /// Appends a live result to the log.
@@ -71,20 +81,23 @@ impl Journal {
                 next.kind()
             )));
         }
-        let record = crate::store::event_record(self.next_seq(), event);
-        self.store.append_event(&self.run_id, &record)?;
-        self.push(record.event);
+        self.write(event)?;
         Ok(())
     }
 
     /// Appends the event that ends the run, after everything in the log, wherever the
     /// activation stopped (a run cancelled or failed during replay ends there too).
-    pub fn record_end(&mut self, event: Event) -> Result<(), HostFault> {
+    /// Returns it as written.
+    pub fn record_end(&mut self, event: Event) -> Result<Event, HostFault> {
         self.refuse_probe()?;
-        let record = crate::store::event_record(self.next_seq(), event);
+        self.write(event)
+    }
+
+    fn write(&mut self, event: Event) -> Result<Event, HostFault> {
+        let record = crate::store::event_record(self.next_seq(), self.redactor.value(event));
         self.store.append_event(&self.run_id, &record)?;
-        self.push(record.event);
-        Ok(())
+        self.push(record.event.clone());
+        Ok(record.event)
     }
 
     /// Adds an event already written by the store (in its own transaction).

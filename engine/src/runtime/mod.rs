@@ -5,11 +5,12 @@ mod bindings;
 mod context;
 mod determinism;
 mod fault;
+pub mod holds;
 mod journal;
 mod limits;
 pub mod live;
 mod outbound;
-pub mod pending;
+mod redact;
 mod responses;
 mod steps;
 mod triggers;
@@ -32,13 +33,15 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::auth::UrlKeys;
 use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord};
 use crate::store::{Store, StoreError};
 use bindings::{Start, Workflow, WorkflowPre};
 use fault::HostFault;
+use holds::Holds;
 use journal::Journal;
 use live::LiveRuns;
-use pending::PendingResponses;
+use redact::Redactor;
 
 /// Operator settings the host calls need.
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub struct Settings {
     pub limits: GuestLimits,
     /// Hosts a run may call with `outbound.send`.
     pub allow_http: AllowedHosts,
+    /// How long a held caller waits for its run to take its call before the call is
+    /// withdrawn and the caller answered 503.
+    pub take_timeout: Duration,
 }
 
 /// What the engine's parts share with every host call.
@@ -59,22 +65,24 @@ pub struct Shared {
     pub store: Store,
     pub outbound: OutboundHttp,
     pub live: LiveRuns,
-    pub responses: PendingResponses,
+    pub holds: Arc<Holds>,
+    pub url_keys: UrlKeys,
     pub settings: Settings,
     /// Signalled when a timer is added, so the scheduler can wake earlier.
     pub timers_changed: tokio::sync::Notify,
 }
 
 impl Shared {
-    pub fn new(store: Store, settings: Settings) -> Arc<Shared> {
-        Arc::new(Shared {
+    pub fn new(store: Store, settings: Settings) -> Result<Arc<Shared>, StoreError> {
+        Ok(Arc::new(Shared {
+            url_keys: UrlKeys::open(&store)?,
             store,
             outbound: OutboundHttp::new(settings.allow_http.clone()),
             live: LiveRuns::default(),
-            responses: PendingResponses::default(),
+            holds: Arc::default(),
             settings,
             timers_changed: tokio::sync::Notify::new(),
-        })
+        }))
     }
 }
 
@@ -138,6 +146,8 @@ pub struct HostState {
     webhooks: Vec<Option<crate::store::records::WebhookInfo>>,
     delivered: HashSet<String>,
     responded: HashSet<String>,
+    /// The named triggers the run's module version declares: the only ones it may wait at.
+    declared_triggers: Vec<String>,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
     determinism: determinism::Determinism,
@@ -259,7 +269,8 @@ impl Runtime {
             waiting_on: Vec::new(),
             wake_at_ms: None,
         };
-        let (mut store, _) = self.new_store(probe, Journal::probe(self.shared.store.clone()), 0, 0);
+        let journal = Journal::probe(self.shared.store.clone(), self.redactor(""));
+        let (mut store, _) = self.new_store(probe, journal, Vec::new(), 0, 0);
         let instance =
             pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
         let info =
@@ -277,10 +288,15 @@ impl Runtime {
         Ok(module)
     }
 
+    fn redactor(&self, run_id: &str) -> Redactor {
+        Redactor::new(run_id.to_string(), self.shared.url_keys.clone())
+    }
+
     fn new_store(
         &self,
         run: RunRecord,
         journal: Journal,
+        declared_triggers: Vec<String>,
         start_ms: u64,
         seed: u64,
     ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
@@ -296,6 +312,7 @@ impl Runtime {
             webhooks: Vec::new(),
             delivered: HashSet::new(),
             responded: HashSet::new(),
+            declared_triggers,
             cpu: limits::CpuClock::default(),
             memory: limits::MemoryCeiling::new(self.shared.settings.limits.memory_bytes),
         };
@@ -315,8 +332,12 @@ impl Runtime {
             Ok(pre) => pre,
             Err(e) => return Outcome::Failed(Failure::new("module-unavailable", e.to_string())),
         };
-        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone());
-        let (mut store, stderr) = self.new_store(run, journal, start_ms, seed);
+        let declared_triggers = match self.declared_triggers(&run) {
+            Ok(names) => names,
+            Err(e) => return Outcome::Failed(Failure::new("storage", e.to_string())),
+        };
+        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone(), self.redactor(&run.id));
+        let (mut store, stderr) = self.new_store(run, journal, declared_triggers, start_ms, seed);
         if let Some(terminal) = store.data().journal.terminal() {
             return match terminal.clone() {
                 Event::Completed { output } => Outcome::Completed(output),
@@ -344,10 +365,30 @@ impl Runtime {
             Outcome::Cancelled => Event::Cancelled,
             Outcome::Suspended => return outcome,
         };
+        // Callers still held for an answer the run will never give are told.
+        let state = store.data();
+        for request_id in state.delivered.difference(&state.responded) {
+            self.shared.holds.unanswered(request_id);
+        }
+        // The outcome leaves as it was written: with URL keys replaced by placeholders.
         match store.data_mut().journal.record_end(terminal) {
-            Ok(()) => outcome,
+            Ok(Event::Completed { output }) => Outcome::Completed(output),
+            Ok(Event::Failed { error }) => Outcome::Failed(error),
+            Ok(_) => Outcome::Cancelled,
             Err(e) => Outcome::Failed(Failure::new(e.code(), e.to_string())),
         }
+    }
+
+    /// A record of the run's as its callers see it: URL keys back in place of placeholders.
+    pub fn expand_keys<T: serde::Serialize + serde::de::DeserializeOwned>(&self, run_id: &str, record: T) -> T {
+        self.redactor(run_id).expand_value(record)
+    }
+
+    /// The names of the named triggers the run's module version declares.
+    fn declared_triggers(&self, run: &RunRecord) -> Result<Vec<String>, StoreError> {
+        let module = self.shared.store.module(&run.module)?;
+        let version = module.as_ref().and_then(|m| m.versions.iter().find(|v| v.version == run.version));
+        Ok(version.map(|v| v.info.named_triggers.iter().map(|t| t.name.clone()).collect()).unwrap_or_default())
     }
 
     /// Instantiates the component and calls its `run`, replaying then live.

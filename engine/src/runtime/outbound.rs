@@ -109,6 +109,7 @@ impl Host for HostState {
         let method = method_from_wit(request.method);
         let result = match self.journal.replay("http-sent")? {
             Some(Event::HttpSent { method: recorded_method, url, result }) => {
+                // Replayed with its URL keys back in place, like every result the run gets.
                 diverged_unless(url == request.url && recorded_method == method, || {
                     format!(
                         "the run calls {} {} where its log called {} {url}",

@@ -29,13 +29,16 @@ impl HostState {
     ) -> Result<Result<(), Failure>, HostFault> {
         let status = response.status;
         let result = self.check_respond(&request_id, status);
-        self.journal.record(Event::Responded { request_id: request_id.clone(), status, result: result.clone() })?;
+        let recorded = result.is_ok().then(|| response.clone());
+        let event =
+            Event::Responded { request_id: request_id.clone(), status, result: result.clone(), response: recorded };
+        self.journal.record(event)?;
         if result.is_ok() {
             // The answer may carry what the run made so far (a fresh callback URL, say):
             // once a caller has seen it, a crash must not undo it.
             self.shared.store.flush().await?;
             // A caller that gave up (deadline passed) is simply not there any more.
-            self.shared.responses.answer(&request_id, response);
+            self.shared.holds.answer(&request_id, response);
         }
         Ok(result)
     }

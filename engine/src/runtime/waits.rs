@@ -116,6 +116,12 @@ impl HostState {
                 }
                 Wanted::Trigger(name) => {
                     check_trigger_name(name)?;
+                    if !self.declared_triggers.contains(name) {
+                        return Err(HostFault::Misuse(format!(
+                            "the run waits at trigger `{name}`, which its module does not declare in describe() \
+                             (named triggers take calls only once declared, with their auth or as open)"
+                        )));
+                    }
                     WaitTarget::Trigger { name: name.clone() }
                 }
                 Wanted::TimerIn(ms) => WaitTarget::Timer { at_ms: now.saturating_add(*ms) },
@@ -147,12 +153,6 @@ impl HostState {
                 }
                 WaitTarget::Timer { at_ms } => wake_at_ms = earliest(wake_at_ms, Some(*at_ms)),
             }
-        }
-        // Set on every live wait, replayed ones too: a crash may have come between
-        // `wait-started` and the timer. Setting it again is harmless.
-        if let Some(at) = wake_at_ms {
-            self.shared.store.add_timer(at, &self.run.id)?;
-            self.shared.timers_changed.notify_one();
         }
         // Parked time is not the guest's CPU time.
         self.cpu.pause();
@@ -221,10 +221,20 @@ impl HostState {
         Ok(Some((index, result)))
     }
 
-    /// The live part of a wait: park, hot for a while, then suspend.
+    /// The live part of a wait: take what is there already, else park, hot for a while,
+    /// then suspend.
     async fn wait_live(&mut self, awaited: Awaited) -> Result<(u32, WaitOutcome), HostFault> {
         let shared = self.shared.clone();
         let notify = shared.live.notifier(&self.run.id);
+        if let Some(ended) = self.try_end_wait(&awaited)? {
+            return self.wait_ended(&awaited, ended);
+        }
+        // Set on every live wait, replayed ones too: a crash may have come between
+        // `wait-started` and the timer. Setting it again is harmless.
+        if let Some(at) = awaited.wake_at_ms {
+            shared.store.add_timer(at, &self.run.id)?;
+            shared.timers_changed.notify_one();
+        }
         // Everything the run did before it waits (the URLs it handed out above all) is
         // made durable before anyone can see it waiting.
         shared.store.flush().await?;
@@ -246,14 +256,7 @@ impl HostState {
                 return Err(HostFault::Cancelled);
             }
             if let Some(ended) = self.try_end_wait(&awaited)? {
-                if let Some(at) = awaited.wake_at_ms {
-                    shared.store.remove_timer(at, &self.run.id)?;
-                }
-                for (_, name) in &awaited.triggers {
-                    shared.store.remove_trigger_waiter(&self.run.module, name, &self.run.id)?;
-                }
-                self.set_status(RunStatus::Running, Vec::new(), None)?;
-                return Ok(ended);
+                return self.wait_ended(&awaited, ended);
             }
             let now = Instant::now();
             if now >= hot_until {
@@ -281,6 +284,33 @@ impl HostState {
             };
             let _ = tokio::time::timeout_at(park_until, notify.notified()).await;
         }
+    }
+
+    /// Clears what a wait left behind once it ended, and tells a held caller that the run
+    /// took its call, once that is durable.
+    fn wait_ended(&mut self, awaited: &Awaited, ended: (u32, WaitOutcome)) -> Result<(u32, WaitOutcome), HostFault> {
+        let store = &self.shared.store;
+        if let Some(at) = awaited.wake_at_ms {
+            store.remove_timer(at, &self.run.id)?;
+        }
+        for (_, name) in &awaited.triggers {
+            store.remove_trigger_waiter(&self.run.module, name, &self.run.id)?;
+        }
+        if self.run.status != RunStatus::Running || !self.run.waiting_on.is_empty() {
+            self.set_status(RunStatus::Running, Vec::new(), None)?;
+        }
+        if let WaitOutcome::Request { request } = &ended.1
+            && self.shared.holds.is_held(&request.id)
+        {
+            let (shared, request_id) = (self.shared.clone(), request.id.clone());
+            tokio::spawn(async move {
+                match shared.store.flush().await {
+                    Ok(()) => shared.holds.taken(&request_id),
+                    Err(e) => tracing::error!(request = %request_id, "cannot make a taken call durable: {e}"),
+                }
+            });
+        }
+        Ok(ended)
     }
 
     /// What the guest sees of a wait's outcome; a delivered request may be answered.

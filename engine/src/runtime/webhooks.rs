@@ -12,8 +12,8 @@ use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
 use super::fault::HostFault;
 use crate::rules;
 use crate::store::records::{
-    Event, Failure, HookAuth, HookRecord, HookState, HttpResponse, Method, OnAuthFailure, ResponseMode, Scheme,
-    WebhookInfo,
+    Event, Failure, HookAuth, HookRecord, HookState, HttpResponse, Method, NotTakenReason, OnAuthFailure, ResponseMode,
+    Scheme, WebhookInfo,
 };
 use crate::store::{StoreError, event_record};
 
@@ -102,12 +102,14 @@ impl From<Response> for HttpResponse {
 
 impl HostState {
     /// The hook record and public view of a live `create` call, from its options.
-    fn new_hook(&self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
+    fn new_hook(&mut self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
+        let number = self.webhooks.len() as u32 + 1;
         let mut url_key = None;
         let auth = match options.auth {
             Auth::None => HookAuth::None,
             Auth::UrlKey => {
-                let key = random_token();
+                // Derived, never stored: the log gets a placeholder, the hook its sha256.
+                let key = self.journal.redactor().key_for(number);
                 let key_sha256 = crate::auth::digest(&key);
                 url_key = Some(key);
                 HookAuth::UrlKey { key_sha256 }
@@ -148,6 +150,7 @@ impl HostState {
             }
             WitResponseMode::Manual(deadline_ms) => ResponseMode::Manual { deadline_ms },
         };
+        let chosen_token = options.token.is_some();
         let token = match options.token {
             Some(token) => {
                 check_token(&token)?;
@@ -155,7 +158,6 @@ impl HostState {
             }
             None => random_token(),
         };
-        let number = self.webhooks.len() as u32 + 1;
         let mut methods: Vec<Method> = options.methods.into_iter().map(method_from_wit).collect();
         if methods.is_empty() {
             methods.push(Method::Post);
@@ -178,6 +180,7 @@ impl HostState {
             condition: options.condition,
             response,
             expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
+            chosen_token,
         };
         Ok((hook, info))
     }
@@ -187,7 +190,9 @@ impl HostState {
     fn create_live(&mut self, options: WebhookOptions) -> Result<Result<WebhookInfo, Failure>, HostFault> {
         let refused = match self.new_hook(options) {
             Ok((hook, info)) => {
-                let record = event_record(self.journal.next_seq(), Event::WebhookCreated { webhook: Ok(info.clone()) });
+                // Written as the journal writes: a URL key becomes its placeholder.
+                let created = self.journal.redactor().value(Event::WebhookCreated { webhook: Ok(info.clone()) });
+                let record = event_record(self.journal.next_seq(), created);
                 match self.shared.store.create_hook(&hook, &record) {
                     Ok(()) => {
                         self.journal.push(record.event);
@@ -231,7 +236,14 @@ impl Host for HostState {
             });
         }
         let (number, webhook) = self.webhook(&id)?;
-        self.shared.store.close_hook(&webhook.token, &self.run.id, number).map_err(HostFault::from)?;
+        let token = webhook.token.clone();
+        let left = self.shared.store.close_hook(&token, &self.run.id, number, NotTakenReason::WebhookClosed);
+        // Callers still held on it learn that the run will not take their calls.
+        for entry in left.map_err(HostFault::from)? {
+            if entry.held {
+                self.shared.holds.refused(&entry.request.id, NotTakenReason::WebhookClosed);
+            }
+        }
         self.journal.record(Event::WebhookClosed { id })?;
         Ok(())
     }

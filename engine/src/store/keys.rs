@@ -49,6 +49,11 @@ pub fn inbox_arrival(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.get(key.len().checked_sub(8)?..)?.try_into().ok()?))
 }
 
+/// A call a run did not take: run, then arrival.
+pub fn not_taken(run: &RunKey, arrival: u64) -> Vec<u8> {
+    [run.as_slice(), &arrival.to_be_bytes()].concat()
+}
+
 pub fn timer(due_ms: u64, run: &RunKey) -> Vec<u8> {
     [due_ms.to_be_bytes().as_slice(), run].concat()
 }

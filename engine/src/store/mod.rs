@@ -13,7 +13,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use group_commit::GroupCommit;
 use records::{
-    ApiKeyRecord, Event, EventRecord, HookRecord, HookState, ModuleRecord, RequestRecord, RunRecord, RunStatus,
+    ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
+    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum StoreError {
     TokenTaken,
     #[error("the name is taken")]
     NameTaken,
+    /// A write lost a race with another one for the same record; it is tried again.
+    #[error("a concurrent write changed the record")]
+    Conflict,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -48,6 +52,23 @@ pub enum Delivery {
     Gone,
 }
 
+/// Where in a run's inbox a call waits: on one of its webhooks or at a named trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    Webhook(u32),
+    Trigger(String),
+}
+
+/// A record that could not be decoded, skipped by a listing and reported.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub key: String,
+    pub error: String,
+}
+
+/// At most this many refused calls are kept per run for operators; more are only logged.
+const REFUSED_KEPT_PER_RUN: usize = 100;
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -64,8 +85,10 @@ pub struct Store {
     api_keys: sled::Tree,
     key_names: sled::Tree,
     secrets: sled::Tree,
-    /// Ids of signed messages already accepted, with when they may be forgotten.
-    seen_messages: sled::Tree,
+    /// Senders' message ids of accepted calls, so that retries get the first answer.
+    messages: sled::Tree,
+    /// Calls that reached a run's inbox and that it never took, per run, by arrival.
+    not_taken: sled::Tree,
     /// Calls to named triggers, per run, until the run takes them.
     trigger_inbox: sled::Tree,
     /// Runs waiting at a module's named trigger; the value is when the wait began.
@@ -76,8 +99,16 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
 
+/// Reads a stored record without serde_json's nesting limit: a record wraps what arrived
+/// in a few levels of its own, so a body accepted at ingress must still read back. The
+/// depth stays bounded (and the stack safe) because every writer parsed what it stores
+/// with the limit, and ingress caps nesting well below it.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    Ok(serde_json::from_slice(bytes)?)
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
 }
 
 /// Turns a transaction's outcome back into our error type.
@@ -113,7 +144,8 @@ impl Store {
             api_keys: db.open_tree("api_keys")?,
             key_names: db.open_tree("key_names")?,
             secrets: db.open_tree("secrets")?,
-            seen_messages: db.open_tree("seen_messages")?,
+            messages: db.open_tree("messages")?,
+            not_taken: db.open_tree("not_taken")?,
             trigger_inbox: db.open_tree("trigger_inbox")?,
             trigger_waiters: db.open_tree("trigger_waiters")?,
             commit: GroupCommit::start(db.clone())?,
@@ -144,14 +176,18 @@ impl Store {
 
     // --- API keys and secrets -----------------------------------------------------------
 
-    /// Stores a new API key; a name already in use is refused.
+    /// Stores a new API key, its name and digest in one transaction; a name already in use
+    /// is refused.
     pub fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        let digest = key.key_sha256.as_bytes();
-        if self.key_names.compare_and_swap(key.name.as_bytes(), None as Option<&[u8]>, Some(digest))?.is_err() {
-            return Err(StoreError::NameTaken);
-        }
-        self.api_keys.insert(digest, encode(key)?)?;
-        Ok(())
+        let (name, digest, bytes) = (key.name.as_bytes(), key.key_sha256.as_bytes(), encode(key)?);
+        untx((&self.key_names, &self.api_keys).transaction(|(names, keys)| {
+            if names.get(name)?.is_some() {
+                return Err(abort(StoreError::NameTaken));
+            }
+            names.insert(name, digest)?;
+            keys.insert(digest, bytes.as_slice())?;
+            Ok(())
+        }))
     }
 
     pub fn api_key(&self, key_sha256: &str) -> Result<Option<ApiKeyRecord>> {
@@ -162,11 +198,14 @@ impl Store {
         self.api_keys.iter().values().map(|v| decode(&v?)).collect()
     }
 
-    /// Revokes the key with this name; false if there is none.
+    /// Revokes the key with this name, its name and digest in one transaction (a crash
+    /// cannot leave a key that works but is not listed); false if there is none.
     pub fn revoke_api_key(&self, name: &str) -> Result<bool> {
-        let Some(digest) = self.key_names.remove(name.as_bytes())? else { return Ok(false) };
-        self.api_keys.remove(digest)?;
-        Ok(true)
+        untx((&self.key_names, &self.api_keys).transaction(|(names, keys)| {
+            let Some(digest) = names.remove(name.as_bytes())? else { return Ok(false) };
+            keys.remove(digest)?;
+            Ok(true)
+        }))
     }
 
     pub fn put_secret(&self, name: &str, value: &str) -> Result<bool> {
@@ -185,30 +224,69 @@ impl Store {
         Ok(self.secrets.remove(name.as_bytes())?.is_some())
     }
 
-    /// Remembers a signed message's id until `forget_at_ms`; false if it was seen already
-    /// (and not yet forgotten): a replay.
-    pub fn first_sighting(&self, id: &str, now_ms: u64, forget_at_ms: u64) -> Result<bool> {
-        let previous = self.seen_messages.get(id.as_bytes())?;
-        if let Some(until) = &previous
-            && until.len() == 8
-            && u64::from_be_bytes(until.as_ref().try_into().unwrap_or_default()) > now_ms
-        {
-            return Ok(false);
+    /// Notes a sender's message id for a new call, unless a live record of it exists:
+    /// then that record is returned (the call is a repeat). An expired record is replaced.
+    pub fn begin_message(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        now_ms: u64,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let bytes = encode(record)?;
+        loop {
+            let previous = self.messages.get(key.as_bytes())?;
+            if let Some(bytes) = &previous {
+                let existing: IdempotencyRecord = decode(bytes)?;
+                if existing.forget_at_ms > now_ms {
+                    return Ok(Some(existing));
+                }
+            }
+            if self.messages.compare_and_swap(key.as_bytes(), previous, Some(bytes.as_slice()))?.is_ok() {
+                return Ok(None);
+            }
         }
-        let swapped =
-            self.seen_messages.compare_and_swap(id.as_bytes(), previous, Some(&forget_at_ms.to_be_bytes()[..]))?;
-        Ok(swapped.is_ok())
     }
 
-    /// Forgets the signed message ids whose replay window has passed; returns how many.
-    pub fn forget_expired_messages(&self, now_ms: u64) -> Result<usize> {
+    pub fn message(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        self.messages.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    pub fn put_message(&self, key: &str, record: &IdempotencyRecord) -> Result<()> {
+        self.messages.insert(key.as_bytes(), encode(record)?)?;
+        Ok(())
+    }
+
+    /// Forgets a message id whose call was not accepted: a retry is a new call.
+    pub fn forget_message(&self, key: &str) -> Result<()> {
+        self.messages.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets the message ids whose time has passed, and past `max_kept` the oldest ones
+    /// created before `keep_after_ms` (the shortest window every scheme needs); returns
+    /// how many were forgotten.
+    pub fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
         let mut forgotten = 0;
-        for entry in self.seen_messages.iter() {
-            let (id, until) = entry?;
-            let expired = until.as_ref().try_into().map(u64::from_be_bytes).map_or(true, |at| at <= now_ms);
-            // Only if unchanged: a concurrent sighting may have just renewed it.
-            if expired && self.seen_messages.compare_and_swap(&id, Some(until), None::<&[u8]>)?.is_ok() {
-                forgotten += 1;
+        let mut live = Vec::new();
+        for entry in self.messages.iter() {
+            let (key, bytes) = entry?;
+            let record: Option<IdempotencyRecord> = decode(&bytes).ok();
+            match record {
+                Some(record) if record.forget_at_ms > now_ms => live.push((record.created_at_ms, key, bytes)),
+                // Only if unchanged: a concurrent call may have just renewed it.
+                _ => {
+                    forgotten += usize::from(self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok())
+                }
+            }
+        }
+        if live.len() > max_kept {
+            live.sort_by_key(|(created, ..)| *created);
+            let excess = live.len() - max_kept;
+            for (created, key, bytes) in live.into_iter().take(excess) {
+                if created < keep_after_ms && self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok()
+                {
+                    forgotten += 1;
+                }
             }
         }
         Ok(forgotten)
@@ -303,17 +381,24 @@ impl Store {
         Ok(())
     }
 
-    /// Every run, oldest first, optionally only those with one status.
-    pub fn runs(&self, status: Option<RunStatus>) -> Result<Vec<RunRecord>> {
+    /// Every run, oldest first, optionally only those with one status. A record that
+    /// cannot be read is skipped and reported, so one bad record hides no other run.
+    pub fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for item in self.runs.iter() {
-            let (_, bytes) = item?;
-            let run: RunRecord = decode(&bytes)?;
-            if status.is_none_or(|s| s == run.status) {
-                out.push(run);
+            let (key, bytes) = item?;
+            match decode::<RunRecord>(&bytes) {
+                Ok(run) if status.is_none_or(|s| s == run.status) => out.push(run),
+                Ok(_) => {}
+                Err(e) => {
+                    let key = uuid::Uuid::from_slice(&key).map_or_else(|_| hex::encode(&key), |id| id.to_string());
+                    tracing::error!(run = %key, "skipping an unreadable run record: {e}");
+                    unreadable.push(Unreadable { key, error: e.to_string() });
+                }
             }
         }
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     // --- events ---------------------------------------------------------------------
@@ -362,23 +447,173 @@ impl Store {
         self.hooks.get(token.as_bytes())?.map(|v| decode(&v)).transpose()
     }
 
-    /// Closes a run's webhook and drops the calls it had not delivered yet. A token that
-    /// has since passed to another run's webhook is left alone.
-    pub fn close_hook(&self, token: &str, run_id: &str, number: u32) -> Result<()> {
-        let Some(mut hook) = self.hook(token)? else { return Ok(()) };
+    /// Closes a run's webhook. The calls still in its inbox are moved to the run's
+    /// not-taken list, each in one transaction, and returned: an acknowledged one keeps its
+    /// contents, a held one (its caller is told) keeps only its identity. A token that has
+    /// since passed to another run's webhook is left alone.
+    pub fn close_hook(
+        &self,
+        token: &str,
+        run_id: &str,
+        number: u32,
+        reason: NotTakenReason,
+    ) -> Result<Vec<InboxEntry>> {
+        let Some(mut hook) = self.hook(token)? else { return Ok(Vec::new()) };
         if !hook.is(run_id, number) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if hook.state != HookState::Closed {
             hook.state = HookState::Closed;
             self.hooks.insert(token.as_bytes(), encode(&hook)?)?;
         }
-        if let Some(run_key) = keys::run(run_id) {
-            for key in self.inbox.scan_prefix(keys::inbox_prefix(&run_key, number)).keys() {
-                self.inbox.remove(key?)?;
+        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
+        self.move_to_not_taken(&self.inbox, &run_key, keys::inbox_prefix(&run_key, number), reason)
+    }
+
+    /// Moves every call under `prefix` of an inbox to the run's not-taken list.
+    fn move_to_not_taken(
+        &self,
+        inbox: &sled::Tree,
+        run_key: &keys::RunKey,
+        prefix: Vec<u8>,
+        reason: NotTakenReason,
+    ) -> Result<Vec<InboxEntry>> {
+        let mut moved = Vec::new();
+        for item in inbox.scan_prefix(prefix) {
+            let (key, bytes) = item?;
+            let entry: InboxEntry = decode(&bytes)?;
+            let arrival = keys::inbox_arrival(&key).unwrap_or_default();
+            let record = if entry.held {
+                NotTakenRecord::refused(entry.request.clone(), reason, crate::clock::now_ms())
+            } else {
+                NotTakenRecord {
+                    request: entry.request.clone(),
+                    acknowledged: true,
+                    reason,
+                    at_ms: crate::clock::now_ms(),
+                }
+            };
+            let keep = record.acknowledged || self.refused_kept(run_key)? < REFUSED_KEPT_PER_RUN;
+            let record_bytes = encode(&record)?;
+            let not_taken_key = keys::not_taken(run_key, arrival);
+            let removed = untx((inbox, &self.not_taken).transaction(|(inbox, not_taken)| {
+                let removed = inbox.remove(&key)?.is_some();
+                if removed && keep {
+                    not_taken.insert(not_taken_key.as_slice(), record_bytes.as_slice())?;
+                }
+                Ok(removed)
+            }))?;
+            if removed {
+                moved.push(entry);
             }
         }
-        Ok(())
+        Ok(moved)
+    }
+
+    /// How many refused calls of the run are kept (counted up to the cap).
+    fn refused_kept(&self, run_key: &keys::RunKey) -> Result<usize> {
+        let mut count = 0;
+        for item in self.not_taken.scan_prefix(run_key).values() {
+            let record: NotTakenRecord = decode(&item?)?;
+            count += usize::from(!record.acknowledged);
+            if count >= REFUSED_KEPT_PER_RUN {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// The calls that reached the run and that it did not take, by arrival.
+    pub fn not_taken(&self, run_id: &str) -> Result<Vec<NotTakenRecord>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
+        self.not_taken.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
+    }
+
+    /// Refuses every call held at the run's named triggers (the run ended), moving them to
+    /// its not-taken list; returns them, so their callers can be told.
+    pub fn refuse_trigger_calls(&self, run_id: &str, reason: NotTakenReason) -> Result<Vec<InboxEntry>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
+        self.move_to_not_taken(&self.trigger_inbox, &run_key, run_key.to_vec(), reason)
+    }
+
+    /// At start-up: every held call lost its caller with the last process (it was never
+    /// acknowledged), so it is refused; the sender's retry is the one that counts.
+    /// Returns how many were refused.
+    pub fn refuse_orphaned_calls(&self) -> Result<usize> {
+        let mut refused = 0;
+        for inbox in [&self.inbox, &self.trigger_inbox] {
+            let mut held_runs = std::collections::BTreeSet::new();
+            for item in inbox.iter() {
+                let (key, bytes) = item?;
+                let held = decode::<InboxEntry>(&bytes).map_or(true, |e| e.held);
+                if held && let Some(run_key) = key.get(..16).and_then(|k| <keys::RunKey>::try_from(k).ok()) {
+                    held_runs.insert(run_key);
+                }
+            }
+            for run_key in held_runs {
+                refused += self.move_held_to_not_taken(inbox, &run_key)?;
+            }
+        }
+        Ok(refused)
+    }
+
+    fn move_held_to_not_taken(&self, inbox: &sled::Tree, run_key: &keys::RunKey) -> Result<usize> {
+        let mut moved = 0;
+        for item in inbox.scan_prefix(run_key) {
+            let (key, bytes) = item?;
+            let entry: InboxEntry = decode(&bytes)?;
+            if !entry.held {
+                continue;
+            }
+            let arrival = keys::inbox_arrival(&key).unwrap_or_default();
+            let keep = self.refused_kept(run_key)? < REFUSED_KEPT_PER_RUN;
+            let record =
+                encode(&NotTakenRecord::refused(entry.request, NotTakenReason::Restarted, crate::clock::now_ms()))?;
+            let not_taken_key = keys::not_taken(run_key, arrival);
+            untx((inbox, &self.not_taken).transaction(|(inbox, not_taken)| {
+                inbox.remove(&key)?;
+                if keep {
+                    not_taken.insert(not_taken_key.as_slice(), record.as_slice())?;
+                }
+                Ok(())
+            }))?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Takes a held call back out of the run's inbox (its caller waited long enough), if the
+    /// run has not taken it meanwhile; true if it was withdrawn. A single-use webhook whose
+    /// token is given as `reopen` takes a call again: this one was not delivered.
+    pub fn withdraw(&self, run_id: &str, channel: &Channel, arrival: u64, reopen: Option<&str>) -> Result<bool> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(false) };
+        let (inbox, key, number) = match channel {
+            Channel::Webhook(number) => (&self.inbox, keys::inbox(&run_key, *number, arrival), *number),
+            Channel::Trigger(name) => (&self.trigger_inbox, keys::trigger_inbox(&run_key, name, arrival), 0),
+        };
+        let Some(bytes) = inbox.get(&key)? else { return Ok(false) };
+        let entry: InboxEntry = decode(&bytes)?;
+        let keep = self.refused_kept(&run_key)? < REFUSED_KEPT_PER_RUN;
+        let record = encode(&NotTakenRecord::refused(entry.request, NotTakenReason::TimedOut, crate::clock::now_ms()))?;
+        let not_taken_key = keys::not_taken(&run_key, arrival);
+        untx((inbox, &self.not_taken, &self.hooks).transaction(|(inbox, not_taken, hooks)| {
+            if inbox.remove(key.as_slice())?.is_none() {
+                return Ok(false);
+            }
+            if keep {
+                not_taken.insert(not_taken_key.as_slice(), record.as_slice())?;
+            }
+            if let Some(token) = reopen
+                && let Some(bytes) = hooks.get(token.as_bytes())?
+            {
+                let mut hook: HookRecord = decode(&bytes).map_err(abort)?;
+                if hook.is(run_id, number) && hook.state == HookState::Used {
+                    hook.state = HookState::Open;
+                    hooks.insert(token.as_bytes(), encode(&hook).map_err(abort)?)?;
+                }
+            }
+            Ok(true)
+        }))
     }
 
     // --- inbox ----------------------------------------------------------------------
@@ -386,10 +621,14 @@ impl Store {
     /// Puts a call in the inbox of the webhook `hook` names, if that webhook still holds
     /// the token and takes calls; a single-use hook is marked used in the same
     /// transaction, so only one of two racing calls wins.
-    pub fn deliver(&self, hook: &HookRecord, request: &RequestRecord, now_ms: u64) -> Result<Delivery> {
+    ///
+    /// A `held` call's caller waits for the run to take it; any other is acknowledged once
+    /// this is durable.
+    pub fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
         let Some(run_key) = keys::run(&hook.run_id) else { return Ok(Delivery::Gone) };
-        let inbox_key = keys::inbox(&run_key, hook.number, self.next_id()?);
-        let request_bytes = encode(request)?;
+        let arrival = request.arrival().map_or_else(|| self.next_id(), Ok)?;
+        let inbox_key = keys::inbox(&run_key, hook.number, arrival);
+        let request_bytes = encode(&InboxEntry { request: request.clone(), held })?;
         let token = hook.token.as_bytes();
         untx((&self.hooks, &self.inbox).transaction(|(hooks, inbox)| {
             let Some(current) = hooks.get(token)? else { return Ok(Delivery::Gone) };
@@ -429,10 +668,12 @@ impl Store {
         Ok(first)
     }
 
-    /// Calls accepted for a run that it has not taken yet, in arrival order per webhook.
-    pub fn queued_requests(&self, run_id: &str) -> Result<Vec<RequestRecord>> {
+    /// Calls for a run that it has not taken yet, in arrival order per webhook, then per
+    /// named trigger; with whether each is held (its caller still waits).
+    pub fn queued_requests(&self, run_id: &str) -> Result<Vec<InboxEntry>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
-        self.inbox.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
+        let webhooks = self.inbox.scan_prefix(run_key).values();
+        webhooks.chain(self.trigger_inbox.scan_prefix(run_key).values()).map(|v| decode(&v?)).collect()
     }
 
     /// Whether any call waits for the run, on any of its webhooks or named triggers.
@@ -444,10 +685,12 @@ impl Store {
 
     // --- named triggers -----------------------------------------------------------------
 
-    /// Keeps a call to a named trigger for a run (durable once flushed).
+    /// Keeps a call to a named trigger for a run until it takes it; its caller is held.
     pub fn deliver_to_trigger(&self, run_id: &str, name: &str, request: &RequestRecord) -> Result<()> {
         let run_key = keys::run(run_id).ok_or_else(not_a_run_id)?;
-        self.trigger_inbox.insert(keys::trigger_inbox(&run_key, name, self.next_id()?), encode(request)?)?;
+        let arrival = request.arrival().map_or_else(|| self.next_id(), Ok)?;
+        let entry = InboxEntry { request: request.clone(), held: true };
+        self.trigger_inbox.insert(keys::trigger_inbox(&run_key, name, arrival), encode(&entry)?)?;
         Ok(())
     }
 
@@ -464,7 +707,7 @@ impl Store {
         &self,
         run_id: &str,
         name: &str,
-        make_event: impl FnOnce(RequestRecord) -> EventRecord,
+        make_event: impl Fn(RequestRecord) -> EventRecord,
     ) -> Result<Option<EventRecord>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(None) };
         self.take_oldest(&self.trigger_inbox, &run_key, keys::trigger_inbox_prefix(&run_key, name), make_event)
@@ -488,8 +731,9 @@ impl Store {
         Ok(())
     }
 
-    /// The runs waiting at a module's named trigger, longest waiting first.
-    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<String>> {
+    /// The runs waiting at a module's named trigger, with when each began to, longest
+    /// waiting first.
+    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<(String, u64)>> {
         let mut waiters = Vec::new();
         for item in self.trigger_waiters.scan_prefix(keys::trigger_waiters_prefix(module, name)) {
             let (key, since) = item?;
@@ -499,7 +743,13 @@ impl Store {
             }
         }
         waiters.sort();
-        Ok(waiters.into_iter().map(|(_, run)| run).collect())
+        Ok(waiters.into_iter().map(|(since, run)| (run, since)).collect())
+    }
+
+    /// Claims a waiting run for one call: only one of several concurrent claims wins.
+    pub fn claim_trigger_waiter(&self, module: &str, name: &str, run_id: &str) -> Result<bool> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(false) };
+        Ok(self.trigger_waiters.remove(keys::trigger_waiter(module, name, &run_key))?.is_some())
     }
 
     /// Takes the oldest call on a run's webhook and records its delivery as the event
@@ -508,31 +758,42 @@ impl Store {
         &self,
         run_id: &str,
         number: u32,
-        make_event: impl FnOnce(RequestRecord) -> EventRecord,
+        make_event: impl Fn(RequestRecord) -> EventRecord,
     ) -> Result<Option<EventRecord>> {
         let Some(run_key) = keys::run(run_id) else { return Ok(None) };
         self.take_oldest(&self.inbox, &run_key, keys::inbox_prefix(&run_key, number), make_event)
     }
 
-    /// Moves the oldest call under `prefix` of an inbox tree into the run's log.
+    /// Moves the oldest call under `prefix` of an inbox tree into the run's log, in one
+    /// transaction that fails if the call left the inbox meanwhile (withdrawn by its
+    /// caller): then the next oldest is taken.
     fn take_oldest(
         &self,
         inbox: &sled::Tree,
         run_key: &keys::RunKey,
         prefix: Vec<u8>,
-        make_event: impl FnOnce(RequestRecord) -> EventRecord,
+        make_event: impl Fn(RequestRecord) -> EventRecord,
     ) -> Result<Option<EventRecord>> {
-        let Some(first) = inbox.scan_prefix(prefix).next() else { return Ok(None) };
-        let (inbox_key, bytes) = first?;
-        let record = make_event(decode(&bytes)?);
-        let event_key = keys::event(run_key, record.seq);
-        let event_bytes = encode(&record)?;
-        untx((inbox, &self.events).transaction(|(inbox, events)| {
-            inbox.remove(&inbox_key)?;
-            events.insert(event_key.as_slice(), event_bytes.as_slice())?;
-            Ok(())
-        }))?;
-        Ok(Some(record))
+        loop {
+            let Some(first) = inbox.scan_prefix(&prefix).next() else { return Ok(None) };
+            let (inbox_key, bytes) = first?;
+            let entry: InboxEntry = decode(&bytes)?;
+            let record = make_event(entry.request);
+            let event_key = keys::event(run_key, record.seq);
+            let event_bytes = encode(&record)?;
+            let taken = untx((inbox, &self.events).transaction(|(inbox, events)| {
+                if inbox.remove(&inbox_key)?.is_none() {
+                    return Err(abort(StoreError::Conflict));
+                }
+                events.insert(event_key.as_slice(), event_bytes.as_slice())?;
+                Ok(())
+            }));
+            match taken {
+                Ok(()) => return Ok(Some(record)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     // --- timers ---------------------------------------------------------------------
@@ -577,17 +838,41 @@ pub fn event_record(seq: u64, event: Event) -> EventRecord {
 
 #[cfg(test)]
 mod tests {
-    use super::records::{Caller, Method, ResponseMode, WebhookInfo};
+    use super::records::{Caller, HttpResponse, Method, ResponseMode, WebhookInfo};
     use super::*;
 
+    fn message(created_at_ms: u64, forget_at_ms: u64) -> IdempotencyRecord {
+        IdempotencyRecord {
+            fingerprint: "f".into(),
+            deliveries: Vec::new(),
+            accepted: true,
+            answer: Some(HttpResponse { status: 202, headers: Vec::new(), body: String::new() }),
+            created_at_ms,
+            forget_at_ms,
+        }
+    }
+
     #[test]
-    fn expired_message_ids_are_forgotten_and_live_ones_kept() {
+    fn a_message_id_is_noted_once_until_it_expires() {
         let (_dir, store) = store();
-        assert!(store.first_sighting("msg-old", 1_000, 2_000).expect("noted"));
-        assert!(store.first_sighting("msg-new", 1_000, 9_000).expect("noted"));
-        assert_eq!(store.forget_expired_messages(5_000).expect("swept"), 1);
-        assert!(!store.first_sighting("msg-new", 5_000, 9_000).expect("checked"), "still a replay");
-        assert!(store.first_sighting("msg-old", 5_000, 9_000).expect("checked"), "forgotten, so new again");
+        assert!(store.begin_message("m-1", &message(0, 2_000), 1_000).expect("noted").is_none());
+        let repeat = store.begin_message("m-1", &message(1_500, 9_000), 1_500).expect("checked");
+        assert_eq!(repeat.map(|r| r.forget_at_ms), Some(2_000), "a live note is the first's");
+        assert!(store.begin_message("m-1", &message(2_000, 9_000), 2_000).expect("renewed").is_none(), "expired");
+    }
+
+    #[test]
+    fn expired_message_ids_are_forgotten_and_past_the_cap_the_oldest_go() {
+        let (_dir, store) = store();
+        for (n, created) in [10u64, 20, 30, 40].iter().enumerate() {
+            store.begin_message(&format!("m-{n}"), &message(*created, 10_000), *created).expect("noted");
+        }
+        store.begin_message("old", &message(0, 500), 0).expect("noted");
+        assert_eq!(store.forget_expired_messages(1_000, 10, 0).expect("swept"), 1, "the expired one");
+        // Over a cap of 2: the two oldest go, unless younger than the minimum window.
+        assert_eq!(store.forget_expired_messages(1_000, 2, 25).expect("swept"), 2);
+        assert!(store.message("m-0").expect("read").is_none() && store.message("m-1").expect("read").is_none());
+        assert!(store.message("m-2").expect("read").is_some());
     }
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -610,6 +895,7 @@ mod tests {
             condition: None,
             response: ResponseMode::Manual { deadline_ms: 1 },
             expires_at_ms: None,
+            chosen_token: false,
         }
     }
 
@@ -618,22 +904,37 @@ mod tests {
         event_record(1, Event::WebhookCreated { webhook: Ok(info) })
     }
 
-    fn request() -> RequestRecord {
+    fn request_numbered(arrival: u64) -> RequestRecord {
         RequestRecord {
-            id: "rq-1".into(),
+            id: format!("rq-{arrival}"),
             webhook: "wh-1".into(),
             method: Method::Post,
             path: "/hooks/t".into(),
             query: vec![],
-            headers: vec![],
-            data: serde_json::json!({}),
+            headers: vec![("x".into(), "y".into())],
+            data: serde_json::json!({ "n": arrival }),
             caller: Caller::Anonymous,
             received_at_ms: 0,
         }
     }
 
+    fn request() -> RequestRecord {
+        request_numbered(1)
+    }
+
     fn run_id() -> String {
         uuid::Uuid::now_v7().to_string()
+    }
+
+    fn take(store: &Store, run: &str) -> Option<EventRecord> {
+        store
+            .take_request(run, 1, |request| {
+                event_record(
+                    9,
+                    Event::WaitEnded { index: 0, result: records::WaitOutcome::Request { request: Box::new(request) } },
+                )
+            })
+            .expect("take")
     }
 
     #[test]
@@ -647,16 +948,16 @@ mod tests {
             Err(StoreError::TokenTaken)
         ));
 
-        assert!(matches!(store.deliver(&first_hook, &request(), 0), Ok(Delivery::Accepted)));
+        assert!(matches!(store.deliver(&first_hook, &request(), false, 0), Ok(Delivery::Accepted)));
         // Used, so the token is free for the second run.
         store.create_hook(&hook(&second, "order-1"), &created("order-1")).expect("token reused");
 
         // The first run ends late: the second run's webhook stays open.
-        store.close_hook("order-1", &first, 1).expect("close");
+        store.close_hook("order-1", &first, 1, NotTakenReason::RunEnded).expect("close");
         let current = store.hook("order-1").expect("read").expect("hook");
         assert_eq!((current.run_id.as_str(), current.state), (second.as_str(), HookState::Open));
         // A caller authenticated against the first run's hook is not delivered to the second.
-        assert!(matches!(store.deliver(&first_hook, &request(), 0), Ok(Delivery::Gone)));
+        assert!(matches!(store.deliver(&first_hook, &request(), false, 0), Ok(Delivery::Gone)));
         assert!(!store.has_request(&second, 1).expect("inbox"));
     }
 
@@ -666,8 +967,8 @@ mod tests {
         let mut expiring = hook(&run_id(), "soon");
         expiring.expires_at_ms = Some(100);
         store.create_hook(&expiring, &created("soon")).expect("created");
-        assert!(matches!(store.deliver(&expiring, &request(), 100), Ok(Delivery::Gone)));
-        assert!(matches!(store.deliver(&expiring, &request(), 99), Ok(Delivery::Accepted)));
+        assert!(matches!(store.deliver(&expiring, &request(), false, 100), Ok(Delivery::Gone)));
+        assert!(matches!(store.deliver(&expiring, &request(), false, 99), Ok(Delivery::Accepted)));
     }
 
     #[test]
@@ -677,5 +978,85 @@ mod tests {
         store.create_hook(&hook(&run, "t"), &created("t")).expect("created");
         let last = store.last_event(&run).expect("read").expect("an event");
         assert_eq!(last.event.kind(), "webhook-created");
+    }
+
+    #[test]
+    fn closing_keeps_an_acknowledged_call_whole_and_only_the_identity_of_a_held_one() {
+        let (_dir, store) = store();
+        let run = run_id();
+        let mut many = hook(&run, "many");
+        many.single_use = false;
+        store.create_hook(&many, &created("many")).expect("created");
+        store.deliver(&many, &request_numbered(1), false, 0).expect("acknowledged");
+        store.deliver(&many, &request_numbered(2), true, 0).expect("held");
+        let left = store.close_hook("many", &run, 1, NotTakenReason::RunEnded).expect("closed");
+        assert_eq!(left.iter().map(|e| e.held).collect::<Vec<_>>(), [false, true]);
+        let kept = store.not_taken(&run).expect("listed");
+        assert_eq!(kept.len(), 2);
+        assert!(kept[0].acknowledged && kept[0].request.data == serde_json::json!({ "n": 1 }));
+        assert!(!kept[1].acknowledged && kept[1].request.data.is_null() && kept[1].request.headers.is_empty());
+        assert!(store.queued_requests(&run).expect("inbox").is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_call_is_not_taken_and_a_taken_one_cannot_be_withdrawn() {
+        let (_dir, store) = store();
+        let run = run_id();
+        let mut many = hook(&run, "many");
+        many.single_use = false;
+        store.create_hook(&many, &created("many")).expect("created");
+        store.deliver(&many, &request_numbered(5), true, 0).expect("held");
+        store.deliver(&many, &request_numbered(6), true, 0).expect("held");
+        assert!(store.withdraw(&run, &Channel::Webhook(1), 5, None).expect("withdrawn"));
+        let taken = take(&store, &run).expect("the next call is taken");
+        let records::Event::WaitEnded { result: records::WaitOutcome::Request { request }, .. } = taken.event else {
+            panic!("a delivery")
+        };
+        assert_eq!(request.id, "rq-6");
+        assert!(!store.withdraw(&run, &Channel::Webhook(1), 6, None).expect("checked"), "already in the log");
+        assert_eq!(store.not_taken(&run).expect("listed")[0].reason, NotTakenReason::TimedOut);
+    }
+
+    #[test]
+    fn held_calls_are_refused_at_start_up_and_acknowledged_ones_kept() {
+        let (_dir, store) = store();
+        let run = run_id();
+        let mut many = hook(&run, "many");
+        many.single_use = false;
+        store.create_hook(&many, &created("many")).expect("created");
+        store.deliver(&many, &request_numbered(1), false, 0).expect("acknowledged");
+        store.deliver(&many, &request_numbered(2), true, 0).expect("held");
+        store.deliver_to_trigger(&run, "paid", &request_numbered(3)).expect("held at a trigger");
+        assert_eq!(store.refuse_orphaned_calls().expect("refused"), 2);
+        let queued = store.queued_requests(&run).expect("inbox");
+        assert_eq!(queued.iter().map(|e| e.request.id.as_str()).collect::<Vec<_>>(), ["rq-1"]);
+        assert!(store.not_taken(&run).expect("listed").iter().all(|n| n.reason == NotTakenReason::Restarted));
+    }
+
+    #[test]
+    fn api_keys_are_created_and_revoked_whole() {
+        let (_dir, store) = store();
+        let key = ApiKeyRecord { name: "k".into(), roles: vec![], key_sha256: "d1".into(), created_at_ms: 0 };
+        store.create_api_key(&key).expect("created");
+        let same_name = ApiKeyRecord { key_sha256: "d2".into(), ..key.clone() };
+        assert!(matches!(store.create_api_key(&same_name), Err(StoreError::NameTaken)));
+        assert!(store.api_key("d2").expect("read").is_none(), "a refused key leaves nothing behind");
+        assert!(store.revoke_api_key("k").expect("revoked"));
+        assert!(store.api_key("d1").expect("read").is_none());
+        assert!(!store.revoke_api_key("k").expect("checked"));
+    }
+
+    #[test]
+    fn a_deeply_nested_record_reads_back() {
+        let (_dir, store) = store();
+        let run = run_id();
+        let mut deep = serde_json::json!(1);
+        for _ in 0..126 {
+            deep = serde_json::json!([deep]);
+        }
+        let started = event_record(0, Event::Started { input: deep.clone(), start_ms: 0, seed: 0, trigger: None });
+        store.append_event(&run, &started).expect("written");
+        let events = store.events(&run).expect("read back past serde_json's usual limit");
+        assert!(matches!(&events[0].event, Event::Started { input, .. } if *input == deep));
     }
 }

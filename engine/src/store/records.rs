@@ -190,6 +190,9 @@ pub struct HookRecord {
     pub response: ResponseMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// The run chose the token: it is guessable, so it is no capability on its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chosen_token: bool,
 }
 
 /// How a webhook's callers prove who they are.
@@ -269,6 +272,87 @@ pub struct RequestRecord {
     pub data: Value,
     pub caller: Caller,
     pub received_at_ms: u64,
+}
+
+impl RequestRecord {
+    /// The call's arrival number: `rq-N` is the N-th call the store numbered.
+    pub fn arrival(&self) -> Option<u64> {
+        self.id.strip_prefix("rq-")?.parse().ok()
+    }
+}
+
+/// A call waiting in a run's inbox. A `held` call's caller is still waiting for the run to
+/// take it (it was not answered yet); any other was acknowledged when it was queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    #[serde(flatten)]
+    pub request: RequestRecord,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// Why a call that reached a run's inbox was not taken by the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotTakenReason {
+    /// The run closed the webhook first.
+    WebhookClosed,
+    /// The run ended first.
+    RunEnded,
+    /// The run did not take it within the take timeout; it was withdrawn.
+    TimedOut,
+    /// The server stopped while the caller waited; the caller got no answer.
+    Restarted,
+}
+
+impl NotTakenReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            NotTakenReason::WebhookClosed => "the run closed the webhook before it took the call",
+            NotTakenReason::RunEnded => "the run ended before it took the call",
+            NotTakenReason::TimedOut => "the run did not take the call in time",
+            NotTakenReason::Restarted => "the server restarted before the run took the call",
+        }
+    }
+}
+
+/// A call its run never took, kept for operators. An acknowledged one keeps everything
+/// that arrived; a refused one (its caller got an error) keeps only what identifies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotTakenRecord {
+    pub request: RequestRecord,
+    /// Whether its caller had been answered with a 2xx.
+    pub acknowledged: bool,
+    pub reason: NotTakenReason,
+    pub at_ms: u64,
+}
+
+impl NotTakenRecord {
+    /// Keeps a refused call's identity but not its contents: its caller was told it was
+    /// not delivered, and a flood of refused calls must not fill the disk.
+    pub fn refused(mut request: RequestRecord, reason: NotTakenReason, at_ms: u64) -> Self {
+        request.data = Value::Null;
+        request.headers.clear();
+        request.query.clear();
+        NotTakenRecord { request, acknowledged: false, reason, at_ms }
+    }
+}
+
+/// A sender's message id seen on an accepted call, so that the sender's retries get the
+/// first answer and deliver nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// sha256 of what identifies the message's content: a repeat must have the same.
+    pub fingerprint: String,
+    /// The deliveries the first call made, as (run id, request id).
+    pub deliveries: Vec<(String, String)>,
+    /// Set once the first call was answered with a 2xx.
+    pub accepted: bool,
+    /// The answer a repeat gets; `None` while a run's own answer is awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<HttpResponse>,
+    pub created_at_ms: u64,
+    pub forget_at_ms: u64,
 }
 
 /// A public view of a webhook, as the run and operators see it.
@@ -351,6 +435,9 @@ pub enum Event {
         request_id: String,
         status: u16,
         result: Result<(), Failure>,
+        /// What the caller was sent: a sender's retry of the same message gets it again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response: Option<HttpResponse>,
     },
     /// An attempt of a step began; its own host calls follow, then its `step-attempt`.
     StepStarted {

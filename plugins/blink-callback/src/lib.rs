@@ -3,10 +3,15 @@
 //!
 //! Input: `{"auth": "none" | "url-key" | "bearer" | "signature", "roles"?: [..],
 //! "scheme"?: "standard-webhooks" | "stripe" | "github", "secret"?: name,
-//! "on_fail"?: "error" | "ignore", "calls"?: n, "schema"?: JSON Schema, "condition"?: CEL}`.
+//! "on_fail"?: "error" | "ignore", "calls"?: n, "schema"?: JSON Schema, "condition"?: CEL,
+//! "notify_url"?: URL}`. With `notify_url`, the callback URL is also POSTed there as
+//! `{"callback_url": ...}` (the external system's registration call), in a recorded step.
 //! Output: `{"calls": [{"data", "caller"}]}`, one entry per call taken (default 1).
 
-use latch_sdk::{Caller, Error, ModuleInfo, Result, SignatureScheme, Start, Webhook, WebhookOptions, Workflow, log};
+use latch_sdk::{
+    Caller, Error, HttpRequest, ModuleInfo, Result, RetryPolicy, SignatureScheme, Start, StepError, Webhook,
+    WebhookOptions, Workflow, log, step,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,6 +28,7 @@ struct Input {
     calls: u32,
     schema: Option<Value>,
     condition: Option<String>,
+    notify_url: Option<String>,
 }
 
 fn one() -> u32 {
@@ -84,6 +90,13 @@ impl Workflow for BlinkCallback {
         let input: Input = start.input()?;
         let callback = Webhook::create(options(&input)?)?;
         log::info(format!("send the result to {}", callback.url()));
+        if let Some(notify_url) = &input.notify_url {
+            step("register-callback", RetryPolicy::default(), |_| {
+                let request = HttpRequest::post(notify_url).json(&json!({ "callback_url": callback.url() }))?;
+                request.send().map_err(StepError::Fatal)?;
+                Ok(())
+            })?;
+        }
         let mut calls = Vec::new();
         for _ in 0..input.calls {
             let request = callback.next()?;

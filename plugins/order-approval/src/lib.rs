@@ -31,6 +31,8 @@ struct OrderApproval;
 impl Workflow for OrderApproval {
     fn describe() -> ModuleInfo {
         ModuleInfo::new("Prepares an order, then waits at the payment-confirmed trigger before completing it")
+            // Open to any caller that names the run, or `any`/`all` (FlowRunner's no-auth trigger).
+            .named_trigger(NamedTrigger::new("payment-confirmed"))
             .named_trigger(
                 NamedTrigger::new("payment-verified")
                     .auth(Auth::Bearer(vec!["payments".into()]))

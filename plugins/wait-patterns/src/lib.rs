@@ -2,8 +2,10 @@
 //!
 //! - `{"pattern": "sleep", "ms": n}`: sleeps durably; output `{"slept_ms"}` as the run's
 //!   recorded clock saw it.
-//! - `{"pattern": "first-of-two", "tokens": [a, b]}`: waits for the first call on either
-//!   of two webhooks, then for the other; output `{"first_index", "first", "second"}`.
+//! - `{"pattern": "first-of-two", "tokens": [a, b], "only_first"?: bool, "sleep_ms"?: n}`:
+//!   makes two webhooks, sleeps `sleep_ms` durably (calls that come meanwhile are kept),
+//!   waits for the first call on either, then for the other (unless `only_first`); output
+//!   `{"first_index", "first", "second"}`.
 //! - `{"pattern": "step-then-wait", "token": t}`: a step whose body reads the clock and
 //!   randomness, a log line that depends on both after it, then a wait on webhook `t`. A
 //!   replay skips the step's body yet must log the same line; output `{"after"}`.
@@ -18,9 +20,19 @@ use serde_json::{Value, json};
 #[derive(Deserialize)]
 #[serde(tag = "pattern", rename_all = "kebab-case")]
 enum Input {
-    Sleep { ms: u64 },
-    FirstOfTwo { tokens: [String; 2] },
-    StepThenWait { token: String },
+    Sleep {
+        ms: u64,
+    },
+    FirstOfTwo {
+        tokens: [String; 2],
+        #[serde(default)]
+        only_first: bool,
+        #[serde(default)]
+        sleep_ms: u64,
+    },
+    StepThenWait {
+        token: String,
+    },
 }
 
 /// The WASI clock and random source, as a guest reads them.
@@ -44,13 +56,19 @@ fn step_then_wait(token: String) -> Result<Value> {
     Ok(json!({ "after": after }))
 }
 
-fn first_of_two(tokens: [String; 2]) -> Result<Value> {
+fn first_of_two(tokens: [String; 2], only_first: bool, sleep_ms: u64) -> Result<Value> {
     let [a, b] = tokens.map(|token| Webhook::create(WebhookOptions::new().token(token)));
     let hooks = [a?, b?];
+    if sleep_ms > 0 {
+        sleep(sleep_ms);
+    }
     let first = select(&[Waitable::Webhook(&hooks[0]), Waitable::Webhook(&hooks[1])]);
     let Outcome::Request(request) = first.outcome else {
         return Err(Error::new("closed", "a webhook closed"));
     };
+    if only_first {
+        return Ok(json!({ "first_index": first.index, "first": request.data, "second": null }));
+    }
     // The call on the other webhook, if it came meanwhile, was kept for this wait.
     let second = hooks[1 - first.index].next()?;
     Ok(json!({ "first_index": first.index, "first": request.data, "second": second.data }))
@@ -70,7 +88,7 @@ impl Workflow for WaitPatterns {
                 sleep(ms);
                 Ok(json!({ "slept_ms": now_ms() - before }))
             }
-            Input::FirstOfTwo { tokens } => first_of_two(tokens),
+            Input::FirstOfTwo { tokens, only_first, sleep_ms } => first_of_two(tokens, only_first, sleep_ms),
             Input::StepThenWait { token } => step_then_wait(token),
         }
     }

@@ -107,13 +107,11 @@ async fn server(binary: &Path, args: &[&str], component: &[u8]) -> anyhow::Resul
     Ok(latch)
 }
 
-/// A token unique to this process, so a caller knows a run's URL before it starts.
+/// A token unique to this process, so a caller knows a run's URL before it starts. A
+/// chosen token is no capability on its own: calls resume it with an API key
+/// (`POST /v1/hooks/{token}`), as an API resumes a hook.
 fn token(kind: &str, n: usize) -> String {
     format!("bench-{kind}-{}-{n}", std::process::id())
-}
-
-fn hook_url(latch: &Latch, token: &str) -> String {
-    format!("{}/hooks/{token}", latch.base)
 }
 
 async fn start_run(latch: &Latch, input: Value) -> anyhow::Result<String> {
@@ -170,7 +168,7 @@ async fn call_back_all(
     let began = Instant::now();
     let accepted = stream::iter(0..ids.len())
         .map(|n| async move {
-            let (status, body) = send(latch.http.post(hook_url(latch, &token(kind, n))).json(&json!({ "n": n }))).await;
+            let (status, body) = latch.resume(&token(kind, n), &json!({ "n": n })).await;
             if status != StatusCode::ACCEPTED {
                 bail!("callback {n} answered {status} {body}");
             }
@@ -208,9 +206,9 @@ async fn throughput(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Sends one call to a manual-response hook and returns how long the answer took.
-async fn round_trip(latch: &Latch, url: &str) -> anyhow::Result<Duration> {
+async fn round_trip(latch: &Latch, token: &str) -> anyhow::Result<Duration> {
     let began = Instant::now();
-    let (status, body) = send(latch.http.post(url).json(&json!({ "ping": true }))).await;
+    let (status, body) = latch.resume(token, &json!({ "ping": true })).await;
     let elapsed = began.elapsed();
     if status != StatusCode::OK {
         bail!("manual answer was {status} {body}");
@@ -223,10 +221,9 @@ async fn hot_resume(latch: &Latch, samples: usize) -> anyhow::Result<Row> {
     let token = token("hot", 0);
     let id = start_run(latch, json!({ "token": token, "rounds": samples + WARM_UP, "manual": true })).await?;
     until_status(latch, &id, "waiting").await?;
-    let url = hook_url(latch, &token);
     let mut latencies = Vec::with_capacity(samples);
     for n in 0..samples + WARM_UP {
-        let elapsed = round_trip(latch, &url).await?;
+        let elapsed = round_trip(latch, &token).await?;
         if n >= WARM_UP {
             latencies.push(elapsed);
         }
@@ -248,7 +245,7 @@ async fn replayed_resume(latch: &Latch, history: usize, samples: usize) -> anyho
         until_status(latch, &id, "waiting").await?;
         // The hot hold is zero: give the instance a moment to be dropped.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        latencies.push(round_trip(latch, &hook_url(latch, &token)).await?);
+        latencies.push(round_trip(latch, &token).await?);
         if n == 0 {
             let (_, log) = latch.get(&format!("/v1/runs/{id}/events")).await;
             events = log["events"].as_array().map_or(0, Vec::len);
@@ -377,8 +374,9 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
         max_hot_runs: 0,
         limits,
         allow_http: AllowedHosts::default(),
+        take_timeout: Duration::from_secs(10),
     };
-    let runtime = Runtime::new(Shared::new(store, settings), dir.path())?;
+    let runtime = Runtime::new(Shared::new(store, settings)?, dir.path())?;
     let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));
     runtime.prepare(&version, component).await?;
     let mut latencies = Vec::with_capacity(samples);

@@ -261,6 +261,8 @@ pub struct Latch {
     args: Vec<String>,
     spawns: u32,
     pub http: reqwest::Client,
+    /// An API key for resuming webhooks whose token the run chose, made on first use.
+    resume_key: tokio::sync::OnceCell<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -277,6 +279,7 @@ impl Latch {
             args: args.iter().map(|a| a.to_string()).collect(),
             spawns: 0,
             http: http_client(),
+            resume_key: tokio::sync::OnceCell::new(),
             _tmp: Some(tmp),
         };
         latch.spawn().await;
@@ -367,6 +370,13 @@ impl Latch {
         let (status, body) = send(self.admin(request).json(&serde_json::json!({ "name": name, "roles": roles }))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["key"].as_str().expect("key").to_string()
+    }
+
+    /// Resumes a webhook whose token the run chose, as an API would (`POST
+    /// /v1/hooks/{token}` with an API key): a chosen token is no capability on its own.
+    pub async fn resume(&self, token: &str, data: &Value) -> (StatusCode, Value) {
+        let key = self.resume_key.get_or_init(|| self.new_key("test-resumer", &[])).await;
+        send(self.http.post(format!("{}/v1/hooks/{token}", self.base)).bearer_auth(key).json(data)).await
     }
 
     pub async fn start_run(&self, module: &str, input: Value) -> String {

@@ -1,0 +1,935 @@
+//! The one inbound path: every call from outside (to a webhook, a start trigger or a named
+//! trigger) is checked, made a request record, handed to its run and answered here.
+//!
+//! What a 2xx promises (the README's rule):
+//! - A call to a **single-use webhook** is answered once it is durably in its run's inbox
+//!   (a callback may come long before the run waits for it). The run takes it at its next
+//!   wait on that webhook; if the run closes the webhook or ends first, the call stays
+//!   listed as `not-taken` in `/v1/runs/{id}/requests`, never deleted.
+//! - A call to a **many-call webhook** or a **named trigger** is answered 2xx only once its
+//!   run has taken it into its log, durably. Until then its caller is held. A call the run
+//!   will not take (the webhook closed, the run ended) is answered 410; one it does not
+//!   take within the take timeout is withdrawn and answered 503 with `Retry-After`.
+//! - A call that **starts a run** is answered once the run exists, durably.
+//! - A **retry** of a message already accepted (same id: the signature scheme's, or an
+//!   `Idempotency-Key`) gets the first call's answer and delivers nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::{ExecError, Executor};
+use crate::auth::callers::{self, Presented, Refusal};
+use crate::clock::now_ms;
+use crate::rules::{self, CallView};
+use crate::runtime::holds::{CallState, Hold};
+use crate::store::records::{
+    Caller, Event, HookAuth, HookRecord, HookState, HttpResponse, IdempotencyRecord, InboxEntry, Method,
+    NamedTriggerInfo, NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, TriggerInfo, WaitOutcome,
+};
+use crate::store::{Channel, Delivery};
+
+/// How long a sender's message id is remembered: the retry windows of the senders we
+/// know (Stripe and GitHub redeliver for up to 3 days).
+pub const MESSAGE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+/// The shortest time every message id is kept, even past the cap below: the signature
+/// schemes' timestamp tolerance, doubled.
+pub const MESSAGE_WINDOW_MIN: Duration = Duration::from_secs(10 * 60);
+/// At most this many message ids are kept; past it the oldest beyond the minimum window go.
+pub const MESSAGES_KEPT: usize = 500_000;
+
+/// After a withdrawal finds the call gone (the run took it), how long to wait for the
+/// run's take to become durable.
+const TAKE_GRACE: Duration = Duration::from_secs(5);
+
+/// A call as it arrived, before any check: its method is one its target takes.
+pub struct Incoming {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// What a caller is sent. `request_id` marks an answer about a delivered request.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: HttpResponse,
+    pub request_id: Option<String>,
+}
+
+impl Answer {
+    fn json(status: u16, body: &Value) -> Answer {
+        let response = HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+        };
+        Answer { response, request_id: None }
+    }
+
+    /// `200 {"activated":false}`: the call was ignored (a false condition, or a failed
+    /// caller where the policy is to ignore those) and nothing was delivered.
+    fn not_activated() -> Answer {
+        Answer::json(200, &json!({ "activated": false }))
+    }
+
+    fn for_request(response: HttpResponse, request_id: &str) -> Answer {
+        Answer { response, request_id: Some(request_id.to_string()) }
+    }
+}
+
+/// Which runs a named-trigger call is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    Run(String),
+    /// The run waiting longest.
+    Any,
+    /// Every run waiting.
+    All,
+}
+
+impl Execution {
+    pub fn parse(value: &str) -> Execution {
+        match value {
+            "any" => Execution::Any,
+            "all" => Execution::All,
+            run_id => Execution::Run(run_id.to_string()),
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            Execution::Run(id) => id,
+            Execution::Any => "any",
+            Execution::All => "all",
+        }
+    }
+}
+
+/// A call that passed its caller checks, ready to become a request record.
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    data: Value,
+    caller: Caller,
+    message_id: Option<String>,
+}
+
+/// A GET's (or DELETE's) query is its data; a body's JSON otherwise.
+fn call_data(method: Method, query: &[(String, String)], body: &[u8]) -> Result<Value, ExecError> {
+    match method {
+        Method::Get | Method::Delete => Ok(query_object(query)),
+        Method::Post | Method::Put | Method::Patch => Ok(crate::json::parse_body(body)?),
+    }
+}
+
+/// A query as an object, `{name: value}`, the last value winning.
+pub fn query_object(query: &[(String, String)]) -> Value {
+    let map: Map<String, Value> = query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    Value::Object(map)
+}
+
+/// What a call's schema and conditions see, and what identifies its content.
+fn fingerprint(method: Method, target: &str, data: &Value) -> String {
+    hex::encode(Sha256::digest(format!("{}\0{target}\0{data}", method.as_str())))
+}
+
+fn check_schema(schema: &Value, value: &Value, what: &str) -> Result<(), ExecError> {
+    let failures = rules::schema_failures(schema, value).unwrap_or_else(|e| vec![e.to_string()]);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(ExecError::SchemaMismatch { what: what.to_string(), failures })
+}
+
+fn condition_holds(condition: Option<&String>, call: &Call) -> bool {
+    let Some(condition) = condition else { return true };
+    let view = CallView { method: call.method.as_str(), headers: &call.headers, query: &call.query, body: &call.data };
+    rules::condition_holds(condition, &view).unwrap_or(false)
+}
+
+/// How a call fared against one set of checks (a version's declaration of a trigger).
+enum Admission {
+    Admitted(Caller),
+    /// Failed where the policy is to ignore, or its condition does not hold.
+    Ignored,
+    Refused(Refusal),
+}
+
+/// A message id slot: the record a first call writes, and its key.
+struct Message {
+    key: String,
+    record: IdempotencyRecord,
+}
+
+/// How a call with a sender's message id began.
+enum Begun {
+    /// It is the first: it holds its message id while it is handled.
+    First(Option<Hold>),
+    /// A repeat: the first call's answer.
+    Repeat(Answer),
+}
+
+/// What holds a message id while its first call is handled.
+fn message_hold_id(key: &str) -> String {
+    format!("message:{key}")
+}
+
+/// What became of a delivered call, as a sender's retry must know it.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// In the run's log, or acknowledged and kept for it: the first call was accepted.
+    Accepted,
+    /// Its first caller still waits on it.
+    InFlight,
+    /// Never accepted: a retry is a new call.
+    NotAccepted,
+}
+
+impl Executor {
+    // --- webhooks -------------------------------------------------------------------
+
+    /// The webhook behind a public URL. A token the run chose is guessable: without a
+    /// credential of its own, such a webhook is reachable only from the API with a key.
+    pub fn public_webhook(&self, token: &str) -> Result<HookRecord, ExecError> {
+        let hook = self.shared.store.hook(token)?;
+        hook.filter(|h| !(h.chosen_token && h.auth == HookAuth::None)).ok_or(ExecError::UnknownWebhook)
+    }
+
+    /// `/hooks/{token}`: checks the caller against the webhook's auth, then delivers.
+    pub async fn call_webhook(self: &Arc<Self>, hook: HookRecord, mut incoming: Incoming) -> Result<Answer, ExecError> {
+        let store = &self.shared.store;
+        // Signatures cover the raw body: the caller is checked before it is parsed.
+        let presented = Presented {
+            query: &mut incoming.query,
+            headers: &incoming.headers,
+            body: &incoming.body,
+            now_ms: now_ms(),
+        };
+        let Some(caller) = callers::admit(store, &hook.auth, hook.on_auth_failure, presented)? else {
+            return Ok(Answer::not_activated());
+        };
+        let message_id = callers::message_id(&hook.auth, &incoming.headers, &incoming.body);
+        self.deliver_to_webhook(hook, incoming, caller, message_id).await
+    }
+
+    /// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
+    /// `resumeHook(token, payload)`) with an API key that holds the roles the webhook asks.
+    pub async fn resume_webhook(self: &Arc<Self>, token: &str, incoming: Incoming) -> Result<Answer, ExecError> {
+        let store = &self.shared.store;
+        let hook = store.hook(token)?;
+        let required = match hook.as_ref().map(|h| &h.auth) {
+            Some(HookAuth::Bearer { roles }) => roles.clone(),
+            _ => Vec::new(),
+        };
+        // The key is checked first: a caller without one learns nothing about tokens.
+        let caller = callers::bearer_caller(store, &incoming.headers, &required)?;
+        let hook = hook.ok_or(ExecError::UnknownWebhook)?;
+        // An API key stands in for no other credential.
+        if !matches!(hook.auth, HookAuth::None | HookAuth::Bearer { .. }) {
+            return Err(ExecError::AuthMismatch);
+        }
+        if !hook.methods.contains(&Method::Post) {
+            return Err(ExecError::MethodNotAllowed(hook.methods.clone()));
+        }
+        let message_id = callers::message_id(&HookAuth::None, &incoming.headers, &incoming.body);
+        self.deliver_to_webhook(hook, incoming, caller, message_id).await
+    }
+
+    async fn deliver_to_webhook(
+        self: &Arc<Self>,
+        hook: HookRecord,
+        incoming: Incoming,
+        caller: Caller,
+        message_id: Option<String>,
+    ) -> Result<Answer, ExecError> {
+        let call = self.admitted_call(incoming, caller, message_id)?;
+        if let Some(schema) = &hook.schema {
+            check_schema(schema, &call.data, "the data does not match the webhook's schema")?;
+        }
+        // A false condition leaves the run waiting.
+        if !condition_holds(hook.condition.as_ref(), &call) {
+            return Ok(Answer::not_activated());
+        }
+        let request = self.request(&call, format!("wh-{}", hook.number))?;
+        let automatic = match &hook.response {
+            ResponseMode::Automatic { response } => Some(response.clone()),
+            ResponseMode::Manual { .. } => None,
+        };
+        let scope = format!("hook:{}:{}", hook.run_id, hook.number);
+        let deliveries = vec![(hook.run_id.clone(), request.id.clone())];
+        let message = self.message(&scope, &call, "", deliveries, automatic.clone());
+        let _first = match self.begin(&message, self.answer_window(&hook.response)).await? {
+            Begun::Repeat(answer) => return Ok(answer),
+            Begun::First(hold) => hold,
+        };
+        let delivered = self.hand_to_webhook(&hook, &request, automatic).await;
+        self.settle(&message, &delivered).await;
+        delivered
+    }
+
+    /// Delivers a request to its webhook and answers its caller as the webhook says.
+    async fn hand_to_webhook(
+        self: &Arc<Self>,
+        hook: &HookRecord,
+        request: &RequestRecord,
+        automatic: Option<HttpResponse>,
+    ) -> Result<Answer, ExecError> {
+        check_open(hook)?;
+        let store = &self.shared.store;
+        // A caller is answered 2xx once its call is durably queued only on a single-use
+        // webhook with an automatic answer; any other is held until the run takes the call.
+        let held = !hook.single_use || automatic.is_none();
+        let mut hold = held.then(|| self.shared.holds.hold(&request.id));
+        match store.deliver(hook, request, held, now_ms())? {
+            Delivery::Accepted => {}
+            Delivery::Gone => return Err(ExecError::Gone("the webhook no longer takes calls".into())),
+        }
+        if !held {
+            let flushed = store.flush().await;
+            // Even when the flush failed the call is in the inbox: the run must see it.
+            self.wake(&hook.run_id);
+            flushed?;
+        } else {
+            self.wake(&hook.run_id);
+        }
+        let channel = Channel::Webhook(hook.number);
+        let reopen = hook.single_use.then_some(hook.token.as_str());
+        match (automatic, hold.as_mut()) {
+            (Some(response), None) => Ok(Answer::for_request(response, &request.id)),
+            (Some(response), Some(hold)) => {
+                let deadline = Instant::now() + self.shared.settings.take_timeout;
+                self.until_taken(hold, &hook.run_id, &channel, request, deadline, reopen).await?;
+                Ok(Answer::for_request(response, &request.id))
+            }
+            (None, Some(hold)) => {
+                let deadline_ms = match hook.response {
+                    ResponseMode::Manual { deadline_ms } => deadline_ms,
+                    ResponseMode::Automatic { .. } => 0,
+                };
+                let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
+                let settled =
+                    |s: &CallState| matches!(s, CallState::Answered(_) | CallState::Refused(_) | CallState::Unanswered);
+                match hold.until(deadline, settled).await {
+                    CallState::Answered(response) => Ok(Answer::for_request(response, &request.id)),
+                    CallState::Refused(reason) => Err(ExecError::NotTaken(reason)),
+                    CallState::Unanswered => Err(ExecError::NoAnswer),
+                    _ => {
+                        self.until_taken(hold, &hook.run_id, &channel, request, Instant::now(), reopen).await?;
+                        Err(ExecError::ResponseTimeout(deadline_ms))
+                    }
+                }
+            }
+            (None, None) => unreachable!("a manual webhook's caller is always held"),
+        }
+    }
+
+    /// Waits until the run takes a held call. At the deadline the call is withdrawn, unless
+    /// the run took it meanwhile.
+    /// A single-use webhook's token is given back (`reopen`): its call was not delivered.
+    async fn until_taken(
+        &self,
+        hold: &mut Hold,
+        run_id: &str,
+        channel: &Channel,
+        request: &RequestRecord,
+        deadline: Instant,
+        reopen: Option<&str>,
+    ) -> Result<(), ExecError> {
+        match hold.until(deadline, |s| *s != CallState::Queued).await {
+            state if state.is_taken() => return Ok(()),
+            CallState::Refused(reason) => return Err(ExecError::NotTaken(reason)),
+            _ => {}
+        }
+        let arrival = request.arrival().unwrap_or_default();
+        if self.shared.store.withdraw(run_id, channel, arrival, reopen)? {
+            return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
+        }
+        // Gone from the inbox: the run took it (or just refused it); wait for which.
+        match hold.until(Instant::now() + TAKE_GRACE, |s| *s != CallState::Queued).await {
+            state if state.is_taken() => Ok(()),
+            CallState::Refused(reason) => Err(ExecError::NotTaken(reason)),
+            _ => Err(ExecError::NotTaken(NotTakenReason::TimedOut)),
+        }
+    }
+
+    /// How long a sender's retry may wait for the first call's answer.
+    fn answer_window(&self, mode: &ResponseMode) -> Duration {
+        match mode {
+            ResponseMode::Manual { deadline_ms } => Duration::from_millis(u64::from(*deadline_ms)),
+            ResponseMode::Automatic { .. } => self.shared.settings.take_timeout,
+        }
+    }
+
+    // --- start triggers -------------------------------------------------------------
+
+    /// A call to a start trigger of the module's newest version: checks the caller and
+    /// what the trigger expects, then starts a run whose start is the request.
+    pub async fn call_start_trigger(
+        self: &Arc<Self>,
+        module: &str,
+        trigger: &TriggerInfo,
+        mut incoming: Incoming,
+    ) -> Result<Answer, ExecError> {
+        let store = &self.shared.store;
+        let presented = Presented {
+            query: &mut incoming.query,
+            headers: &incoming.headers,
+            body: &incoming.body,
+            now_ms: now_ms(),
+        };
+        let Some(caller) = callers::admit(store, &trigger.auth, trigger.on_auth_failure, presented)? else {
+            return Ok(Answer::not_activated());
+        };
+        let message_id = callers::message_id(&trigger.auth, &incoming.headers, &incoming.body);
+        let call = self.admitted_call(incoming, caller, message_id)?;
+        let view = expected_view(&call);
+        if store.take_listening(module, &trigger.name)? {
+            return self.capture_sample(module, &trigger.name, view).await;
+        }
+        if let Some(schema) = &trigger.expects {
+            check_schema(schema, &view, "the call does not match what the trigger expects")?;
+        }
+        let mut request = self.request(&call, format!("trigger:{}", trigger.name))?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let automatic = match &trigger.response {
+            ResponseMode::Automatic { response } => Some(fill(response, &run_id, &request.id, module)),
+            ResponseMode::Manual { .. } => None,
+        };
+        let scope = format!("start:{module}:{}", trigger.suffix);
+        let deliveries = vec![(run_id.clone(), request.id.clone())];
+        let message = self.message(&scope, &call, "", deliveries, automatic.clone());
+        let _first = match self.begin(&message, self.answer_window(&trigger.response)).await? {
+            Begun::Repeat(answer) => return Ok(answer),
+            Begun::First(hold) => hold,
+        };
+        request.data = call.data;
+        let started = self.start_from_trigger(module, run_id, request, &trigger.response, automatic).await;
+        self.settle(&message, &started).await;
+        started
+    }
+
+    async fn start_from_trigger(
+        self: &Arc<Self>,
+        module: &str,
+        run_id: String,
+        request: RequestRecord,
+        mode: &ResponseMode,
+        automatic: Option<HttpResponse>,
+    ) -> Result<Answer, ExecError> {
+        let request_id = request.id.clone();
+        let input = request.data.clone();
+        if let Some(response) = automatic {
+            self.start_run_as(module, run_id, input, Some(request)).await?;
+            return Ok(Answer::for_request(response, &request_id));
+        }
+        let deadline_ms = match mode {
+            ResponseMode::Manual { deadline_ms } => *deadline_ms,
+            ResponseMode::Automatic { .. } => 0,
+        };
+        // Held before the run exists: it may answer at once.
+        let mut hold = self.shared.holds.hold(&request_id);
+        self.start_run_as(module, run_id, input, Some(request)).await?;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
+        match hold.until(deadline, |s| matches!(s, CallState::Answered(_) | CallState::Unanswered)).await {
+            CallState::Answered(response) => Ok(Answer::for_request(response, &request_id)),
+            CallState::Unanswered => Err(ExecError::NoAnswer),
+            _ => Err(ExecError::ResponseTimeout(deadline_ms)),
+        }
+    }
+
+    /// Keeps a call as the trigger's sample event (Blink's "Listen to event"), with a JSON
+    /// Schema learnt from it; no run starts.
+    async fn capture_sample(&self, module: &str, trigger: &str, event: Value) -> Result<Answer, ExecError> {
+        let schema = rules::infer_schema(&event);
+        let sample = json!({ "event": event, "schema": schema, "captured_at_ms": now_ms() });
+        self.shared.store.put_sample(module, trigger, &sample)?;
+        self.shared.store.flush().await?;
+        Ok(Answer::json(200, &json!({ "captured": true, "activated": false })))
+    }
+
+    // --- named triggers -------------------------------------------------------------
+
+    /// A call to a module's named trigger (`?execution=<run id>|any|all`): each run's own
+    /// module version says whether it declares the trigger and how callers are checked.
+    /// Answers `{"resumed": [run ids]}` once every run named there has taken the call.
+    pub async fn call_named_trigger(
+        self: &Arc<Self>,
+        module: &str,
+        name: &str,
+        execution: Execution,
+        mut incoming: Incoming,
+    ) -> Result<Answer, ExecError> {
+        if !crate::runtime::is_trigger_name(name) {
+            return Err(ExecError::UnknownTrigger(format!("`{name}` is not a trigger name")));
+        }
+        let candidates = self.named_candidates(module, name, &execution)?;
+        // `key` carries an API key on triggers that take one: it is never the run's data.
+        let mut query = std::mem::take(&mut incoming.query);
+        let presented_query = query.clone();
+        query.retain(|(k, _)| k != callers::KEY_PARAM);
+        let data = call_data(incoming.method, &query, &incoming.body)?;
+        let mut headers = incoming.headers.clone();
+        callers::redact_credentials(&mut headers);
+        let mut call = Call {
+            method: incoming.method,
+            path: incoming.path.clone(),
+            query,
+            headers,
+            data,
+            caller: Caller::Anonymous,
+            message_id: callers::message_id(&HookAuth::None, &incoming.headers, &incoming.body),
+        };
+        let mut admitted = Vec::new();
+        let mut first_refusal = None;
+        let mut ignored = false;
+        let mut by_version: Vec<(String, Caller)> = Vec::new();
+        for (run, declared) in candidates.iter() {
+            let admission = match by_version.iter().find(|(version, _)| *version == run.version) {
+                Some((_, caller)) => Admission::Admitted(caller.clone()),
+                None => self.admit_named(declared, &presented_query, &incoming, &mut call)?,
+            };
+            match admission {
+                Admission::Admitted(caller) => {
+                    by_version.push((run.version.clone(), caller.clone()));
+                    admitted.push((run.id.clone(), caller));
+                }
+                Admission::Ignored => ignored = true,
+                Admission::Refused(refusal) => {
+                    first_refusal.get_or_insert(refusal);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            // Nothing waits; the caller is still checked against the newest declaration,
+            // so that one who may not call learns nothing.
+            let declared = self.newest_named_trigger(module, name)?;
+            return match self.admit_named(&declared, &presented_query, &incoming, &mut call)? {
+                Admission::Admitted(_) => Err(ExecError::NothingWaiting(module.to_string(), name.to_string())),
+                Admission::Ignored => Ok(Answer::not_activated()),
+                Admission::Refused(refusal) => Err(refusal.into()),
+            };
+        }
+        if admitted.is_empty() {
+            return match first_refusal {
+                Some(refusal) if !ignored => Err(refusal.into()),
+                _ => Ok(Answer::not_activated()),
+            };
+        }
+        let scope = format!("named:{module}:{name}");
+        let message = self.message(&scope, &call, execution.label(), Vec::new(), None);
+        let _first = match self.begin(&message, self.shared.settings.take_timeout).await? {
+            Begun::Repeat(answer) => return Ok(answer),
+            Begun::First(hold) => hold,
+        };
+        let resumed = self.resume_named(module, name, &execution, admitted, &call).await;
+        let answer = resumed.map(|ids| Answer::json(200, &json!({ "resumed": ids })));
+        self.settle(&message, &answer).await;
+        answer
+    }
+
+    /// The runs a named-trigger call is for, each with its version's declaration of the
+    /// trigger: the run given by id, or the runs waiting there now, longest waiting first.
+    fn named_candidates(
+        &self,
+        module: &str,
+        name: &str,
+        execution: &Execution,
+    ) -> Result<Vec<(RunRecord, NamedTriggerInfo)>, ExecError> {
+        let store = &self.shared.store;
+        match execution {
+            Execution::Run(run_id) => {
+                let run = store.run(run_id)?.filter(|r| r.module == module && !r.status.is_terminal());
+                let run = run.ok_or_else(|| ExecError::UnknownExecution(run_id.clone()))?;
+                let declared = self.declared_named_trigger(&run, name)?.ok_or_else(|| {
+                    ExecError::UnknownTrigger(format!("run `{run_id}`'s module version declares no trigger `{name}`"))
+                })?;
+                Ok(vec![(run, declared)])
+            }
+            Execution::Any | Execution::All => {
+                let mut candidates = Vec::new();
+                for (run, _) in self.trigger_waiters(module, name)? {
+                    if let Some(declared) = self.declared_named_trigger(&run, name)? {
+                        candidates.push((run, declared));
+                    }
+                }
+                Ok(candidates)
+            }
+        }
+    }
+
+    /// How the run's own module version declares a named trigger, if it does.
+    fn declared_named_trigger(&self, run: &RunRecord, name: &str) -> Result<Option<NamedTriggerInfo>, ExecError> {
+        let module = self.shared.store.module(&run.module)?;
+        let version = module.as_ref().and_then(|m| m.versions.iter().find(|v| v.version == run.version));
+        Ok(version.and_then(|v| v.info.named_triggers.iter().find(|t| t.name == name).cloned()))
+    }
+
+    fn newest_named_trigger(&self, module: &str, name: &str) -> Result<NamedTriggerInfo, ExecError> {
+        let record = self.shared.store.module(module)?.ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
+        let newest = record.latest().ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
+        let declared = newest.info.named_triggers.iter().find(|t| t.name == name).cloned();
+        declared.ok_or_else(|| ExecError::UnknownTrigger(format!("module `{module}` declares no trigger `{name}`")))
+    }
+
+    /// Checks a named-trigger call against one declaration: its auth, then its condition.
+    fn admit_named(
+        &self,
+        declared: &NamedTriggerInfo,
+        query: &[(String, String)],
+        incoming: &Incoming,
+        call: &mut Call,
+    ) -> Result<Admission, ExecError> {
+        let mut query = query.to_vec();
+        let presented =
+            Presented { query: &mut query, headers: &incoming.headers, body: &incoming.body, now_ms: now_ms() };
+        let caller = match callers::authenticate(&self.shared.store, &declared.auth, presented) {
+            Ok(caller) => caller,
+            Err(callers::AuthError::Refused(_)) if declared.on_auth_failure == OnAuthFailure::Ignore => {
+                return Ok(Admission::Ignored);
+            }
+            Err(callers::AuthError::Refused(refusal)) => return Ok(Admission::Refused(refusal)),
+            Err(callers::AuthError::Store(e)) => return Err(e.into()),
+        };
+        // A false condition: the call is ignored and the runs stay paused.
+        if !condition_holds(declared.condition.as_ref(), call) {
+            return Ok(Admission::Ignored);
+        }
+        call.caller = caller.clone();
+        Ok(Admission::Admitted(caller))
+    }
+
+    /// Hands the call to the runs it is for: by id, the first waiting run that takes it
+    /// (each claimed by one call only), or every waiting run. Returns those that took it.
+    async fn resume_named(
+        self: &Arc<Self>,
+        module: &str,
+        name: &str,
+        execution: &Execution,
+        admitted: Vec<(String, Caller)>,
+        call: &Call,
+    ) -> Result<Vec<String>, ExecError> {
+        let store = &self.shared.store;
+        let deadline = Instant::now() + self.shared.settings.take_timeout;
+        let nothing_waiting = || ExecError::NothingWaiting(module.to_string(), name.to_string());
+        match execution {
+            Execution::Run(_) => {
+                let (run_id, caller) = admitted.into_iter().next().ok_or_else(nothing_waiting)?;
+                self.hand_to_trigger(&run_id, name, call, caller, deadline).await?;
+                Ok(vec![run_id])
+            }
+            Execution::Any => {
+                for (run_id, caller) in admitted {
+                    if !store.claim_trigger_waiter(module, name, &run_id)? {
+                        continue;
+                    }
+                    match self.hand_to_trigger(&run_id, name, call, caller, deadline).await {
+                        Ok(()) => return Ok(vec![run_id]),
+                        // It ended (or closed) before taking it: the next one may.
+                        Err(ExecError::NotTaken(reason)) if reason != NotTakenReason::TimedOut => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(nothing_waiting())
+            }
+            Execution::All => {
+                let mut claimed = Vec::new();
+                for (run_id, caller) in admitted {
+                    if store.claim_trigger_waiter(module, name, &run_id)? {
+                        claimed.push((run_id, caller));
+                    }
+                }
+                let handed = claimed
+                    .iter()
+                    .map(|(run_id, caller)| self.hand_to_trigger(run_id, name, call, caller.clone(), deadline));
+                let outcomes = futures::future::join_all(handed).await;
+                let mut resumed = Vec::new();
+                let mut timed_out = false;
+                for ((run_id, _), outcome) in claimed.into_iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => resumed.push(run_id),
+                        Err(ExecError::NotTaken(NotTakenReason::TimedOut)) => timed_out = true,
+                        Err(ExecError::NotTaken(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                match (resumed.is_empty(), timed_out) {
+                    (false, _) => Ok(resumed),
+                    (true, true) => Err(ExecError::NotTaken(NotTakenReason::TimedOut)),
+                    (true, false) => Err(nothing_waiting()),
+                }
+            }
+        }
+    }
+
+    /// Puts a call at a run's named trigger and holds it until the run takes it.
+    async fn hand_to_trigger(
+        self: &Arc<Self>,
+        run_id: &str,
+        name: &str,
+        call: &Call,
+        caller: Caller,
+        deadline: Instant,
+    ) -> Result<(), ExecError> {
+        let mut request = self.request(call, format!("trigger:{name}"))?;
+        request.caller = caller;
+        let mut hold = self.shared.holds.hold(&request.id);
+        self.shared.store.deliver_to_trigger(run_id, name, &request)?;
+        self.wake(run_id);
+        let channel = Channel::Trigger(name.to_string());
+        let taken = self.until_taken(&mut hold, run_id, &channel, &request, deadline, None).await;
+        if taken.is_err() {
+            // It still waits there, unless it moved on: then `trigger_waiters` drops it.
+            let module = self.shared.store.run(run_id)?.map(|r| r.module).unwrap_or_default();
+            self.shared.store.add_trigger_waiter(&module, name, run_id, now_ms())?;
+        }
+        taken
+    }
+
+    // --- shared steps ---------------------------------------------------------------
+
+    /// Turns an admitted caller's call into what its checks and its run see: credentials
+    /// redacted, data parsed.
+    fn admitted_call(&self, incoming: Incoming, caller: Caller, message_id: Option<String>) -> Result<Call, ExecError> {
+        let data = call_data(incoming.method, &incoming.query, &incoming.body)?;
+        let mut headers = incoming.headers;
+        callers::redact_credentials(&mut headers);
+        Ok(Call {
+            method: incoming.method,
+            path: incoming.path,
+            query: incoming.query,
+            headers,
+            data,
+            caller,
+            message_id,
+        })
+    }
+
+    /// A request record for a call, numbered in arrival order.
+    fn request(&self, call: &Call, webhook: String) -> Result<RequestRecord, ExecError> {
+        Ok(RequestRecord {
+            id: format!("rq-{}", self.shared.store.next_id()?),
+            webhook,
+            method: call.method,
+            path: call.path.clone(),
+            query: call.query.clone(),
+            headers: call.headers.clone(),
+            data: call.data.clone(),
+            caller: call.caller.clone(),
+            received_at_ms: now_ms(),
+        })
+    }
+
+    // --- senders' retries -----------------------------------------------------------
+
+    fn message(
+        &self,
+        scope: &str,
+        call: &Call,
+        target: &str,
+        deliveries: Vec<(String, String)>,
+        answer: Option<HttpResponse>,
+    ) -> Option<Message> {
+        let id = call.message_id.as_ref()?;
+        let now = now_ms();
+        let record = IdempotencyRecord {
+            fingerprint: fingerprint(call.method, target, &call.data),
+            deliveries,
+            accepted: false,
+            answer,
+            created_at_ms: now,
+            forget_at_ms: now.saturating_add(MESSAGE_WINDOW.as_millis() as u64),
+        };
+        Some(Message { key: format!("{scope}\0{id}"), record })
+    }
+
+    /// Notes a first call's message id; for a repeat, returns the first call's answer
+    /// (waiting up to `window` for it).
+    async fn begin(&self, message: &Option<Message>, window: Duration) -> Result<Begun, ExecError> {
+        let Some(message) = message else { return Ok(Begun::First(None)) };
+        let store = &self.shared.store;
+        let deadline = Instant::now() + window;
+        loop {
+            // Held before it is noted: a retry that finds the note sees its first in flight.
+            let hold = self.shared.holds.hold(&message_hold_id(&message.key));
+            let Some(first) = store.begin_message(&message.key, &message.record, now_ms())? else {
+                return Ok(Begun::First(Some(hold)));
+            };
+            drop(hold);
+            if first.fingerprint != message.record.fingerprint {
+                return Err(ExecError::MessageReused);
+            }
+            match self.first_fate(&message.key, &first, deadline).await? {
+                Some(first) => return self.first_answer(&first, window).await.map(Begun::Repeat),
+                // The first call was not accepted: this one is new.
+                None => store.forget_message(&message.key)?,
+            }
+        }
+    }
+
+    /// What became of the first call of a message: its record once accepted, `None` if it
+    /// never was. Waits while its first caller is still waiting.
+    async fn first_fate(
+        &self,
+        key: &str,
+        first: &IdempotencyRecord,
+        deadline: Instant,
+    ) -> Result<Option<IdempotencyRecord>, ExecError> {
+        let store = &self.shared.store;
+        let mut record = first.clone();
+        loop {
+            if record.accepted {
+                return Ok(Some(record));
+            }
+            match self.deliveries_fate(key, &record)? {
+                Fate::Accepted => {
+                    record.accepted = true;
+                    store.put_message(key, &record)?;
+                    return Ok(Some(record));
+                }
+                Fate::NotAccepted => return Ok(None),
+                Fate::InFlight if Instant::now() >= deadline => {
+                    return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
+                }
+                Fate::InFlight => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            match store.message(key)? {
+                Some(fresh) => record = fresh,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Where a first call's deliveries stand: taken or kept for their run, still with a
+    /// waiting caller, or never accepted.
+    fn deliveries_fate(&self, key: &str, record: &IdempotencyRecord) -> Result<Fate, ExecError> {
+        let store = &self.shared.store;
+        if self.shared.holds.is_held(&message_hold_id(key)) {
+            return Ok(Fate::InFlight);
+        }
+        for (run_id, request_id) in &record.deliveries {
+            let queued = store.queued_requests(run_id)?;
+            if let Some(entry) = queued.iter().find(|e| e.request.id == *request_id) {
+                return Ok(if entry.held { Fate::InFlight } else { Fate::Accepted });
+            }
+            let kept = store.not_taken(run_id)?;
+            if kept.iter().any(|n| n.request.id == *request_id && n.acknowledged) {
+                return Ok(Fate::Accepted);
+            }
+            if self.in_log(run_id, request_id)? {
+                return Ok(Fate::Accepted);
+            }
+        }
+        Ok(Fate::NotAccepted)
+    }
+
+    /// Whether a request reached a run's log: taken at a wait, or the run's start.
+    fn in_log(&self, run_id: &str, request_id: &str) -> Result<bool, ExecError> {
+        Ok(self.shared.store.events(run_id)?.into_iter().any(|record| match record.event {
+            Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => request.id == request_id,
+            Event::Started { trigger: Some(request), .. } => request.id == request_id,
+            _ => false,
+        }))
+    }
+
+    /// The answer the first call of an accepted message got: stored, or the run's own
+    /// (recorded in its log, or awaited up to `window`).
+    async fn first_answer(&self, first: &IdempotencyRecord, window: Duration) -> Result<Answer, ExecError> {
+        let Some((run_id, request_id)) = first.deliveries.first() else {
+            let answer = first.answer.clone().map(|response| Answer { response, request_id: None });
+            return answer.ok_or(ExecError::NotTaken(NotTakenReason::TimedOut));
+        };
+        if let Some(response) = &first.answer {
+            return Ok(Answer::for_request(response.clone(), request_id));
+        }
+        if let Some(response) = self.recorded_answer(run_id, request_id)? {
+            return Ok(Answer::for_request(response, request_id));
+        }
+        let mut hold = self.shared.holds.join(request_id).unwrap_or_else(|| self.shared.holds.hold(request_id));
+        let answered = hold.until(Instant::now() + window, |s| matches!(s, CallState::Answered(_))).await;
+        match answered {
+            CallState::Answered(response) => Ok(Answer::for_request(response, request_id)),
+            _ => match self.recorded_answer(run_id, request_id)? {
+                Some(response) => Ok(Answer::for_request(response, request_id)),
+                None => Err(ExecError::ResponseTimeout(window.as_millis() as u32)),
+            },
+        }
+    }
+
+    /// The answer a run gave a request, from its log (URL keys back in place).
+    fn recorded_answer(&self, run_id: &str, request_id: &str) -> Result<Option<HttpResponse>, ExecError> {
+        let answered = self.shared.store.events(run_id)?.into_iter().find_map(|record| match record.event {
+            Event::Responded { request_id: id, response: Some(response), .. } if id == request_id => Some(response),
+            _ => None,
+        });
+        Ok(answered.map(|response| self.runtime.expand_keys(run_id, response)))
+    }
+
+    /// After a first call: an accepted message keeps its answer for retries (durably before
+    /// the caller sees it); a refused one is forgotten, so a retry is a new call.
+    async fn settle(&self, message: &Option<Message>, outcome: &Result<Answer, ExecError>) {
+        let Some(message) = message else { return };
+        let store = &self.shared.store;
+        // Any answer about a delivered call, or a late one: the call is in its run.
+        let accepted = matches!(outcome, Ok(_) | Err(ExecError::ResponseTimeout(_) | ExecError::NoAnswer));
+        let written = if accepted {
+            let mut record = message.record.clone();
+            record.accepted = true;
+            if let Ok(answer) = outcome
+                && (record.answer.is_some() || record.deliveries.is_empty())
+            {
+                record.answer = Some(answer.response.clone());
+            }
+            store.put_message(&message.key, &record)
+        } else {
+            store.forget_message(&message.key)
+        };
+        let flushed = match written {
+            Ok(()) => store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            tracing::error!("cannot note a sender's message id: {e}");
+        }
+    }
+}
+
+/// What a trigger's `expects` schema sees of a call.
+fn expected_view(call: &Call) -> Value {
+    let headers: Map<String, Value> =
+        call.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
+    json!({ "method": call.method.as_str(), "headers": headers, "query": query_object(&call.query), "body": call.data })
+}
+
+/// An automatic answer with `{{run_id}}`, `{{request_id}}` and `{{module}}` filled in.
+fn fill(response: &HttpResponse, run_id: &str, request_id: &str, module: &str) -> HttpResponse {
+    let fill = |text: &str| {
+        text.replace("{{run_id}}", run_id).replace("{{request_id}}", request_id).replace("{{module}}", module)
+    };
+    HttpResponse {
+        status: response.status,
+        headers: response.headers.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+        body: fill(&response.body),
+    }
+}
+
+fn check_open(hook: &HookRecord) -> Result<(), ExecError> {
+    match hook.state {
+        HookState::Open if hook.expired(now_ms()) => Err(ExecError::Gone("the webhook has expired".into())),
+        HookState::Open => Ok(()),
+        HookState::Used => Err(ExecError::Gone("the webhook was single-use and has been used".into())),
+        HookState::Closed => Err(ExecError::Gone("the webhook is closed".into())),
+    }
+}
+
+/// Calls still held in a run's inbox: their callers are waiting.
+pub fn held(entries: Vec<InboxEntry>) -> impl Iterator<Item = RequestRecord> {
+    entries.into_iter().filter(|e| e.held).map(|e| e.request)
+}

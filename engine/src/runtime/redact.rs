@@ -1,0 +1,173 @@
+//! URL keys never reach the store, the API or the server's log. A run knows its webhooks'
+//! keys (derived, see `auth::UrlKeys`); whatever it records that carries one (its URL in a
+//! log line, a step's output, an answer) is written with a placeholder instead, and a
+//! replay hands the run back the key in the placeholder's place.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::auth::{UrlKeys, url_key_placeholder};
+use crate::store::records::Event;
+
+const PLACEHOLDER_START: &str = "[url-key:wh-";
+
+pub struct Redactor {
+    run_id: String,
+    url_keys: UrlKeys,
+    /// The run's keys, with the placeholder each is written as.
+    known: Vec<(String, String)>,
+}
+
+impl Redactor {
+    pub fn new(run_id: String, url_keys: UrlKeys) -> Redactor {
+        Redactor { run_id, url_keys, known: Vec::new() }
+    }
+
+    /// The key of the run's webhook `number`, remembered so that it is redacted from now on.
+    pub fn key_for(&mut self, number: u32) -> String {
+        let key = self.url_keys.key(&self.run_id, number);
+        let placeholder = url_key_placeholder(number);
+        if !self.known.iter().any(|(known, _)| *known == key) {
+            self.known.push((key.clone(), placeholder));
+        }
+        key
+    }
+
+    /// `text` with every key of the run replaced by its placeholder.
+    pub fn text(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (key, placeholder) in &self.known {
+            if text.contains(key.as_str()) {
+                text = text.replace(key.as_str(), placeholder);
+            }
+        }
+        text
+    }
+
+    /// A record as it may be written down: keys replaced by placeholders.
+    pub fn value<T: Serialize + DeserializeOwned>(&self, record: T) -> T {
+        if self.known.is_empty() {
+            return record;
+        }
+        rewrite(record, &mut |s| self.text(s))
+    }
+
+    /// A recorded event as the run sees it again: placeholders replaced by keys. Only what
+    /// the run itself produced or was handed by the engine is expanded.
+    pub fn expand(&mut self, event: Event) -> Event {
+        let carries_keys =
+            matches!(event, Event::WebhookCreated { .. } | Event::StepAttempt { .. } | Event::HttpSent { .. });
+        if !carries_keys {
+            return event;
+        }
+        self.expand_value(event)
+    }
+
+    /// Any record with placeholders replaced by the run's keys.
+    pub fn expand_value<T: Serialize + DeserializeOwned>(&mut self, record: T) -> T {
+        let mut expand = |s: &str| self.expand_text(s);
+        rewrite(record, &mut expand)
+    }
+
+    fn expand_text(&mut self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(PLACEHOLDER_START) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + PLACEHOLDER_START.len()..];
+            let number = after.find(']').and_then(|end| Some((after[..end].parse::<u32>().ok()?, end)));
+            match number {
+                Some((number, end)) => {
+                    out.push_str(&self.key_for(number));
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str(PLACEHOLDER_START);
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Rewrites every string in a serde value (object keys too); a value that does not come
+/// back is returned as it was.
+fn rewrite<T: Serialize + DeserializeOwned>(record: T, change: &mut impl FnMut(&str) -> String) -> T {
+    let Ok(mut value) = serde_json::to_value(&record) else { return record };
+    if !has_strings_to_change(&value, change) {
+        return record;
+    }
+    walk(&mut value, change);
+    serde_json::from_value(value).unwrap_or(record)
+}
+
+fn has_strings_to_change(value: &Value, change: &mut impl FnMut(&str) -> String) -> bool {
+    match value {
+        Value::String(s) => change(s) != *s,
+        Value::Array(items) => items.iter().any(|v| has_strings_to_change(v, change)),
+        Value::Object(map) => map.iter().any(|(k, v)| change(k) != *k || has_strings_to_change(v, change)),
+        _ => false,
+    }
+}
+
+fn walk(value: &mut Value, change: &mut impl FnMut(&str) -> String) {
+    match value {
+        Value::String(s) => *s = change(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| walk(v, change)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                walk(&mut item, change);
+                map.insert(change(&key), item);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::WebhookInfo;
+
+    fn redactor() -> Redactor {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::Store::open(dir.path(), 1 << 20).expect("store");
+        Redactor::new("run-1".into(), UrlKeys::open(&store).expect("keys"))
+    }
+
+    #[test]
+    fn a_key_is_written_as_a_placeholder_and_comes_back_on_replay() {
+        let mut redactor = redactor();
+        let key = redactor.key_for(2);
+        let url = format!("http://h/hooks/t?key={key}");
+        let logged = Event::Log { level: "info".into(), message: format!("send it to {url}") };
+        let written = redactor.value(logged);
+        let Event::Log { message, .. } = &written else { panic!("a log") };
+        assert_eq!(message, "send it to http://h/hooks/t?key=[url-key:wh-2]");
+
+        let created = Event::WebhookCreated {
+            webhook: Ok(WebhookInfo {
+                id: "wh-2".into(),
+                token: "t".into(),
+                url: "http://h/hooks/t?key=[url-key:wh-2]".into(),
+            }),
+        };
+        let mut replaying = Redactor::new("run-1".into(), redactor.url_keys.clone());
+        let Event::WebhookCreated { webhook: Ok(info) } = replaying.expand(created) else { panic!("created") };
+        assert_eq!(info.url, url, "the replay derives the same key");
+        assert_eq!(replaying.text(&url), "http://h/hooks/t?key=[url-key:wh-2]");
+    }
+
+    #[test]
+    fn text_without_placeholders_or_keys_is_unchanged() {
+        let mut redactor = redactor();
+        assert_eq!(redactor.expand_text("a [url-key:wh-x] b"), "a [url-key:wh-x] b");
+        assert_eq!(redactor.text("nothing here"), "nothing here");
+        let output = Event::Completed { output: serde_json::json!({ "n": 1 }) };
+        assert_eq!(redactor.value(output.clone()), output);
+    }
+}

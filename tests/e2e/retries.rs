@@ -1,0 +1,158 @@
+//! Senders retry a message whose answer they did not get, with the same id: a repeat of an
+//! accepted message gets the first answer and delivers nothing, before and after a SIGKILL.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_KEY, Latch, error_code, send, start};
+use latch_testkit::python_signature;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn put_secret(latch: &Latch, name: &str, value: &str) {
+    let request = latch.http.put(format!("{}/v1/secrets/{name}", latch.base)).bearer_auth(ADMIN_KEY);
+    assert!(send(request.json(&json!({ "value": value }))).await.0.is_success());
+}
+
+/// A sender's delivery of message `n`: signed afresh (a retry has a new timestamp), with the
+/// message's id where the scheme carries it.
+fn signed(scheme: &str, secret: &str, n: u32, at: u64) -> (Vec<(String, String)>, String) {
+    let body = json!({ "id": format!("evt_{n}"), "event": format!("e-{n}") }).to_string();
+    let mut headers = python_signature(scheme, secret, &body, at, &format!("msg_{n}"));
+    if scheme == "github" {
+        headers.push(("X-GitHub-Delivery".into(), format!("delivery-{n}")));
+    }
+    (headers, body)
+}
+
+async fn post(latch: &Latch, url: &str, (headers, body): &(Vec<(String, String)>, String)) -> (StatusCode, Value) {
+    let mut request = latch.http.post(url).header("content-type", "application/json").body(body.clone());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    send(request).await
+}
+
+const SCHEMES: [(&str, &str); 3] = [
+    ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ("stripe", "whsec_stripe_retry_secret"),
+    ("github", "It's a Secret to Everybody"),
+];
+
+#[tokio::test]
+async fn each_schemes_retries_get_the_first_answer_and_deliver_once_across_a_sigkill() {
+    let mut latch = start().await;
+    latch.upload_plugin("blink-callback").await;
+    let mut runs = Vec::new();
+    for (scheme, secret) in SCHEMES {
+        put_secret(&latch, scheme, secret).await;
+        let input = json!({ "auth": "signature", "scheme": scheme, "secret": scheme, "calls": 2 });
+        let id = latch.start_run("blink-callback", input).await;
+        let url = latch.waiting_url(&id).await;
+        let first = post(&latch, &url, &signed(scheme, secret, 1, now_secs())).await;
+        assert_eq!(first.0, StatusCode::ACCEPTED, "{scheme}: {first:?}");
+        // The same message again, re-signed as a sender's retry is, then exactly as sent.
+        for retry in [signed(scheme, secret, 1, now_secs() + 1), signed(scheme, secret, 1, now_secs())] {
+            assert_eq!(post(&latch, &url, &retry).await, first, "{scheme}");
+        }
+        runs.push((scheme, secret, id, url, first));
+    }
+    latch.restart().await;
+    for (scheme, secret, id, url, first) in &runs {
+        let url = latch.rebase(url);
+        assert_eq!(post(&latch, &url, &signed(scheme, secret, 1, now_secs() + 2)).await, *first, "{scheme}");
+        assert_eq!(post(&latch, &url, &signed(scheme, secret, 2, now_secs())).await.0, StatusCode::ACCEPTED);
+        let calls = latch.wait_for(id, "completed").await["output"]["calls"].clone();
+        let events: Vec<Value> = calls.as_array().expect("calls").iter().map(|c| c["data"]["event"].clone()).collect();
+        assert_eq!(events, [json!("e-1"), json!("e-2")], "{scheme}: each message once");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answers_a_retry_as_the_first_and_refuses_another_body() {
+    let mut latch = start().await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    let call = |url: &str, body: Value| latch.http.post(url).header("Idempotency-Key", "pay-1").json(&body);
+    let first = send(call(&url, json!({ "paid": 1 }))).await;
+    assert_eq!(first.0, StatusCode::ACCEPTED);
+    // A single-use URL answers the retry as it answered the first, not 410.
+    assert_eq!(send(call(&url, json!({ "paid": 1 }))).await, first);
+    let (status, body) = send(call(&url, json!({ "paid": 2 }))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"));
+    latch.restart().await;
+    let url = latch.rebase(&url);
+    let retry = latch.http.post(&url).header("Idempotency-Key", "pay-1").json(&json!({ "paid": 1 }));
+    assert_eq!(send(retry).await, first);
+    assert_eq!(latch.wait_for(&id, "completed").await["output"]["payment"], json!({ "paid": 1 }));
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    assert_eq!(listed["requests"].as_array().map(Vec::len), Some(1), "delivered once: {listed}");
+    // Another key is another message: the used URL refuses it.
+    let other = latch.http.post(&url).header("Idempotency-Key", "pay-2").json(&json!({ "paid": 1 }));
+    assert_eq!(send(other).await.0, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn a_retry_of_a_call_the_run_answered_gets_the_runs_own_answer() {
+    let mut latch = start().await;
+    latch.upload_plugin("payment-ledger").await;
+    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1" })).await;
+    let url = latch.waiting_url(&id).await;
+    let event = |latch: &Latch, url: &str| {
+        latch.http.post(url).header("Idempotency-Key", "evt-9").json(&json!({ "type": "payment.failed" }))
+    };
+    let first = send(event(&latch, &url)).await;
+    assert_eq!(first, (StatusCode::OK, json!({ "ack": true, "action": "flagged" })));
+    assert_eq!(send(event(&latch, &url)).await, first);
+    latch.restart().await;
+    let url = latch.rebase(&url);
+    assert_eq!(send(event(&latch, &url)).await, first);
+    let done = latch.http.post(&url).json(&json!({ "type": "payment.succeeded" }));
+    assert_eq!(send(done).await.0, StatusCode::OK);
+    let ledger = latch.wait_for(&id, "completed").await["output"]["ledger"].clone();
+    assert_eq!(
+        ledger,
+        json!([{ "type": "payment.failed", "action": "flagged" }, { "type": "payment.succeeded", "action": "captured" }])
+    );
+}
+
+#[tokio::test]
+async fn a_retried_start_trigger_call_starts_one_run_and_a_retried_any_resumes_one() {
+    let latch = start().await;
+    latch.upload_plugin("webhook-response").await;
+    latch.upload_plugin("order-approval").await;
+    let order = |key: &str| {
+        let url = format!("{}/t/webhook-response/orders/new", latch.base);
+        latch
+            .http
+            .post(url)
+            .header("x-shop", "eu")
+            .header("Idempotency-Key", key)
+            .json(&json!({ "order_id": "o-1", "priority": "high" }))
+    };
+    let first = send(order("order-1")).await;
+    assert_eq!(first.0, StatusCode::CREATED, "{first:?}");
+    assert_eq!(send(order("order-1")).await, first, "the run's own answer again");
+    let (_, runs) = latch.get("/v1/runs?status=completed").await;
+    let started = runs["runs"].as_array().map_or(0, |r| r.iter().filter(|r| r["module"] == "webhook-response").count());
+    assert_eq!(started, 1);
+
+    let mut waiting = Vec::new();
+    for n in 0..2 {
+        let id = latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await;
+        latch.wait_for(&id, "waiting").await;
+        waiting.push(id);
+    }
+    let any = || {
+        let url = format!("{}/t/order-approval/payment-confirmed?execution=any", latch.base);
+        latch.http.post(url).header("Idempotency-Key", "confirm-1").json(&json!({ "paid": true }))
+    };
+    let first = send(any()).await;
+    assert_eq!(first, (StatusCode::OK, json!({ "resumed": [waiting[0]] })));
+    assert_eq!(send(any()).await, first);
+    latch.wait_for(&waiting[0], "completed").await;
+    assert_eq!(latch.run(&waiting[1]).await["status"], "waiting", "the retry resumed nothing more");
+}
