@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 
 use latch::executor::Executor;
+use latch::http::server::ConnectionLimits;
 use latch::http::{AppState, Limits};
-use latch::runtime::{AllowedHosts, GuestLimits, Runtime, Settings, Shared};
+use latch::runtime::{AllowedHosts, GuestLimits, RunQuotas, Runtime, Settings, Shared};
 use latch::store::Store;
 
 #[derive(Parser)]
@@ -59,8 +59,10 @@ struct ServeArgs {
     /// Largest memory a guest may grow to before its run fails as `memory-limit`, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_limit_mib: usize,
-    /// A host runs may call with outbound HTTP (repeatable; `*.example.com` for
-    /// subdomains, `*` for any). Without one, runs make no outbound calls.
+    /// A host runs may call with outbound HTTP (repeatable): a name, `*.example.com` for
+    /// subdomains, `*` for any, or an address; with `:PORT` (or `:*`) for other ports than
+    /// 80 and 443. Internal addresses (loopback, link-local, private) are reached only when
+    /// named here, by address or by exact name. Without one, runs make no outbound calls.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<String>,
     /// Memory for sled's page cache, in MiB; past it, records are read back from disk.
@@ -70,7 +72,66 @@ struct ServeArgs {
     /// take the call, in ms; then the call is withdrawn and the caller answered 503.
     #[arg(long, default_value_t = 10_000)]
     take_timeout_ms: u64,
+    /// Time a caller has to send a request's head, and the longest a keep-alive connection
+    /// may sit idle, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Time a request body may take before it must arrive at 64 KiB/s on average, in ms
+    /// (else 408).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
+    /// Connections open at once; past it new ones wait in the listen backlog. Kept below
+    /// the process's descriptor limit.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Runs executing at once (each holds its instance's memory); the rest queue.
+    #[arg(long, default_value_t = 32)]
+    max_active_runs: usize,
+    /// Runs that may queue to execute; past it new runs and calls get 429.
+    #[arg(long, default_value_t = 10_000)]
+    max_queued_runs: usize,
+    /// Callers held at once for their runs to take or answer their calls (past it, 429):
+    /// each holds a connection.
+    #[arg(long, default_value_t = 1_024)]
+    max_held_calls: usize,
+    /// Webhooks one run may create (past it the run fails as `quota-exceeded`).
+    #[arg(long, default_value_t = 1_000)]
+    max_run_webhooks: usize,
+    /// Events in one run's log (a log line, a wait and its timer, a step are each one).
+    #[arg(long, default_value_t = 100_000)]
+    max_run_events: usize,
+    /// Size of one run's log, in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_run_log_mib: u64,
+    /// Calls waiting in one run's inbox (more get 429).
+    #[arg(long, default_value_t = 100)]
+    max_queued_calls: usize,
+    /// Size of the calls waiting in one run's inbox, in MiB (more get 429).
+    #[arg(long, default_value_t = 64)]
+    max_queued_mib: u64,
+    /// How long an ended run (completed, failed, cancelled) is kept, with its log and its
+    /// calls, before it is deleted: a number and a unit, `s`, `m`, `h` or `d`.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    retain: Duration,
 }
+
+/// `30d`, `12h`, `15m`, `90s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a number and a unit (s, m, h, d)"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` needs a unit: s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+/// Descriptors kept for the store, the compiled-code cache and outbound calls.
+const DESCRIPTORS_KEPT: u64 = 128;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -111,6 +172,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         allow_http: AllowedHosts::new(args.allow_http),
         take_timeout: Duration::from_millis(args.take_timeout_ms),
+        max_active_runs: args.max_active_runs,
+        max_queued_runs: args.max_queued_runs,
+        max_held_calls: args.max_held_calls,
+        retain: args.retain,
+        quotas: RunQuotas {
+            webhooks: args.max_run_webhooks,
+            events: args.max_run_events,
+            log_bytes: args.max_run_log_mib << 20,
+            queued_calls: args.max_queued_calls,
+            queued_bytes: args.max_queued_mib << 20,
+        },
     };
     let shared = Shared::new(store.clone(), settings)?;
     let executor = Executor::new(Runtime::new(shared, &args.data)?);
@@ -121,19 +193,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         executor,
         store: store.clone(),
         admin_key_sha256,
-        limits: Limits { max_body_bytes: args.max_body_bytes, max_module_bytes: args.max_module_bytes },
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_module_bytes: args.max_module_bytes,
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
+        },
     }));
-    // Without TCP_NODELAY a response written as headers then body waits ~40 ms for the
-    // client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
-        }
-    });
+    let connections = ConnectionLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_connections: connection_cap(args.max_connections),
+        shutdown_grace: Duration::from_secs(10),
+    };
     println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed)");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    latch::http::server::serve(listener, app, connections, shutdown_signal()).await;
     store.flush().await?;
     Ok(())
+}
+
+/// The connection cap, below the descriptors the process may open.
+fn connection_cap(wanted: usize) -> usize {
+    let cap = match latch::http::server::descriptor_limit() {
+        Some(limit) => wanted.min(limit.saturating_sub(DESCRIPTORS_KEPT).max(16) as usize),
+        None => wanted,
+    };
+    if cap < wanted {
+        tracing::info!("at most {cap} connections at once: the process may open few descriptors");
+    }
+    cap.max(1)
 }
 
 async fn shutdown_signal() {

@@ -256,7 +256,8 @@ export const sleepUntil = (unixMs) => hostSleepUntil(BigInt(unixMs));
 // with `waitTrigger`) are checked: `bearer` lists the roles an API key must hold, `urlKey`
 // takes an API key in `?key=`, and `condition` is a CEL expression over method, headers,
 // query and body (when false the caller gets `{"activated":false}`). A named trigger the
-// module does not declare takes any caller.
+// module does not declare takes no caller (and a run cannot wait there); one declared with
+// no auth is open to any caller.
 export function namedTrigger(name, { bearer, urlKey = false, condition } = {}) {
   return { name, auth: auth(urlKey, bearer), onAuthFailure: 'error', condition };
 }

@@ -292,7 +292,8 @@ class NamedTrigger:
     on with `wait_trigger`) are checked: `bearer` lists the roles an API key must hold,
     `url_key` takes an API key in `?key=`, and `condition` is a CEL expression over
     method, headers, query and body (when false the caller gets `{"activated":false}`).
-    A named trigger the module does not declare takes any caller."""
+    A run may wait only at a named trigger its module declares; one declared with no
+    auth is open to any caller."""
 
     def __init__(self, name: str, *, bearer: Optional[Sequence[str]] = None, url_key: bool = False,
                  condition: Optional[str] = None):

@@ -51,7 +51,7 @@ pub async fn url_key_run(latch: &Latch, vendor: &Vendor) -> (String, String) {
 #[tokio::test]
 async fn a_key_embedded_in_the_url_is_required() {
     let vendor = Vendor::start(Behaviour::Silent).await;
-    let latch = start_with(&["--allow-http", "127.0.0.1"]).await;
+    let latch = start_with(&["--allow-http", "127.0.0.1:*"]).await;
     latch.upload_plugin("blink-callback").await;
     let (id, url) = url_key_run(&latch, &vendor).await;
     let (base, key) = url.split_once("?key=").expect("the URL embeds a key");

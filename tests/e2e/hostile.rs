@@ -92,6 +92,30 @@ async fn an_unreadable_run_record_is_reported_and_stops_neither_start_up_nor_oth
     latch.wait_for(&healthy, "completed").await;
 }
 
+#[tokio::test]
+async fn an_unreadable_event_fails_its_run_alone_and_start_up_goes_on() {
+    let mut latch = start().await;
+    latch.upload_plugin("order-payment").await;
+    let broken = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let healthy = latch.start_run("order-payment", json!({ "order_id": "o-2", "amount": 2 })).await;
+    let broken_url = latch.waiting_url(&broken).await;
+    let url = latch.waiting_url(&healthy).await;
+    latch.kill();
+    {
+        let db = sled::open(latch.data_dir().join("sled")).expect("the stopped server's store opens");
+        let id = uuid::Uuid::parse_str(&broken).expect("a uuid");
+        let first_event = [id.as_bytes().as_slice(), &0u64.to_be_bytes()].concat();
+        db.open_tree("events").expect("events").insert(first_event, &b"{\"type\": ["[..]).expect("written");
+        db.flush().expect("flushed");
+    }
+    latch.restart().await;
+    assert_eq!(latch.wait_for(&broken, "failed").await["error"]["code"], "unreadable-log");
+    let (status, body) = send(latch.http.post(latch.rebase(&broken_url)).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::GONE, "gone"), "its webhook closed with it");
+    assert_eq!(send(latch.http.post(latch.rebase(&url)).json(&json!({ "paid": 2 }))).await.0, StatusCode::ACCEPTED);
+    latch.wait_for(&healthy, "completed").await;
+}
+
 fn named(latch: &Latch, module: &str, name: &str, execution: &str) -> String {
     format!("{}/t/{module}/{name}?execution={execution}", latch.base)
 }
@@ -137,14 +161,15 @@ async fn calls_at_names_a_run_cannot_wait_at_store_nothing_and_no_run_id_leaks()
     let id = latch.start_run("blink-callback", json!({ "auth": "none" })).await;
     let url = latch.waiting_url(&id).await;
     let before = size_of(latch.data_dir());
-    let junk = format!("{{\"pad\":\"{}\"}}", "x".repeat(1_000_000));
+    // Small enough to sit in the socket's buffer: the server answers without reading it.
+    let junk = format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000));
     for n in 0..40 {
         let (status, body) =
             post_raw(&latch, &named(&latch, "blink-callback", &format!("junk-{n}"), &id), junk.clone()).await;
         assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-trigger"), "{body}");
     }
     let grown = size_of(latch.data_dir()).saturating_sub(before);
-    assert!(grown < 4 << 20, "40 MB of junk grew the data dir by {grown} bytes");
+    assert!(grown < 2 << 20, "8 MB of junk grew the data dir by {grown} bytes");
 
     let response = latch.http.post(&url).json(&json!({ "ok": true })).send().await.expect("answered");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -237,7 +262,7 @@ fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<String> {
 #[tokio::test]
 async fn a_url_key_is_kept_nowhere_yet_still_opens_its_webhook_after_a_restart() {
     let vendor = Vendor::start(Behaviour::Silent).await;
-    let mut latch = start_with(&["--allow-http", "127.0.0.1"]).await;
+    let mut latch = start_with(&["--allow-http", "127.0.0.1:*"]).await;
     latch.upload_plugin("blink-callback").await;
     let (id, url) = url_key_run(&latch, &vendor).await;
     let key = url.split_once("?key=").expect("a key").1.to_string();

@@ -159,7 +159,7 @@ async fn verify_with(latch: &Latch, behaviour: Behaviour, mut input: Value) -> (
 }
 
 async fn async_verification(suffix: &str) -> Vec<Value> {
-    let args = ["--allow-http", "127.0.0.1", "--hot-hold-ms", "0"];
+    let args = ["--allow-http", "127.0.0.1:*", "--hot-hold-ms", "0"];
     let latch = server_with("async-verification", suffix, &args).await;
     let mut seen = Vec::new();
 

@@ -5,6 +5,7 @@ mod acknowledged;
 mod auth;
 mod cancel;
 mod durability;
+mod exhaustion;
 mod harness;
 mod hostile;
 mod ingress;

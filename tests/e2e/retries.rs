@@ -57,6 +57,13 @@ async fn each_schemes_retries_get_the_first_answer_and_deliver_once_across_a_sig
         for retry in [signed(scheme, secret, 1, now_secs() + 1), signed(scheme, secret, 1, now_secs())] {
             assert_eq!(post(&latch, &url, &retry).await, first, "{scheme}");
         }
+        // GitHub signs the body only: a captured body under a new delivery id is a replay.
+        if scheme == "github" {
+            let (mut headers, body) = signed(scheme, secret, 1, now_secs());
+            headers.retain(|(name, _)| name != "X-GitHub-Delivery");
+            headers.push(("X-GitHub-Delivery".into(), "delivery-forged".into()));
+            assert_eq!(post(&latch, &url, &(headers, body)).await, first);
+        }
         runs.push((scheme, secret, id, url, first));
     }
     latch.restart().await;
@@ -136,23 +143,68 @@ async fn a_retried_start_trigger_call_starts_one_run_and_a_retried_any_resumes_o
     let first = send(order("order-1")).await;
     assert_eq!(first.0, StatusCode::CREATED, "{first:?}");
     assert_eq!(send(order("order-1")).await, first, "the run's own answer again");
-    let (_, runs) = latch.get("/v1/runs?status=completed").await;
+    let (_, runs) = latch.get("/v1/runs").await;
     let started = runs["runs"].as_array().map_or(0, |r| r.iter().filter(|r| r["module"] == "webhook-response").count());
     assert_eq!(started, 1);
 
-    let mut waiting = Vec::new();
-    for n in 0..2 {
-        let id = latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await;
+    // The only waiting run takes the call and completes; a retry still gets the first answer.
+    for by_id in [false, true] {
+        let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
         latch.wait_for(&id, "waiting").await;
-        waiting.push(id);
+        let execution = if by_id { id.clone() } else { "any".to_string() };
+        let call = || {
+            let url = format!("{}/t/order-approval/payment-confirmed?execution={execution}", latch.base);
+            latch.http.post(url).header("Idempotency-Key", format!("confirm-{by_id}")).json(&json!({ "paid": true }))
+        };
+        let first = send(call()).await;
+        assert_eq!(first, (StatusCode::OK, json!({ "resumed": [id] })));
+        latch.wait_for(&id, "completed").await;
+        assert_eq!(send(call()).await, first, "by id: {by_id}");
+        assert_eq!(latch.events(&id).await.iter().filter(|e| e["type"] == "wait-ended").count(), 1);
     }
-    let any = || {
-        let url = format!("{}/t/order-approval/payment-confirmed?execution=any", latch.base);
-        latch.http.post(url).header("Idempotency-Key", "confirm-1").json(&json!({ "paid": true }))
+}
+
+#[tokio::test]
+async fn a_held_call_withdrawn_when_its_caller_hangs_up_is_never_delivered() {
+    let latch = crate::harness::start_with(&["--take-timeout-ms", "1000"]).await;
+    latch.upload_plugin("order-approval").await;
+    let payments = latch.new_key("psp", &["payments"]).await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    latch.wait_for(&id, "waiting").await;
+    // Held: the run waits at `payment-confirmed`, not here. The caller gives up at once.
+    let url = format!("{}/t/order-approval/payment-verified?execution={id}", latch.base);
+    let hung_up = latch.http.post(&url).bearer_auth(&payments).timeout(std::time::Duration::from_millis(200));
+    assert!(hung_up.json(&json!({ "status": "confirmed" })).send().await.is_err(), "the caller hung up");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+        let requests = listed["requests"].as_array().cloned().unwrap_or_default();
+        if requests.iter().any(|r| r["state"] == "not-taken" && r["reason"] == "timed-out") {
+            assert!(!requests.iter().any(|r| r["state"] == "queued"), "{listed}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never withdrawn: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_single_use_url_whose_held_call_was_lost_to_a_sigkill_takes_the_senders_retry() {
+    let mut latch = start().await;
+    latch.upload_plugin("wait-patterns").await;
+    // The run sleeps before it waits: the manual-answer callback's caller is held meanwhile.
+    let input = json!({ "pattern": "first-of-two", "tokens": ["held-a", "held-b"], "only_first": true,
+                        "sleep_ms": 3000, "manual": true });
+    let id = latch.start_run("wait-patterns", input).await;
+    latch.wait_for(&id, "waiting").await;
+    let held = {
+        let latch = &latch;
+        async move { latch.resume("held-a", &json!({ "try": 1 })).await }
     };
-    let first = send(any()).await;
-    assert_eq!(first, (StatusCode::OK, json!({ "resumed": [waiting[0]] })));
-    assert_eq!(send(any()).await, first);
-    latch.wait_for(&waiting[0], "completed").await;
-    assert_eq!(latch.run(&waiting[1]).await["status"], "waiting", "the retry resumed nothing more");
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), held).await;
+    latch.restart().await;
+    let (status, body) = latch.resume("held-a", &json!({ "try": 2 })).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "taken": true })));
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["first"], json!({ "try": 2 }), "only the retry was delivered");
 }

@@ -6,7 +6,7 @@ use crate::harness::{Latch, send, start_with};
 use crate::vendor::{Behaviour, Vendor};
 
 async fn latch_allowing_loopback(extra: &[&str]) -> Latch {
-    let mut args = vec!["--allow-http", "127.0.0.1"];
+    let mut args = vec!["--allow-http", "127.0.0.1:*"];
     args.extend_from_slice(extra);
     let latch = start_with(&args).await;
     latch.upload_plugin("flaky-charge").await;

@@ -146,17 +146,16 @@ pub fn redact_credentials(headers: &mut [(String, String)]) {
 }
 
 /// The id a sender gives a message, which its retries repeat: the signature scheme's
-/// (Standard Webhooks' `webhook-id`, GitHub's `X-GitHub-Delivery`, the `id` of a Stripe
-/// event), else an `Idempotency-Key` header from any caller.
+/// (Standard Webhooks' signed `webhook-id`, the signed `id` of a Stripe event, GitHub's
+/// signed body), else an `Idempotency-Key` header from any caller.
 pub fn message_id(auth: &HookAuth, headers: &[(String, String)], body: &[u8]) -> Option<String> {
     let from_scheme = match auth {
         HookAuth::Signature { scheme: Scheme::StandardWebhooks, .. } => {
             header(headers, "webhook-id").map(str::to_string)
         }
-        // Without its delivery id, an identical signed body is the same message.
-        HookAuth::Signature { scheme: Scheme::Github, .. } => Some(
-            header(headers, "x-github-delivery").map_or_else(|| format!("body-{}", body_digest(body)), str::to_string),
-        ),
+        // GitHub signs the body only, not its delivery id (which a replay could change):
+        // the signed body is the message. A redelivery repeats it exactly.
+        HookAuth::Signature { scheme: Scheme::Github, .. } => Some(format!("body-{}", body_digest(body))),
         HookAuth::Signature { scheme: Scheme::Stripe, .. } => Some(
             serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
@@ -213,8 +212,10 @@ mod tests {
     fn message_ids_come_from_the_scheme_then_an_idempotency_key() {
         let github = HookAuth::Signature { scheme: Scheme::Github, secret: "s".into() };
         let stripe = HookAuth::Signature { scheme: Scheme::Stripe, secret: "s".into() };
-        let headers = vec![("X-GitHub-Delivery".to_string(), "d-1".to_string())];
-        assert_eq!(message_id(&github, &headers, b"{}").as_deref(), Some("github:d-1"));
+        // A delivery id another than the first cannot make a replayed body a new message.
+        let first = message_id(&github, &[("X-GitHub-Delivery".to_string(), "d-1".to_string())], b"{}");
+        let replayed = message_id(&github, &[("X-GitHub-Delivery".to_string(), "d-2".to_string())], b"{}");
+        assert_eq!(first, replayed);
         assert_eq!(message_id(&stripe, &[], br#"{"id":"evt_1"}"#).as_deref(), Some("stripe:evt_1"));
         let keyed = vec![("Idempotency-Key".to_string(), "k-1".to_string())];
         assert_eq!(message_id(&HookAuth::None, &keyed, b"{}").as_deref(), Some("idempotency-key:k-1"));

@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::rules::{self, CallView};
 use crate::runtime::holds::{CallState, Hold};
 use crate::store::records::{
-    Caller, Event, HookAuth, HookRecord, HookState, HttpResponse, IdempotencyRecord, InboxEntry, Method,
+    AnswerFrom, Caller, Event, HookAuth, HookRecord, HookState, HttpResponse, IdempotencyRecord, InboxEntry, Method,
     NamedTriggerInfo, NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, TriggerInfo, WaitOutcome,
 };
 use crate::store::{Channel, Delivery};
@@ -42,9 +42,10 @@ pub const MESSAGE_WINDOW_MIN: Duration = Duration::from_secs(10 * 60);
 /// At most this many message ids are kept; past it the oldest beyond the minimum window go.
 pub const MESSAGES_KEPT: usize = 500_000;
 
-/// After a withdrawal finds the call gone (the run took it), how long to wait for the
-/// run's take to become durable.
-const TAKE_GRACE: Duration = Duration::from_secs(5);
+/// After a withdrawal finds the call gone (the run took it), how long to wait at most for
+/// the run's take to become durable: a slow disk must not turn a delivered call into a
+/// "not delivered" answer.
+const TAKE_GRACE: Duration = Duration::from_secs(60);
 
 /// A call as it arrived, before any check: its method is one its target takes.
 pub struct Incoming {
@@ -154,6 +155,20 @@ fn condition_holds(condition: Option<&String>, call: &Call) -> bool {
     let view = CallView { method: call.method.as_str(), headers: &call.headers, query: &call.query, body: &call.data };
     rules::condition_holds(condition, &view).unwrap_or(false)
 }
+
+/// Whom a named-trigger call is for.
+struct NamedTargets {
+    /// The runs it may be handed to, with their version's declaration of the trigger.
+    candidates: Vec<(RunRecord, NamedTriggerInfo)>,
+    /// What the caller is checked against when there is no candidate.
+    fallback: NamedTriggerInfo,
+    /// The answer when there is no candidate.
+    missing: ExecError,
+}
+
+/// A message id's record while its first call is handed out: each delivery is noted
+/// before it is made, so that a retry after a crash can tell where the call went.
+type Noted<'a> = (&'a str, std::sync::Mutex<IdempotencyRecord>);
 
 /// How a call fared against one set of checks (a version's declaration of a trigger).
 enum Admission {
@@ -283,11 +298,15 @@ impl Executor {
         automatic: Option<HttpResponse>,
     ) -> Result<Answer, ExecError> {
         check_open(hook)?;
+        self.admit_call(&hook.run_id)?;
         let store = &self.shared.store;
         // A caller is answered 2xx once its call is durably queued only on a single-use
         // webhook with an automatic answer; any other is held until the run takes the call.
         let held = !hook.single_use || automatic.is_none();
-        let mut hold = held.then(|| self.shared.holds.hold(&request.id));
+        let mut hold = match held {
+            true => Some(self.shared.holds.hold_caller(&request.id).ok_or(ExecError::Overloaded)?),
+            false => None,
+        };
         match store.deliver(hook, request, held, now_ms())? {
             Delivery::Accepted => {}
             Delivery::Gone => return Err(ExecError::Gone("the webhook no longer takes calls".into())),
@@ -356,7 +375,8 @@ impl Executor {
         match hold.until(Instant::now() + TAKE_GRACE, |s| *s != CallState::Queued).await {
             state if state.is_taken() => Ok(()),
             CallState::Refused(reason) => Err(ExecError::NotTaken(reason)),
-            _ => Err(ExecError::NotTaken(NotTakenReason::TimedOut)),
+            // Taken, but not known to be on disk: neither a 2xx nor "not delivered".
+            _ => Err(ExecError::Undurable),
         }
     }
 
@@ -435,7 +455,7 @@ impl Executor {
             ResponseMode::Automatic { .. } => 0,
         };
         // Held before the run exists: it may answer at once.
-        let mut hold = self.shared.holds.hold(&request_id);
+        let mut hold = self.shared.holds.hold_caller(&request_id).ok_or(ExecError::Overloaded)?;
         self.start_run_as(module, run_id, input, Some(request)).await?;
         let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
         match hold.until(deadline, |s| matches!(s, CallState::Answered(_) | CallState::Unanswered)).await {
@@ -470,7 +490,7 @@ impl Executor {
         if !crate::runtime::is_trigger_name(name) {
             return Err(ExecError::UnknownTrigger(format!("`{name}` is not a trigger name")));
         }
-        let candidates = self.named_candidates(module, name, &execution)?;
+        let targets = self.named_targets(module, name, &execution)?;
         // `key` carries an API key on triggers that take one: it is never the run's data.
         let mut query = std::mem::take(&mut incoming.query);
         let presented_query = query.clone();
@@ -485,13 +505,13 @@ impl Executor {
             headers,
             data,
             caller: Caller::Anonymous,
-            message_id: callers::message_id(&HookAuth::None, &incoming.headers, &incoming.body),
+            message_id: None,
         };
         let mut admitted = Vec::new();
         let mut first_refusal = None;
         let mut ignored = false;
         let mut by_version: Vec<(String, Caller)> = Vec::new();
-        for (run, declared) in candidates.iter() {
+        for (run, declared) in &targets.candidates {
             let admission = match by_version.iter().find(|(version, _)| *version == run.version) {
                 Some((_, caller)) => Admission::Admitted(caller.clone()),
                 None => self.admit_named(declared, &presented_query, &incoming, &mut call)?,
@@ -507,15 +527,23 @@ impl Executor {
                 }
             }
         }
-        if candidates.is_empty() {
-            // Nothing waits; the caller is still checked against the newest declaration,
-            // so that one who may not call learns nothing.
-            let declared = self.newest_named_trigger(module, name)?;
-            return match self.admit_named(&declared, &presented_query, &incoming, &mut call)? {
-                Admission::Admitted(_) => Err(ExecError::NothingWaiting(module.to_string(), name.to_string())),
-                Admission::Ignored => Ok(Answer::not_activated()),
-                Admission::Refused(refusal) => Err(refusal.into()),
+        if targets.candidates.is_empty() {
+            // No run to hand it to. The caller is still checked (against the named run's
+            // version, else the newest), so that one who may not call learns nothing; an
+            // admitted sender's retry of an accepted call gets the first answer.
+            match self.admit_named(&targets.fallback, &presented_query, &incoming, &mut call)? {
+                Admission::Admitted(_) => {}
+                Admission::Ignored => return Ok(Answer::not_activated()),
+                Admission::Refused(refusal) => return Err(refusal.into()),
+            }
+            let message = self.message(&format!("named:{module}:{name}"), &call, execution.label(), Vec::new(), None);
+            let _first = match self.begin(&message, self.shared.settings.take_timeout).await? {
+                Begun::Repeat(answer) => return Ok(answer),
+                Begun::First(hold) => hold,
             };
+            let missing = Err(targets.missing);
+            self.settle(&message, &missing).await;
+            return missing;
         }
         if admitted.is_empty() {
             return match first_refusal {
@@ -529,29 +557,53 @@ impl Executor {
             Begun::Repeat(answer) => return Ok(answer),
             Begun::First(hold) => hold,
         };
-        let resumed = self.resume_named(module, name, &execution, admitted, &call).await;
+        let noted = message.as_ref().map(|m| (m.key.as_str(), std::sync::Mutex::new(m.record.clone())));
+        let resumed = self.resume_named(module, name, &execution, admitted, &call, noted.as_ref()).await;
         let answer = resumed.map(|ids| Answer::json(200, &json!({ "resumed": ids })));
         self.settle(&message, &answer).await;
         answer
     }
 
+    /// Checks that a module declares a named trigger in some version, before a call's
+    /// body is read: an unknown target costs a caller nothing to be told.
+    pub fn check_named_trigger(&self, module: &str, name: &str) -> Result<(), ExecError> {
+        if !crate::runtime::is_trigger_name(name) {
+            return Err(ExecError::UnknownTrigger(format!("`{name}` is not a trigger name")));
+        }
+        let record = self.shared.store.module(module)?.ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
+        let declared = record.versions.iter().any(|v| v.info.named_triggers.iter().any(|t| t.name == name));
+        if !declared {
+            return Err(ExecError::UnknownTrigger(format!("module `{module}` declares no trigger `{name}`")));
+        }
+        Ok(())
+    }
+
     /// The runs a named-trigger call is for, each with its version's declaration of the
     /// trigger: the run given by id, or the runs waiting there now, longest waiting first.
-    fn named_candidates(
-        &self,
-        module: &str,
-        name: &str,
-        execution: &Execution,
-    ) -> Result<Vec<(RunRecord, NamedTriggerInfo)>, ExecError> {
+    fn named_targets(&self, module: &str, name: &str, execution: &Execution) -> Result<NamedTargets, ExecError> {
         let store = &self.shared.store;
+        let newest = || self.newest_named_trigger(module, name);
         match execution {
             Execution::Run(run_id) => {
-                let run = store.run(run_id)?.filter(|r| r.module == module && !r.status.is_terminal());
-                let run = run.ok_or_else(|| ExecError::UnknownExecution(run_id.clone()))?;
-                let declared = self.declared_named_trigger(&run, name)?.ok_or_else(|| {
-                    ExecError::UnknownTrigger(format!("run `{run_id}`'s module version declares no trigger `{name}`"))
-                })?;
-                Ok(vec![(run, declared)])
+                let run = store.run(run_id)?.filter(|r| r.module == module);
+                let declared = match &run {
+                    Some(run) => self.declared_named_trigger(run, name)?,
+                    None => None,
+                };
+                let missing = ExecError::UnknownExecution(run_id.clone());
+                match (run, declared) {
+                    (Some(run), Some(declared)) if !run.status.is_terminal() => {
+                        Ok(NamedTargets { candidates: vec![(run, declared.clone())], fallback: declared, missing })
+                    }
+                    // An ended run is checked against its own version still.
+                    (Some(_), Some(declared)) => {
+                        Ok(NamedTargets { candidates: Vec::new(), fallback: declared, missing })
+                    }
+                    (Some(_), None) => Err(ExecError::UnknownTrigger(format!(
+                        "run `{run_id}`'s module version declares no trigger `{name}`"
+                    ))),
+                    (None, _) => Ok(NamedTargets { candidates: Vec::new(), fallback: newest()?, missing }),
+                }
             }
             Execution::Any | Execution::All => {
                 let mut candidates = Vec::new();
@@ -560,7 +612,12 @@ impl Executor {
                         candidates.push((run, declared));
                     }
                 }
-                Ok(candidates)
+                let missing = ExecError::NothingWaiting(module.to_string(), name.to_string());
+                let fallback = match candidates.first() {
+                    Some((_, declared)) => declared.clone(),
+                    None => newest()?,
+                };
+                Ok(NamedTargets { candidates, fallback, missing })
             }
         }
     }
@@ -603,6 +660,7 @@ impl Executor {
             return Ok(Admission::Ignored);
         }
         call.caller = caller.clone();
+        call.message_id = callers::message_id(&declared.auth, &incoming.headers, &incoming.body);
         Ok(Admission::Admitted(caller))
     }
 
@@ -615,6 +673,7 @@ impl Executor {
         execution: &Execution,
         admitted: Vec<(String, Caller)>,
         call: &Call,
+        noted: Option<&Noted<'_>>,
     ) -> Result<Vec<String>, ExecError> {
         let store = &self.shared.store;
         let deadline = Instant::now() + self.shared.settings.take_timeout;
@@ -622,7 +681,7 @@ impl Executor {
         match execution {
             Execution::Run(_) => {
                 let (run_id, caller) = admitted.into_iter().next().ok_or_else(nothing_waiting)?;
-                self.hand_to_trigger(&run_id, name, call, caller, deadline).await?;
+                self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await?;
                 Ok(vec![run_id])
             }
             Execution::Any => {
@@ -630,7 +689,7 @@ impl Executor {
                     if !store.claim_trigger_waiter(module, name, &run_id)? {
                         continue;
                     }
-                    match self.hand_to_trigger(&run_id, name, call, caller, deadline).await {
+                    match self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await {
                         Ok(()) => return Ok(vec![run_id]),
                         // It ended (or closed) before taking it: the next one may.
                         Err(ExecError::NotTaken(reason)) if reason != NotTakenReason::TimedOut => continue,
@@ -648,7 +707,7 @@ impl Executor {
                 }
                 let handed = claimed
                     .iter()
-                    .map(|(run_id, caller)| self.hand_to_trigger(run_id, name, call, caller.clone(), deadline));
+                    .map(|(run_id, caller)| self.hand_to_trigger(run_id, name, call, caller.clone(), deadline, noted));
                 let outcomes = futures::future::join_all(handed).await;
                 let mut resumed = Vec::new();
                 let mut timed_out = false;
@@ -677,10 +736,17 @@ impl Executor {
         call: &Call,
         caller: Caller,
         deadline: Instant,
+        noted: Option<&Noted<'_>>,
     ) -> Result<(), ExecError> {
+        self.admit_call(run_id)?;
         let mut request = self.request(call, format!("trigger:{name}"))?;
         request.caller = caller;
-        let mut hold = self.shared.holds.hold(&request.id);
+        let mut hold = self.shared.holds.hold_caller(&request.id).ok_or(ExecError::Overloaded)?;
+        if let Some((key, record)) = noted {
+            let mut record = record.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            record.deliveries.push((run_id.to_string(), request.id.clone()));
+            self.shared.store.put_message(key, &record)?;
+        }
         self.shared.store.deliver_to_trigger(run_id, name, &request)?;
         self.wake(run_id);
         let channel = Channel::Trigger(name.to_string());
@@ -694,6 +760,20 @@ impl Executor {
     }
 
     // --- shared steps ---------------------------------------------------------------
+
+    /// Refuses a call while the server or the run it is for has too much waiting.
+    fn admit_call(&self, run_id: &str) -> Result<(), ExecError> {
+        self.admit_work()?;
+        let quotas = self.shared.settings.quotas;
+        let (count, bytes) = self.shared.store.queued_load(run_id)?;
+        if count >= quotas.queued_calls {
+            return Err(ExecError::InboxFull(format!("the run has {count} calls waiting, its quota")));
+        }
+        if bytes >= quotas.queued_bytes {
+            return Err(ExecError::InboxFull(format!("the run's waiting calls take {bytes} bytes, its quota")));
+        }
+        Ok(())
+    }
 
     /// Turns an admitted caller's call into what its checks and its run see: credentials
     /// redacted, data parsed.
@@ -739,15 +819,22 @@ impl Executor {
     ) -> Option<Message> {
         let id = call.message_id.as_ref()?;
         let now = now_ms();
+        let answer_from = match (&answer, scope.starts_with("named:")) {
+            (_, true) => AnswerFrom::Resumed,
+            (Some(_), false) => AnswerFrom::Stored,
+            (None, false) => AnswerFrom::Run,
+        };
         let record = IdempotencyRecord {
             fingerprint: fingerprint(call.method, target, &call.data),
             deliveries,
             accepted: false,
             answer,
+            answer_from,
             created_at_ms: now,
             forget_at_ms: now.saturating_add(MESSAGE_WINDOW.as_millis() as u64),
         };
-        Some(Message { key: format!("{scope}\0{id}"), record })
+        // An id belongs to its sender: another caller cannot claim it first.
+        Some(Message { key: format!("{scope}\0{}\0{id}", caller_identity(&call.caller)), record })
     }
 
     /// Notes a first call's message id; for a repeat, returns the first call's answer
@@ -842,20 +929,32 @@ impl Executor {
     /// The answer the first call of an accepted message got: stored, or the run's own
     /// (recorded in its log, or awaited up to `window`).
     async fn first_answer(&self, first: &IdempotencyRecord, window: Duration) -> Result<Answer, ExecError> {
-        let Some((run_id, request_id)) = first.deliveries.first() else {
-            let answer = first.answer.clone().map(|response| Answer { response, request_id: None });
-            return answer.ok_or(ExecError::NotTaken(NotTakenReason::TimedOut));
-        };
         if let Some(response) = &first.answer {
-            return Ok(Answer::for_request(response.clone(), request_id));
+            let delivered = first.deliveries.first().filter(|_| first.answer_from != AnswerFrom::Resumed);
+            let request_id = delivered.map(|(_, request)| request.clone());
+            return Ok(Answer { response: response.clone(), request_id });
         }
+        if first.answer_from == AnswerFrom::Resumed {
+            // Its first caller got no answer (the server stopped): the runs that took it.
+            let mut resumed = Vec::new();
+            for (run_id, request_id) in &first.deliveries {
+                if self.in_log(run_id, request_id)? {
+                    resumed.push(run_id.clone());
+                }
+            }
+            return Ok(Answer::json(200, &json!({ "resumed": resumed })));
+        }
+        let Some((run_id, request_id)) = first.deliveries.first() else {
+            return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
+        };
         if let Some(response) = self.recorded_answer(run_id, request_id)? {
             return Ok(Answer::for_request(response, request_id));
         }
         let mut hold = self.shared.holds.join(request_id).unwrap_or_else(|| self.shared.holds.hold(request_id));
-        let answered = hold.until(Instant::now() + window, |s| matches!(s, CallState::Answered(_))).await;
-        match answered {
+        let settled = |s: &CallState| matches!(s, CallState::Answered(_) | CallState::Unanswered);
+        match hold.until(Instant::now() + window, settled).await {
             CallState::Answered(response) => Ok(Answer::for_request(response, request_id)),
+            CallState::Unanswered => Err(ExecError::NoAnswer),
             _ => match self.recorded_answer(run_id, request_id)? {
                 Some(response) => Ok(Answer::for_request(response, request_id)),
                 None => Err(ExecError::ResponseTimeout(window.as_millis() as u32)),
@@ -880,10 +979,11 @@ impl Executor {
         // Any answer about a delivered call, or a late one: the call is in its run.
         let accepted = matches!(outcome, Ok(_) | Err(ExecError::ResponseTimeout(_) | ExecError::NoAnswer));
         let written = if accepted {
-            let mut record = message.record.clone();
+            // The deliveries noted meanwhile are in the stored record.
+            let mut record = store.message(&message.key).ok().flatten().unwrap_or_else(|| message.record.clone());
             record.accepted = true;
             if let Ok(answer) = outcome
-                && (record.answer.is_some() || record.deliveries.is_empty())
+                && record.answer_from != AnswerFrom::Run
             {
                 record.answer = Some(answer.response.clone());
             }
@@ -898,6 +998,16 @@ impl Executor {
         if let Err(e) = flushed {
             tracing::error!("cannot note a sender's message id: {e}");
         }
+    }
+}
+
+/// Who sent a call, as far as it was verified: a message id is theirs.
+fn caller_identity(caller: &Caller) -> String {
+    match caller {
+        Caller::Anonymous => "anonymous".into(),
+        Caller::UrlKey => "url-key".into(),
+        Caller::ApiKey { name, .. } => format!("api-key:{name}"),
+        Caller::Signature { scheme } => format!("signature:{}", scheme.name()),
     }
 }
 

@@ -61,6 +61,12 @@ pub enum ExecError {
     NoAnswer,
     #[error("this message id was used before for a different call")]
     MessageReused,
+    #[error("the server is busy: too many runs wait to execute; retry later")]
+    Overloaded,
+    #[error("the run took the call, but it could not be confirmed on disk")]
+    Undurable,
+    #[error("{0}; retry later")]
+    InboxFull(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -173,6 +179,7 @@ impl Executor {
         input: Value,
         trigger: Option<RequestRecord>,
     ) -> Result<RunRecord, ExecError> {
+        self.admit_work()?;
         let store = &self.shared.store;
         let module = store.module(module_name)?.ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
         let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
@@ -219,6 +226,11 @@ impl Executor {
         Ok(waiting)
     }
 
+    /// Refuses new work from outside while too many runs wait to execute.
+    fn admit_work(&self) -> Result<(), ExecError> {
+        if self.shared.activations.has_room() { Ok(()) } else { Err(ExecError::Overloaded) }
+    }
+
     /// Makes sure the run makes progress: wakes its driver, or starts one.
     pub fn wake(self: &Arc<Self>, run_id: &str) {
         if self.shared.live.claim_or_notify(run_id) {
@@ -232,6 +244,8 @@ impl Executor {
     /// run's driver slot.
     async fn drive(&self, run_id: &str) {
         let mut guard = DriverGuard { shared: &self.shared, run_id, armed: true };
+        // Past the cap of runs executing at once, it waits its turn here.
+        let _slot = self.shared.activations.slot().await;
         let store = &self.shared.store;
         let run = match store.run(run_id) {
             Ok(Some(run)) if !run.status.is_terminal() => run,
@@ -241,7 +255,7 @@ impl Executor {
                 return;
             }
         };
-        let events = match store.events(run_id) {
+        let events = match store.events_with_size(run_id) {
             Ok(events) => events,
             Err(e) => {
                 // It can never be driven: it fails, instead of staying `running` for ever.
@@ -321,21 +335,26 @@ impl Executor {
         run.waiting_on.clear();
         run.wake_at_ms = None;
         run.updated_at_ms = now_ms();
-        let written = self
-            .refuse_leftovers(&run.id)
-            .and_then(|()| pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)))
-            .and_then(|()| {
-                waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id))
-            })
-            .and_then(|()| store.clear_cancel(&run.id))
-            .and_then(|()| store.put_run(&run));
+        // Each step is tried whatever became of the others: a run whose log cannot be read
+        // still ends.
+        let cleared = [
+            self.refuse_leftovers(&run.id),
+            pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)),
+            waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id)),
+            store.clear_cancel(&run.id),
+        ];
+        for failed in cleared.into_iter().filter_map(Result::err) {
+            tracing::error!(run = %run.id, "cannot clear what the run left: {failed}");
+        }
+        let written = store.put_run(&run);
         self.shared.live.cancel_done(&run.id);
         // A call that reached a named trigger while the run was ending finds it ended now.
-        let written = written.and_then(|()| {
-            let late = store.refuse_trigger_calls(&run.id, NotTakenReason::RunEnded)?;
-            inbound::held(late).for_each(|request| self.shared.holds.refused(&request.id, NotTakenReason::RunEnded));
-            Ok(())
-        });
+        match store.refuse_trigger_calls(&run.id, NotTakenReason::RunEnded) {
+            Ok(late) => {
+                inbound::held(late).for_each(|request| self.shared.holds.refused(&request.id, NotTakenReason::RunEnded))
+            }
+            Err(e) => tracing::error!(run = %run.id, "cannot refuse calls that came late: {e}"),
+        }
         let flushed = match written {
             Ok(()) => store.flush().await,
             Err(e) => Err(e),
@@ -349,15 +368,10 @@ impl Executor {
     /// callers still held (on many-call webhooks, at named triggers) are told.
     fn refuse_leftovers(&self, run_id: &str) -> Result<(), StoreError> {
         let store = &self.shared.store;
-        let mut left = Vec::new();
-        for record in store.events(run_id)? {
-            if let Event::WebhookCreated { webhook: Ok(webhook) } = record.event
-                && let Some(number) = webhook.number()
-            {
-                left.extend(store.close_hook(&webhook.token, run_id, number, NotTakenReason::RunEnded)?);
-            }
+        let mut left = store.refuse_trigger_calls(run_id, NotTakenReason::RunEnded)?;
+        for (token, number) in store.webhooks_of(run_id)? {
+            left.extend(store.close_hook(&token, run_id, number, NotTakenReason::RunEnded)?);
         }
-        left.extend(store.refuse_trigger_calls(run_id, NotTakenReason::RunEnded)?);
         for request in inbound::held(left) {
             self.shared.holds.refused(&request.id, NotTakenReason::RunEnded);
         }
@@ -377,31 +391,35 @@ impl Executor {
         let mut resumed = 0;
         // An unreadable run record is reported by the listing and skipped: it stops no other.
         let (runs, _unreadable) = store.runs(None)?;
-        for run in runs {
-            if run.status.is_terminal() {
-                continue;
-            }
-            if store.cancel_requested(&run.id)? {
-                self.shared.live.cancel(&run.id);
-            }
-            let parked_on = match store.last_event(&run.id)?.map(|e| e.event) {
-                Some(Event::WaitStarted { on }) => Some(on),
-                _ => None,
-            };
-            let due = match parked_on {
-                // Parked per its log: shown waiting at once, woken by its calls and timers.
-                Some(on) => {
-                    self.restore_parked(run.clone(), &on)?;
-                    store.has_any_request(&run.id)?
-                }
-                None => true,
-            };
-            if due || self.shared.live.is_cancelled(&run.id) {
+        for run in runs.into_iter().filter(|run| !run.status.is_terminal()) {
+            // A run whose records cannot be read is driven too: it fails, alone.
+            let due = self.recover_run(&run).unwrap_or_else(|e| {
+                tracing::error!(run = %run.id, "cannot recover the run: {e}");
+                true
+            });
+            if due {
                 self.wake(&run.id);
                 resumed += 1;
             }
         }
         Ok(resumed)
+    }
+
+    /// Whether a run must be driven after a start; a parked one is shown waiting again.
+    fn recover_run(&self, run: &RunRecord) -> Result<bool, ExecError> {
+        let store = &self.shared.store;
+        if store.cancel_requested(&run.id)? {
+            self.shared.live.cancel(&run.id);
+            return Ok(true);
+        }
+        match store.last_event(&run.id)?.map(|e| e.event) {
+            // Parked per its log: woken by its calls and timers.
+            Some(Event::WaitStarted { on }) => {
+                self.restore_parked(run.clone(), &on)?;
+                Ok(store.has_any_request(&run.id)?)
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Writes again what a run parked at a wait is known by (its status, what it waits on,
@@ -451,10 +469,11 @@ impl Executor {
         Ok(())
     }
 
-    /// Starts the timer scheduler, and the sweep of signed message ids past their replay
-    /// window (without it they would pile up for ever).
+    /// Starts the timer scheduler, the sweep of senders' message ids past their window, and
+    /// the sweep of runs past their retention (without them both would pile up for ever).
     pub fn spawn_timers(self: &Arc<Self>) {
         tokio::spawn(timers::schedule(self.clone()));
         tokio::spawn(timers::forget_expired_messages(self.shared().clone()));
+        tokio::spawn(timers::forget_finished_runs(self.shared().clone()));
     }
 }

@@ -72,3 +72,28 @@ pub async fn forget_expired_messages(shared: Arc<crate::runtime::Shared>) {
         }
     }
 }
+
+/// Deletes runs that ended more than the retention time ago, with everything they own.
+pub async fn forget_finished_runs(shared: Arc<crate::runtime::Shared>) {
+    let retain = shared.settings.retain;
+    // Often enough that a run outlives its retention by a fraction of it at most.
+    let mut every = tokio::time::interval((retain / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600)));
+    loop {
+        every.tick().await;
+        let swept = shared.clone();
+        let sweep = move || -> Result<usize, crate::store::StoreError> {
+            let before = now_ms().saturating_sub(retain.as_millis() as u64);
+            let ended = swept.store.finished_before(before)?;
+            for run_id in &ended {
+                swept.store.delete_run(run_id)?;
+            }
+            Ok(ended.len())
+        };
+        match tokio::task::spawn_blocking(sweep).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(deleted)) => tracing::info!(deleted, "deleted runs past their retention"),
+            Ok(Err(e)) => tracing::error!("cannot delete runs past their retention: {e}"),
+            Err(e) => tracing::error!("the retention sweep stopped: {e}"),
+        }
+    }
+}

@@ -56,7 +56,7 @@ async fn put_module(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, app.limits.max_module_bytes).await?;
+    let bytes = read_body(body, app.limits.module()).await?;
     let (version, created) = app.executor.upload(&name, &bytes).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "name": name, "created": created, "version": version }))).into_response())
@@ -75,7 +75,7 @@ async fn start_run(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let input = parse_json(&read_body(body, app.limits.max_body_bytes).await?)?;
+    let input = parse_json(&read_body(body, app.limits.body()).await?)?;
     let run = app.executor.start_run(&name, input).await?;
     let view = json!({ "id": run.id, "status": run.status, "module": run.module, "version": run.version });
     Ok((StatusCode::CREATED, Json(view)))
@@ -104,9 +104,9 @@ fn load_run(app: &AppState, id: &str) -> Result<RunRecord, ApiError> {
 /// A run with the URLs of its webhooks, and of those it waits on.
 async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run = load_run(&app, &id)?;
-    let webhooks: Vec<_> = app
-        .store
-        .events(&id)?
+    // Read leniently: a run whose log has an unreadable record is still shown.
+    let (events, _) = app.store.readable_events(&id)?;
+    let webhooks: Vec<_> = events
         .into_iter()
         .filter_map(|record| match record.event {
             Event::WebhookCreated { webhook: Ok(webhook) } => Some(webhook),
@@ -131,9 +131,16 @@ async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Re
     Ok(Json(view))
 }
 
+/// A run's log; a record that cannot be read is listed under `unreadable` instead.
 async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     load_run(&app, &id)?;
-    Ok(Json(json!({ "events": app.store.events(&id)? })))
+    let (events, unreadable) = app.store.readable_events(&id)?;
+    let mut view = json!({ "events": events });
+    if !unreadable.is_empty() {
+        view["unreadable"] =
+            json!(unreadable.into_iter().map(|u| json!({ "seq": u.key, "error": u.error })).collect::<Vec<_>>());
+    }
+    Ok(Json(view))
 }
 
 /// Ends a run as cancelled: its webhooks answer 410 and its timers are dropped. 200 with
@@ -166,7 +173,7 @@ struct NewKey {
 
 /// Makes an API key; the key is in this answer only (just its sha256 is stored).
 async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: NewKey = read_json(body, app.limits.max_body_bytes, "bad-key-request", "{name, roles}").await?;
+    let request: NewKey = read_json(body, app.limits.body(), "bad-key-request", "{name, roles}").await?;
     check_name(&request.name)?;
     let key = crate::auth::new_api_key();
     let record = ApiKeyRecord {
@@ -219,7 +226,7 @@ async fn put_secret(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_name(&name)?;
-    let secret: SecretValue = read_json(body, app.limits.max_body_bytes, "bad-secret-request", "{value}").await?;
+    let secret: SecretValue = read_json(body, app.limits.body(), "bad-secret-request", "{value}").await?;
     if secret.value.is_empty() {
         return Err(ApiError::bad_request("bad-secret-request", "the secret's value is empty"));
     }
@@ -261,7 +268,7 @@ async fn get_requests(
         view["state"] = json!(state);
         view
     };
-    let delivered = app.store.events(&id)?.into_iter().filter_map(|record| match record.event {
+    let delivered = app.store.readable_events(&id)?.0.into_iter().filter_map(|record| match record.event {
         Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(view("delivered", *request)),
         _ => None,
     });

@@ -21,13 +21,16 @@ pub struct ApiError {
     pub allow: Option<String>,
     /// For 429 and 503: when to try again, in seconds.
     pub retry_after: Option<u64>,
+    /// Sent before the request's body was read: the connection closes after the answer,
+    /// so that the unread body is not taken for the next request.
+    pub close: bool,
     /// More about the error, such as every way a payload failed its schema.
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), allow: None, retry_after: None, details: None }
+        ApiError { status, code, message: message.into(), allow: None, retry_after: None, close: false, details: None }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -40,6 +43,12 @@ impl ApiError {
 
     pub fn gone(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::GONE, "gone", message)
+    }
+
+    /// The same error, answered before the body was read (see `close`).
+    pub fn before_body(mut self) -> ApiError {
+        self.close = true;
+        self
     }
 }
 
@@ -56,6 +65,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -129,6 +141,17 @@ impl From<ExecError> for ApiError {
             ExecError::NotTaken(_) => ApiError::gone(message),
             ExecError::ResponseTimeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "response-timeout", message),
             ExecError::NoAnswer => ApiError::new(StatusCode::BAD_GATEWAY, "no-answer", message),
+            ExecError::Undurable => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message),
+            ExecError::Overloaded => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message);
+                error.retry_after = Some(1);
+                error
+            }
+            ExecError::InboxFull(_) => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "run-inbox-full", message);
+                error.retry_after = Some(1);
+                error
+            }
             ExecError::MessageReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", message)
             }

@@ -31,10 +31,11 @@ async fn call_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let hook = app.executor.public_webhook(&token)?;
-    let method = allowed_method(&hook.methods, &method)?;
+    let hook = app.executor.public_webhook(&token).map_err(|e| ApiError::from(e).before_body())?;
+    let method = allowed_method(&hook.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
-    Ok(answer(app.executor.call_webhook(hook, incoming).await?))
+    let executor = app.executor.clone();
+    detached(async move { executor.call_webhook(hook, incoming).await }).await
 }
 
 /// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
@@ -47,7 +48,8 @@ async fn resume_hook(
     body: Body,
 ) -> Result<Response, ApiError> {
     let incoming = incoming(&app, Method::Post, &uri, &headers, body).await?;
-    Ok(answer(app.executor.resume_webhook(&token, incoming).await?))
+    let executor = app.executor.clone();
+    detached(async move { executor.resume_webhook(&token, incoming).await }).await
 }
 
 /// `/t/{module}/{suffix}`: a start trigger, or with `?execution=<run id>|any|all` (or
@@ -61,15 +63,28 @@ async fn call_trigger(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(execution) = execution(&uri) {
-        let method = allowed_method(&[Method::Get, Method::Post], &method)?;
-        let incoming = incoming(&app, method, &uri, &headers, body).await?;
-        let called = app.executor.call_named_trigger(&module, &suffix, execution, without_execution(incoming));
-        return Ok(answer(called.await?));
+        app.executor.check_named_trigger(&module, &suffix).map_err(|e| ApiError::from(e).before_body())?;
+        let method = allowed_method(&[Method::Get, Method::Post], &method).map_err(ApiError::before_body)?;
+        let incoming = without_execution(incoming(&app, method, &uri, &headers, body).await?);
+        let executor = app.executor.clone();
+        return detached(async move { executor.call_named_trigger(&module, &suffix, execution, incoming).await }).await;
     }
-    let trigger = start_trigger(&app, &module, &suffix)?;
-    let method = allowed_method(&trigger.methods, &method)?;
+    let trigger = start_trigger(&app, &module, &suffix).map_err(ApiError::before_body)?;
+    let method = allowed_method(&trigger.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
-    Ok(answer(app.executor.call_start_trigger(&module, &trigger, incoming).await?))
+    let executor = app.executor.clone();
+    detached(async move { executor.call_start_trigger(&module, &trigger, incoming).await }).await
+}
+
+/// Hands a call over to a task of its own: a caller that hangs up does not cut its call
+/// short (a held call is still withdrawn, or taken, and accounted for).
+async fn detached(
+    call: impl std::future::Future<Output = Result<Answer, crate::executor::ExecError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    match tokio::spawn(call).await {
+        Ok(answered) => Ok(answer(answered?)),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the call failed: {e}"))),
+    }
 }
 
 /// The start trigger of the module's newest version at `suffix`.
@@ -104,7 +119,7 @@ async fn incoming(
         path: uri.path().to_string(),
         query: form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect(),
         headers: header_pairs(headers),
-        body: read_body(body, app.limits.max_body_bytes).await?,
+        body: read_body(body, app.limits.body()).await?,
     })
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod ingress;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -23,7 +24,25 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest component upload.
     pub max_module_bytes: usize,
+    /// How long a body may take to arrive before it must keep up `BODY_MIN_RATE`.
+    pub body_timeout: std::time::Duration,
 }
+
+impl Limits {
+    /// What bounds a call's body: its size and its time.
+    fn body(&self) -> (usize, std::time::Duration) {
+        (self.max_body_bytes, self.body_timeout)
+    }
+
+    /// What bounds an upload.
+    fn module(&self) -> (usize, std::time::Duration) {
+        (self.max_module_bytes, self.body_timeout)
+    }
+}
+
+/// After the body timeout, a body must arrive at least this fast on average (bytes a
+/// second): a stalled body and a trickle both end in a 408.
+const BODY_MIN_RATE: u64 = 64 * 1024;
 
 pub struct AppState {
     pub executor: Arc<Executor>,
@@ -45,31 +64,50 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Reads a body up to `limit` bytes; a larger one is a 413.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                format!("the body is larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::bad_request("bad-body", format!("the body could not be read: {e}"))
+/// Reads a body up to `limit` bytes (a larger one is a 413), within the body timeout plus
+/// what `BODY_MIN_RATE` allows for what has arrived (else a 408).
+async fn read_body(body: Body, (limit, timeout): (usize, std::time::Duration)) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let began = tokio::time::Instant::now();
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut read = Vec::new();
+    loop {
+        let allowed = timeout + std::time::Duration::from_millis(read.len() as u64 * 1000 / BODY_MIN_RATE);
+        let frame = match tokio::time::timeout_at(began + allowed, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(None) => return Ok(Bytes::from(read)),
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    format!("the body is larger than the limit of {limit} bytes"),
+                ));
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request("bad-body", format!("the body could not be read: {e}")));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            read.extend_from_slice(&data);
         }
-    })
+    }
 }
 
 /// A JSON body of type `T`; `code` and `expected` describe a body of another shape.
 async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
-    limit: usize,
+    bounds: (usize, std::time::Duration),
     code: &'static str,
     expected: &str,
 ) -> Result<T, ApiError> {
-    let value = parse_json(&read_body(body, limit).await?)?;
+    let value = parse_json(&read_body(body, bounds).await?)?;
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(code, format!("expected {expected}: {e}")))
 }
 

@@ -47,7 +47,8 @@ impl Host for HostState {
             Level::Error => "error",
         };
         tracing::info!(run = %self.run.id, level, "{written}");
-        self.journal.record(Event::Log { level: level.to_string(), message: written })?;
+        // The journal writes it as `written`.
+        self.journal.record(Event::Log { level: level.to_string(), message })?;
         Ok(())
     }
 }

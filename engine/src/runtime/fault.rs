@@ -23,6 +23,9 @@ pub enum HostFault {
     /// The guest tried to grow its memory past the ceiling.
     #[error("the run tried to grow its memory to {desired} bytes, over the limit of {limit} bytes")]
     MemoryLimit { limit: usize, desired: usize },
+    /// The run went past one of its quotas.
+    #[error("{0}")]
+    Quota(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,6 +40,7 @@ impl HostFault {
             HostFault::Cancelled => "cancelled",
             HostFault::CpuLimit(_) => "cpu-limit",
             HostFault::MemoryLimit { .. } => "memory-limit",
+            HostFault::Quota(_) => "quota-exceeded",
             HostFault::Store(_) => "storage",
         }
     }

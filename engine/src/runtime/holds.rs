@@ -31,9 +31,16 @@ impl CallState {
     }
 }
 
-#[derive(Default)]
 pub struct Holds {
     calls: Mutex<HashMap<String, watch::Sender<CallState>>>,
+    /// At most this many callers are held at once (each holds a connection).
+    max_held: usize,
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds::new(usize::MAX)
+    }
 }
 
 /// A caller's hold on a call; the registration ends with the last hold on it.
@@ -49,8 +56,18 @@ impl Holds {
         self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Holds a caller for `request_id` (before the call is handed to its run, which may
-    /// take or answer it at once).
+    pub fn new(max_held: usize) -> Holds {
+        Holds { calls: Mutex::default(), max_held }
+    }
+
+    /// Holds an outside caller for `request_id` (before the call is handed to its run,
+    /// which may take or answer it at once); `None` when too many are held already.
+    pub fn hold_caller(self: &Arc<Self>, request_id: &str) -> Option<Hold> {
+        let held = self.lock().len();
+        (held < self.max_held).then(|| self.hold(request_id))
+    }
+
+    /// Watches what becomes of `request_id` (or of anything named so).
     pub fn hold(self: &Arc<Self>, request_id: &str) -> Hold {
         let mut calls = self.lock();
         let state = match calls.get(request_id) {

@@ -4,6 +4,7 @@
 use crate::store::Store;
 use crate::store::records::{Event, EventRecord};
 
+use super::RunQuotas;
 use super::fault::HostFault;
 use super::redact::Redactor;
 
@@ -17,18 +18,29 @@ pub struct Journal {
     redactor: Redactor,
     /// A probe (`describe()` at upload) belongs to no run: it may not record anything.
     probe: bool,
+    /// The bytes the log takes, against the run's quota.
+    bytes: u64,
+    quotas: Option<RunQuotas>,
 }
 
 impl Journal {
-    /// `events` is the whole log; the cursor starts after the `started` event.
-    pub fn new(run_id: String, events: Vec<EventRecord>, store: Store, redactor: Redactor) -> Journal {
+    /// `events` is the whole log, `bytes` its size; the cursor starts after the `started`
+    /// event.
+    pub fn new(
+        run_id: String,
+        (events, bytes): (Vec<EventRecord>, u64),
+        store: Store,
+        redactor: Redactor,
+        quotas: RunQuotas,
+    ) -> Journal {
         let events = events.into_iter().map(|r| r.event).collect();
-        Journal { run_id, events, cursor: 1, store, redactor, probe: false }
+        Journal { run_id, events, cursor: 1, store, redactor, probe: false, bytes, quotas: Some(quotas) }
     }
 
     /// The journal of an instance that only describes its module.
     pub fn probe(store: Store, redactor: Redactor) -> Journal {
-        Journal { run_id: String::new(), events: Vec::new(), cursor: 1, store, redactor, probe: true }
+        let events = Vec::new();
+        Journal { run_id: String::new(), events, cursor: 1, store, redactor, probe: true, bytes: 0, quotas: None }
     }
 
     pub fn redactor(&mut self) -> &mut Redactor {
@@ -94,16 +106,34 @@ impl Journal {
     }
 
     fn write(&mut self, event: Event) -> Result<Event, HostFault> {
-        let record = crate::store::event_record(self.next_seq(), self.redactor.value(event));
-        self.store.append_event(&self.run_id, &record)?;
-        self.push(record.event.clone());
+        // The event that ends the run is always written, quota or not.
+        if !event.is_terminal() {
+            self.check_quotas()?;
+        }
+        let record = crate::store::event_record(self.next_seq(), self.redactor.event(event));
+        self.bytes += self.store.append_event(&self.run_id, &record)?;
+        self.events.push(record.event.clone());
+        self.cursor = self.events.len();
         Ok(record.event)
     }
 
     /// Adds an event already written by the store (in its own transaction).
     pub fn push(&mut self, event: Event) {
+        self.bytes += serde_json::to_vec(&event).map_or(0, |bytes| bytes.len() as u64);
         self.events.push(event);
         self.cursor = self.events.len();
+    }
+
+    /// Fails the run once its log is past its quotas.
+    pub fn check_quotas(&self) -> Result<(), HostFault> {
+        let Some(quotas) = self.quotas else { return Ok(()) };
+        if self.events.len() >= quotas.events {
+            return Err(HostFault::Quota(format!("the run's log reached its quota of {} events", quotas.events)));
+        }
+        if self.bytes >= quotas.log_bytes {
+            return Err(HostFault::Quota(format!("the run's log reached its quota of {} bytes", quotas.log_bytes)));
+        }
+        Ok(())
     }
 
     /// The position just past the last event replayed or recorded.

@@ -26,6 +26,20 @@ pub struct GuestLimits {
     pub memory_bytes: usize,
 }
 
+/// What one run may hold: past a quota the run fails as `quota-exceeded` (its log, its
+/// webhooks), or a call to it is refused with 429 (its inbox).
+#[derive(Debug, Clone, Copy)]
+pub struct RunQuotas {
+    pub webhooks: usize,
+    /// Events in its log (every wait, and so every timer, is one).
+    pub events: usize,
+    /// Bytes of its log.
+    pub log_bytes: u64,
+    /// Calls waiting in its inbox, and their bytes.
+    pub queued_calls: usize,
+    pub queued_bytes: u64,
+}
+
 /// The guest's running time in this activation; waits are excluded.
 #[derive(Debug, Default)]
 pub struct CpuClock {
@@ -52,6 +66,11 @@ impl CpuClock {
 
     fn used(&self) -> Duration {
         self.used + self.running_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// What is left of `budget` in this activation.
+    pub fn remaining(&self, budget: Duration) -> Duration {
+        budget.saturating_sub(self.used())
     }
 }
 

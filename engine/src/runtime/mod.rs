@@ -1,9 +1,11 @@
 //! Wasmtime: compiling and caching components, the linker, the host side of each WIT
 //! interface (one file each), determinism and replay.
 
+pub mod activations;
 mod bindings;
 mod context;
 mod determinism;
+mod egress;
 mod fault;
 pub mod holds;
 mod journal;
@@ -12,13 +14,15 @@ pub mod live;
 mod outbound;
 mod redact;
 mod responses;
+mod sleeps;
 mod steps;
 mod triggers;
 mod waits;
 mod webhooks;
 
-pub use limits::GuestLimits;
-pub use outbound::{AllowedHosts, OutboundHttp};
+pub use egress::AllowedHosts;
+pub use limits::{GuestLimits, RunQuotas};
+pub use outbound::OutboundHttp;
 pub use waits::is_trigger_name;
 pub use webhooks::random_token;
 
@@ -58,6 +62,14 @@ pub struct Settings {
     /// How long a held caller waits for its run to take its call before the call is
     /// withdrawn and the caller answered 503.
     pub take_timeout: Duration,
+    /// Runs executing at once (instances in memory), and runs that may queue for a slot.
+    pub max_active_runs: usize,
+    pub max_queued_runs: usize,
+    /// Outside callers held at once for their runs (past it, 429).
+    pub max_held_calls: usize,
+    /// How long an ended run is kept before it is deleted with everything it owns.
+    pub retain: Duration,
+    pub quotas: RunQuotas,
 }
 
 /// What the engine's parts share with every host call.
@@ -65,6 +77,7 @@ pub struct Shared {
     pub store: Store,
     pub outbound: OutboundHttp,
     pub live: LiveRuns,
+    pub activations: activations::Activations,
     pub holds: Arc<Holds>,
     pub url_keys: UrlKeys,
     pub settings: Settings,
@@ -79,7 +92,8 @@ impl Shared {
             store,
             outbound: OutboundHttp::new(settings.allow_http.clone()),
             live: LiveRuns::default(),
-            holds: Arc::default(),
+            activations: activations::Activations::new(settings.max_active_runs, settings.max_queued_runs),
+            holds: Arc::new(Holds::new(settings.max_held_calls)),
             settings,
             timers_changed: tokio::sync::Notify::new(),
         }))
@@ -172,6 +186,14 @@ impl Runtime {
         limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
+        // WASI sleeps that cancellation and the CPU budget reach (see `sleeps`).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(wasmtime_error)?;
+        linker.allow_shadowing(false);
         Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wasmtime_error)?;
         let compiled_dir = data_dir.join("compiled");
         std::fs::create_dir_all(&compiled_dir)?;
@@ -324,7 +346,7 @@ impl Runtime {
 
     /// Runs (replaying, then live) a run until it completes, fails or suspends. A
     /// completion or failure is appended to the log before it is returned.
-    pub async fn execute(&self, run: RunRecord, events: Vec<EventRecord>) -> Outcome {
+    pub async fn execute(&self, run: RunRecord, (events, bytes): (Vec<EventRecord>, u64)) -> Outcome {
         let Some(Event::Started { input, start_ms, seed, trigger }) = events.first().map(|e| e.event.clone()) else {
             return Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`"));
         };
@@ -336,7 +358,9 @@ impl Runtime {
             Ok(names) => names,
             Err(e) => return Outcome::Failed(Failure::new("storage", e.to_string())),
         };
-        let journal = Journal::new(run.id.clone(), events, self.shared.store.clone(), self.redactor(&run.id));
+        let quotas = self.shared.settings.quotas;
+        let journal =
+            Journal::new(run.id.clone(), (events, bytes), self.shared.store.clone(), self.redactor(&run.id), quotas);
         let (mut store, stderr) = self.new_store(run, journal, declared_triggers, start_ms, seed);
         if let Some(terminal) = store.data().journal.terminal() {
             return match terminal.clone() {

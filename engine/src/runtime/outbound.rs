@@ -7,31 +7,15 @@ use std::time::Duration;
 use super::HostState;
 use super::bindings::outbound::{Host, HttpRequest, HttpResponse as WitHttpResponse};
 use super::bindings::types::Error as WitError;
+use super::egress::{AllowedHosts, GuardedResolver, InternalAddress, Verdict, is_internal};
 use super::webhooks::{diverged_unless, method_from_wit};
 use crate::store::records::{Event, Failure, HttpResponse, Method};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a run may ask a call to take.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Larger answers are refused: they would bloat the run's log.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
-
-/// The hosts runs may call: exact names, `*.example.com` for subdomains, or `*` for any.
-#[derive(Debug, Clone, Default)]
-pub struct AllowedHosts(Vec<String>);
-
-impl AllowedHosts {
-    pub fn new(hosts: impl IntoIterator<Item = String>) -> Self {
-        AllowedHosts(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.0.iter().any(|allowed| {
-            allowed == "*"
-                || *allowed == host
-                || allowed.strip_prefix("*.").is_some_and(|domain| host.ends_with(&format!(".{domain}")))
-        })
-    }
-}
 
 pub struct OutboundHttp {
     client: Option<reqwest::Client>,
@@ -43,8 +27,14 @@ impl OutboundHttp {
         // reqwest is built without a TLS crypto provider of its own; ring is ours. Another
         // part of the process may have installed one already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // No redirects: a redirect could lead a run past the allow-list.
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build();
+        // No redirects (a redirect could lead a run past the allow-list), no proxy from the
+        // environment (it would be the one to resolve names), and names resolved here, so
+        // that the addresses connected to are the ones checked.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(GuardedResolver::new(&allowed))
+            .build();
         if let Err(e) = &client {
             tracing::error!("outbound HTTP is unavailable: {e}");
         }
@@ -58,16 +48,32 @@ impl OutboundHttp {
             return Err(Failure::new("bad-url", format!("`{}` is not an http or https URL", request.url)));
         }
         let host = url.host_str().unwrap_or_default().to_string();
-        if !self.allowed.allows(&host) {
-            return Err(Failure::new(
-                "host-not-allowed",
-                format!("runs may not call `{host}`; the operator allows hosts with `latch serve --allow-http HOST`"),
-            ));
+        let port = url.port_or_known_default().unwrap_or_default();
+        let internal_ok = match self.allowed.check(&host, port, url.scheme()) {
+            Verdict::Allowed { internal_ok } => internal_ok,
+            Verdict::Refused => {
+                return Err(Failure::new(
+                    "host-not-allowed",
+                    format!(
+                        "runs may not call `{host}` on port {port}; the operator allows hosts with \
+                         `latch serve --allow-http HOST[:PORT]`"
+                    ),
+                ));
+            }
+        };
+        // An address in the URL is not resolved: it is checked here.
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+        if let Ok(ip) = literal
+            && is_internal(ip)
+            && !internal_ok
+        {
+            return Err(internal(&host));
         }
         let client = self.client.as_ref().ok_or_else(|| Failure::new("unavailable", "outbound HTTP is unavailable"))?;
         let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
             .map_err(|e| Failure::new("bad-method", e.to_string()))?;
-        let timeout = request.timeout_ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+        let timeout =
+            request.timeout_ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into())).min(MAX_TIMEOUT);
         let mut builder = client.request(method, url).timeout(timeout).body(request.body);
         for (name, value) in request.headers {
             builder = builder.header(name, value);
@@ -90,7 +96,22 @@ impl OutboundHttp {
     }
 }
 
+fn internal(host: &str) -> Failure {
+    Failure::new(
+        "host-not-allowed",
+        format!(
+            "`{host}` is an internal address (loopback, link-local or private), which runs may not call unless \
+             the operator names it in `--allow-http`"
+        ),
+    )
+}
+
 fn send_failure(e: reqwest::Error) -> Failure {
+    let refused = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+        .find_map(|e| e.downcast_ref::<InternalAddress>());
+    if let Some(InternalAddress(host)) = refused {
+        return internal(host);
+    }
     if e.is_timeout() {
         Failure::new("timeout", format!("the call timed out: {e}"))
     } else if e.is_builder() {
@@ -134,22 +155,5 @@ impl Host for HostState {
             }
         };
         Ok(result.map(response_to_wit).map_err(WitError::from))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AllowedHosts;
-
-    #[test]
-    fn the_allow_list_matches_names_subdomains_and_any() {
-        let allowed = AllowedHosts::new(["vendor.example".to_string(), "*.payments.test".to_string()]);
-        assert!(allowed.allows("vendor.example"));
-        assert!(allowed.allows("VENDOR.example"));
-        assert!(allowed.allows("eu.payments.test"));
-        assert!(!allowed.allows("payments.test"));
-        assert!(!allowed.allows("evil-vendor.example"));
-        assert!(AllowedHosts::new(["*".to_string()]).allows("anything"));
-        assert!(!AllowedHosts::default().allows("localhost"));
     }
 }

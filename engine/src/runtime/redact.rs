@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::auth::{UrlKeys, url_key_placeholder};
 use crate::store::records::Event;
 
-const PLACEHOLDER_START: &str = "[url-key:wh-";
+const PLACEHOLDER_START: &str = "[url-key:";
+/// How text that already held `[url-key:` is written, so that no one can forge a
+/// placeholder into the run's records and have a replay or a retry fill in a key.
+const ESCAPED_START: &str = "[url-key:literal:";
 
 pub struct Redactor {
     run_id: String,
@@ -34,9 +37,14 @@ impl Redactor {
         key
     }
 
-    /// `text` with every key of the run replaced by its placeholder.
+    /// `text` as it may be written down: every key of the run replaced by its placeholder,
+    /// and text that looked like a placeholder escaped.
     pub fn text(&self, text: &str) -> String {
-        let mut text = text.to_string();
+        let mut text = if text.contains(PLACEHOLDER_START) {
+            text.replace(PLACEHOLDER_START, ESCAPED_START)
+        } else {
+            text.to_string()
+        };
         for (key, placeholder) in &self.known {
             if text.contains(key.as_str()) {
                 text = text.replace(key.as_str(), placeholder);
@@ -45,20 +53,19 @@ impl Redactor {
         text
     }
 
-    /// A record as it may be written down: keys replaced by placeholders.
-    pub fn value<T: Serialize + DeserializeOwned>(&self, record: T) -> T {
-        if self.known.is_empty() {
-            return record;
+    /// An event as it may be written down. Those whose text comes back to the run (or to a
+    /// caller's retry), and log lines, are always rewritten: forged placeholders are escaped.
+    pub fn event(&self, event: Event) -> Event {
+        if self.known.is_empty() && !comes_back(&event) && !matches!(event, Event::Log { .. }) {
+            return event;
         }
-        rewrite(record, &mut |s| self.text(s))
+        rewrite(event, &mut |s| self.text(s))
     }
 
     /// A recorded event as the run sees it again: placeholders replaced by keys. Only what
     /// the run itself produced or was handed by the engine is expanded.
     pub fn expand(&mut self, event: Event) -> Event {
-        let carries_keys =
-            matches!(event, Event::WebhookCreated { .. } | Event::StepAttempt { .. } | Event::HttpSent { .. });
-        if !carries_keys {
+        if !comes_back(&event) {
             return event;
         }
         self.expand_value(event)
@@ -76,11 +83,16 @@ impl Redactor {
         while let Some(start) = rest.find(PLACEHOLDER_START) {
             out.push_str(&rest[..start]);
             let after = &rest[start + PLACEHOLDER_START.len()..];
-            let number = after.find(']').and_then(|end| Some((after[..end].parse::<u32>().ok()?, end)));
-            match number {
+            if let Some(literal) = after.strip_prefix("literal:") {
+                out.push_str(PLACEHOLDER_START);
+                rest = literal;
+                continue;
+            }
+            let number = after.strip_prefix("wh-").and_then(|n| Some((n.find(']')?, n)));
+            match number.and_then(|(end, n)| Some((n[..end].parse::<u32>().ok()?, end))) {
                 Some((number, end)) => {
                     out.push_str(&self.key_for(number));
-                    rest = &after[end + 1..];
+                    rest = &after["wh-".len() + end + 1..];
                 }
                 None => {
                     out.push_str(PLACEHOLDER_START);
@@ -91,6 +103,14 @@ impl Redactor {
         out.push_str(rest);
         out
     }
+}
+
+/// Whether an event's text comes back to the run on replay, or to a sender's retry.
+fn comes_back(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::WebhookCreated { .. } | Event::StepAttempt { .. } | Event::HttpSent { .. } | Event::Responded { .. }
+    )
 }
 
 /// Rewrites every string in a serde value (object keys too); a value that does not come
@@ -145,7 +165,7 @@ mod tests {
         let key = redactor.key_for(2);
         let url = format!("http://h/hooks/t?key={key}");
         let logged = Event::Log { level: "info".into(), message: format!("send it to {url}") };
-        let written = redactor.value(logged);
+        let written = redactor.event(logged);
         let Event::Log { message, .. } = &written else { panic!("a log") };
         assert_eq!(message, "send it to http://h/hooks/t?key=[url-key:wh-2]");
 
@@ -168,6 +188,16 @@ mod tests {
         assert_eq!(redactor.expand_text("a [url-key:wh-x] b"), "a [url-key:wh-x] b");
         assert_eq!(redactor.text("nothing here"), "nothing here");
         let output = Event::Completed { output: serde_json::json!({ "n": 1 }) };
-        assert_eq!(redactor.value(output.clone()), output);
+        assert_eq!(redactor.event(output.clone()), output);
+        // Text that looks like a placeholder is written escaped, and comes back as it was.
+        let forged = Event::StepAttempt {
+            name: "s".into(),
+            attempt: 1,
+            outcome: Ok(serde_json::json!("[url-key:wh-1]")),
+            fatal: false,
+        };
+        let written = redactor.event(forged.clone());
+        assert_ne!(written, forged);
+        assert_eq!(redactor.expand(written), forged, "no key is filled in for a forged placeholder");
     }
 }

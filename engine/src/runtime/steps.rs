@@ -60,7 +60,8 @@ impl Host for HostState {
             Err(error) => Err(Failure::new(error.code, error.message)),
         };
         if let Err(failure) = &outcome {
-            tracing::info!(run = %self.run.id, step = %name, attempt, "step attempt failed: {}", failure.message);
+            let message = self.journal.redactor().text(&failure.message);
+            tracing::info!(run = %self.run.id, step = %name, attempt, "step attempt failed: {message}");
         }
         self.journal.record(Event::StepAttempt { name, attempt, outcome, fatal: ended.fatal })?;
         self.determinism.realign(self.journal.next_replayed_seq());

@@ -259,7 +259,8 @@ impl HostState {
                 return self.wait_ended(&awaited, ended);
             }
             let now = Instant::now();
-            if now >= hot_until {
+            // Another run waiting to execute ends the hot hold: its slot is worth more.
+            if now >= hot_until || shared.activations.contended() {
                 let store = &shared.store;
                 let run_id = &self.run.id;
                 // Decided under the driver lock: a call, a timer or a cancellation from
@@ -282,7 +283,10 @@ impl HostState {
                 Some(at) => hot_until.min(now + Duration::from_millis(at.saturating_sub(now_ms()))),
                 None => hot_until,
             };
-            let _ = tokio::time::timeout_at(park_until, notify.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout_at(park_until, notify.notified()) => {}
+                () = shared.activations.wanted() => {}
+            }
         }
     }
 

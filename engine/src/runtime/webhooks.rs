@@ -188,10 +188,14 @@ impl HostState {
     /// Creates a webhook live: the hook and its `webhook-created` event are written
     /// together. A refused create is recorded as such, so replay refuses it too.
     fn create_live(&mut self, options: WebhookOptions) -> Result<Result<WebhookInfo, Failure>, HostFault> {
+        let quota = self.shared.settings.quotas.webhooks;
+        if self.webhooks.len() >= quota {
+            return Err(HostFault::Quota(format!("the run reached its quota of {quota} webhooks")));
+        }
         let refused = match self.new_hook(options) {
             Ok((hook, info)) => {
                 // Written as the journal writes: a URL key becomes its placeholder.
-                let created = self.journal.redactor().value(Event::WebhookCreated { webhook: Ok(info.clone()) });
+                let created = self.journal.redactor().event(Event::WebhookCreated { webhook: Ok(info.clone()) });
                 let record = event_record(self.journal.next_seq(), created);
                 match self.shared.store.create_hook(&hook, &record) {
                     Ok(()) => {

@@ -1,6 +1,7 @@
 //! Durable state in sled: typed records in, typed records out. This is the only code that
 //! knows tree names, key layouts and encodings.
 
+mod compact;
 mod group_commit;
 mod keys;
 pub mod records;
@@ -129,8 +130,12 @@ fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, with sled's page cache bounded to
-    /// `cache_bytes`: past it, records are read back from disk.
+    /// `cache_bytes`: past it, records are read back from disk. Space that deleted records
+    /// left is reused at once, and given back to the filesystem here, at start-up (see
+    /// `compact`).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        compact::finish_interrupted(dir)?;
+        compact::compact_if_worthwhile(dir)?;
         let db = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes).open()?;
         Ok(Store {
             meta: db.open_tree("meta")?,
@@ -401,11 +406,68 @@ impl Store {
         Ok((out, unreadable))
     }
 
+    /// Runs that ended before `before_ms`, oldest first.
+    pub fn finished_before(&self, before_ms: u64) -> Result<Vec<String>> {
+        let (runs, _) = self.runs(None)?;
+        Ok(runs.into_iter().filter(|r| r.status.is_terminal() && r.updated_at_ms < before_ms).map(|r| r.id).collect())
+    }
+
+    /// Deletes an ended run and everything it owns: its log, its calls, its webhooks' tokens.
+    /// The run record goes last, so that a crash half-way leaves a run that a later sweep
+    /// finds and finishes deleting.
+    pub fn delete_run(&self, run_id: &str) -> Result<()> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(()) };
+        for (token, number) in self.webhooks_of(run_id)? {
+            let owned = self.hook(&token)?.is_some_and(|hook| hook.is(run_id, number));
+            if owned {
+                self.hooks.remove(token.as_bytes())?;
+            }
+        }
+        for tree in [&self.events, &self.inbox, &self.trigger_inbox, &self.not_taken] {
+            for key in tree.scan_prefix(run_key).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        self.meta.remove(format!("cancel:{run_id}"))?;
+        self.runs.remove(run_key)?;
+        Ok(())
+    }
+
     // --- events ---------------------------------------------------------------------
 
     pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>> {
-        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
-        self.events.scan_prefix(run_key).values().map(|v| decode(&v?)).collect()
+        Ok(self.events_with_size(run_id)?.0)
+    }
+
+    /// The run's log for people to read: a record that cannot be decoded is passed over
+    /// and reported (by its sequence number).
+    pub fn readable_events(&self, run_id: &str) -> Result<(Vec<EventRecord>, Vec<Unreadable>)> {
+        let Some(run_key) = keys::run(run_id) else { return Ok((Vec::new(), Vec::new())) };
+        let (mut events, mut unreadable) = (Vec::new(), Vec::new());
+        for item in self.events.scan_prefix(run_key) {
+            let (key, value) = item?;
+            match decode(&value) {
+                Ok(event) => events.push(event),
+                Err(e) => {
+                    let seq = keys::inbox_arrival(&key).map_or_else(|| hex::encode(&key), |seq| seq.to_string());
+                    unreadable.push(Unreadable { key: seq, error: e.to_string() });
+                }
+            }
+        }
+        Ok((events, unreadable))
+    }
+
+    /// The run's log, and how many bytes it takes.
+    pub fn events_with_size(&self, run_id: &str) -> Result<(Vec<EventRecord>, u64)> {
+        let Some(run_key) = keys::run(run_id) else { return Ok((Vec::new(), 0)) };
+        let mut bytes = 0;
+        let mut events = Vec::new();
+        for value in self.events.scan_prefix(run_key).values() {
+            let value = value?;
+            bytes += value.len() as u64;
+            events.push(decode(&value)?);
+        }
+        Ok((events, bytes))
     }
 
     /// The run's newest event.
@@ -414,11 +476,27 @@ impl Store {
         self.events.scan_prefix(run_key).values().next_back().transpose()?.map(|v| decode(&v)).transpose()
     }
 
-    pub fn append_event(&self, run_id: &str, record: &EventRecord) -> Result<()> {
+    /// Appends an event to the run's log; returns its size in bytes.
+    pub fn append_event(&self, run_id: &str, record: &EventRecord) -> Result<u64> {
+        let bytes = encode(record)?;
+        let size = bytes.len() as u64;
         if let Some(run_key) = keys::run(run_id) {
-            self.events.insert(keys::event(&run_key, record.seq), encode(record)?)?;
+            self.events.insert(keys::event(&run_key, record.seq), bytes)?;
         }
-        Ok(())
+        Ok(size)
+    }
+
+    /// How many calls wait in a run's inbox (webhooks and named triggers), and their bytes.
+    pub fn queued_load(&self, run_id: &str) -> Result<(usize, u64)> {
+        let Some(run_key) = keys::run(run_id) else { return Ok((0, 0)) };
+        let (mut count, mut bytes) = (0, 0);
+        for inbox in [&self.inbox, &self.trigger_inbox] {
+            for value in inbox.scan_prefix(run_key).values() {
+                count += 1;
+                bytes += value?.len() as u64;
+            }
+        }
+        Ok((count, bytes))
     }
 
     // --- hooks ----------------------------------------------------------------------
@@ -537,49 +615,92 @@ impl Store {
     }
 
     /// At start-up: every held call lost its caller with the last process (it was never
-    /// acknowledged), so it is refused; the sender's retry is the one that counts.
-    /// Returns how many were refused.
+    /// acknowledged), so it is refused; the sender's retry is the one that counts. A
+    /// single-use webhook a refused call had used takes a call again. An entry that cannot
+    /// be read is dropped and reported. Returns how many calls were refused.
     pub fn refuse_orphaned_calls(&self) -> Result<usize> {
         let mut refused = 0;
-        for inbox in [&self.inbox, &self.trigger_inbox] {
-            let mut held_runs = std::collections::BTreeSet::new();
+        for (inbox, is_webhook) in [(&self.inbox, true), (&self.trigger_inbox, false)] {
             for item in inbox.iter() {
                 let (key, bytes) = item?;
-                let held = decode::<InboxEntry>(&bytes).map_or(true, |e| e.held);
-                if held && let Some(run_key) = key.get(..16).and_then(|k| <keys::RunKey>::try_from(k).ok()) {
-                    held_runs.insert(run_key);
+                let Some(run_key) = key.get(..16).and_then(|k| <keys::RunKey>::try_from(k).ok()) else { continue };
+                let entry = match decode::<InboxEntry>(&bytes) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        tracing::error!("dropping an unreadable call from an inbox: {e}");
+                        inbox.remove(&key)?;
+                        continue;
+                    }
+                };
+                if !entry.held {
+                    continue;
                 }
-            }
-            for run_key in held_runs {
-                refused += self.move_held_to_not_taken(inbox, &run_key)?;
+                let number = key.get(16..20).and_then(|n| n.try_into().ok()).map(u32::from_be_bytes);
+                let reopen = match number.filter(|_| is_webhook) {
+                    Some(number) => self.token_of(&run_key, number)?.map(|token| (token, number)),
+                    None => None,
+                };
+                let reopen = reopen.as_ref().map(|(token, number)| (token.as_str(), *number));
+                self.refuse_held(inbox, &run_key, &key, entry, reopen)?;
+                refused += 1;
             }
         }
         Ok(refused)
     }
 
-    fn move_held_to_not_taken(&self, inbox: &sled::Tree, run_key: &keys::RunKey) -> Result<usize> {
-        let mut moved = 0;
-        for item in inbox.scan_prefix(run_key) {
-            let (key, bytes) = item?;
-            let entry: InboxEntry = decode(&bytes)?;
-            if !entry.held {
-                continue;
+    /// The webhooks a run created, as (token, number), from its log; an event that cannot
+    /// be read is passed over.
+    pub fn webhooks_of(&self, run_id: &str) -> Result<Vec<(String, u32)>> {
+        let Some(run_key) = keys::run(run_id) else { return Ok(Vec::new()) };
+        let mut webhooks = Vec::new();
+        for value in self.events.scan_prefix(run_key).values() {
+            if let Ok(EventRecord { event: Event::WebhookCreated { webhook: Ok(info) }, .. }) = decode(&value?)
+                && let Some(number) = info.number()
+            {
+                webhooks.push((info.token, number));
             }
-            let arrival = keys::inbox_arrival(&key).unwrap_or_default();
-            let keep = self.refused_kept(run_key)? < REFUSED_KEPT_PER_RUN;
-            let record =
-                encode(&NotTakenRecord::refused(entry.request, NotTakenReason::Restarted, crate::clock::now_ms()))?;
-            let not_taken_key = keys::not_taken(run_key, arrival);
-            untx((inbox, &self.not_taken).transaction(|(inbox, not_taken)| {
-                inbox.remove(&key)?;
-                if keep {
-                    not_taken.insert(not_taken_key.as_slice(), record.as_slice())?;
-                }
-                Ok(())
-            }))?;
-            moved += 1;
         }
-        Ok(moved)
+        Ok(webhooks)
+    }
+
+    /// The token of a run's webhook `number`, from its log.
+    fn token_of(&self, run_key: &keys::RunKey, number: u32) -> Result<Option<String>> {
+        for value in self.events.scan_prefix(run_key).values() {
+            if let Ok(EventRecord { event: Event::WebhookCreated { webhook: Ok(info) }, .. }) = decode(&value?)
+                && info.number() == Some(number)
+            {
+                return Ok(Some(info.token));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves one held call to the not-taken list as `restarted`, giving its single-use
+    /// webhook's token back (`reopen`), in one transaction.
+    fn refuse_held(
+        &self,
+        inbox: &sled::Tree,
+        run_key: &keys::RunKey,
+        key: &[u8],
+        entry: InboxEntry,
+        reopen: Option<(&str, u32)>,
+    ) -> Result<()> {
+        let arrival = keys::inbox_arrival(key).unwrap_or_default();
+        let keep = self.refused_kept(run_key)? < REFUSED_KEPT_PER_RUN;
+        let record =
+            encode(&NotTakenRecord::refused(entry.request, NotTakenReason::Restarted, crate::clock::now_ms()))?;
+        let not_taken_key = keys::not_taken(run_key, arrival);
+        let run_id = uuid::Uuid::from_bytes(*run_key).to_string();
+        untx((inbox, &self.not_taken, &self.hooks).transaction(|(inbox, not_taken, hooks)| {
+            inbox.remove(key)?;
+            if keep {
+                not_taken.insert(not_taken_key.as_slice(), record.as_slice())?;
+            }
+            if let Some((token, number)) = reopen {
+                reopen_hook(hooks, token, &run_id, number)?;
+            }
+            Ok(())
+        }))
     }
 
     /// Takes a held call back out of the run's inbox (its caller waited long enough), if the
@@ -603,14 +724,8 @@ impl Store {
             if keep {
                 not_taken.insert(not_taken_key.as_slice(), record.as_slice())?;
             }
-            if let Some(token) = reopen
-                && let Some(bytes) = hooks.get(token.as_bytes())?
-            {
-                let mut hook: HookRecord = decode(&bytes).map_err(abort)?;
-                if hook.is(run_id, number) && hook.state == HookState::Used {
-                    hook.state = HookState::Open;
-                    hooks.insert(token.as_bytes(), encode(&hook).map_err(abort)?)?;
-                }
+            if let Some(token) = reopen {
+                reopen_hook(hooks, token, run_id, number)?;
             }
             Ok(true)
         }))
@@ -831,6 +946,23 @@ impl Store {
     }
 }
 
+/// Gives a single-use webhook's token back (its call was not delivered), if the token is
+/// still that webhook's and used.
+fn reopen_hook(
+    hooks: &sled::transaction::TransactionalTree,
+    token: &str,
+    run_id: &str,
+    number: u32,
+) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+    let Some(bytes) = hooks.get(token.as_bytes())? else { return Ok(()) };
+    let mut hook: HookRecord = decode(&bytes).map_err(abort)?;
+    if hook.is(run_id, number) && hook.single_use && hook.state == HookState::Used {
+        hook.state = HookState::Open;
+        hooks.insert(token.as_bytes(), encode(&hook).map_err(abort)?)?;
+    }
+    Ok(())
+}
+
 /// Builds an event record stamped with the current time.
 pub fn event_record(seq: u64, event: Event) -> EventRecord {
     EventRecord { seq, at_ms: crate::clock::now_ms(), event }
@@ -847,6 +979,7 @@ mod tests {
             deliveries: Vec::new(),
             accepted: true,
             answer: Some(HttpResponse { status: 202, headers: Vec::new(), body: String::new() }),
+            answer_from: Default::default(),
             created_at_ms,
             forget_at_ms,
         }

@@ -348,11 +348,27 @@ pub struct IdempotencyRecord {
     pub deliveries: Vec<(String, String)>,
     /// Set once the first call was answered with a 2xx.
     pub accepted: bool,
-    /// The answer a repeat gets; `None` while a run's own answer is awaited.
+    /// The answer a repeat gets; `None` while it is not known yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<HttpResponse>,
+    /// Where the answer comes from when it is not stored.
+    #[serde(default)]
+    pub answer_from: AnswerFrom,
     pub created_at_ms: u64,
     pub forget_at_ms: u64,
+}
+
+/// Where a sender's retry finds the first call's answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerFrom {
+    /// Stored with the message id (an automatic answer).
+    #[default]
+    Stored,
+    /// The run's own answer, in its log.
+    Run,
+    /// `{"resumed": [...]}`: the runs that took the call.
+    Resumed,
 }
 
 /// A public view of a webhook, as the run and operators see it.

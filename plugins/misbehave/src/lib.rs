@@ -1,12 +1,17 @@
 //! A workflow built to misbehave, so the tests can show that the engine contains it.
 //!
-//! Input: `{"do": "spin" | "hoard-memory" | "panic"}`.
+//! Input: `{"do": "spin" | "hoard-memory" | "hold-memory" | "wasi-sleep" | "panic", "mib"?: n}`.
 //! - `spin` loops forever (stopped by the CPU budget: `cpu-limit`);
+//! - `hold-memory` takes `mib` MiB (default 64), touches it, then spins;
+//! - `wasi-sleep` sleeps an hour through WASI's clocks, not the engine's durable sleep
+//!   (stopped by the CPU budget, or by a cancellation);
+//! - `many-webhooks` creates webhooks without end, `log-spam` logs 64 KiB lines without
+//!   end (each stopped by the run's quotas: `quota-exceeded`);
 //! - `hoard-memory` keeps allocating and touching memory (stopped at the ceiling:
 //!   `memory-limit`);
 //! - `panic` panics with a message (the run fails as `trap` with that message).
 
-use latch_sdk::{Error, ModuleInfo, Result, Start, Workflow};
+use latch_sdk::{Error, ModuleInfo, Result, Start, Webhook, WebhookOptions, Workflow, log};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,6 +19,12 @@ use serde_json::Value;
 struct Input {
     #[serde(rename = "do")]
     action: String,
+    #[serde(default = "sixty_four")]
+    mib: usize,
+}
+
+fn sixty_four() -> usize {
+    64
 }
 
 struct Misbehave;
@@ -28,6 +39,24 @@ impl Workflow for Misbehave {
         match input.action.as_str() {
             "spin" => spin(),
             "hoard-memory" => hoard_memory(),
+            "hold-memory" => {
+                let held = vec![1u8; input.mib << 20];
+                std::hint::black_box(&held);
+                spin()
+            }
+            "many-webhooks" => loop {
+                Webhook::create(WebhookOptions::new())?;
+            },
+            "log-spam" => {
+                let line = "x".repeat(64 << 10);
+                loop {
+                    log::info(&line);
+                }
+            }
+            "wasi-sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(Value::Null)
+            }
             "panic" => panic!("the workflow gave up on purpose"),
             other => Err(Error::new("bad-input", format!("unknown action `{other}`"))),
         }

@@ -2,17 +2,18 @@
 //!
 //! - `{"pattern": "sleep", "ms": n}`: sleeps durably; output `{"slept_ms"}` as the run's
 //!   recorded clock saw it.
-//! - `{"pattern": "first-of-two", "tokens": [a, b], "only_first"?: bool, "sleep_ms"?: n}`:
-//!   makes two webhooks, sleeps `sleep_ms` durably (calls that come meanwhile are kept),
-//!   waits for the first call on either, then for the other (unless `only_first`); output
-//!   `{"first_index", "first", "second"}`.
+//! - `{"pattern": "first-of-two", "tokens": [a, b], "only_first"?: bool, "sleep_ms"?: n,
+//!   "manual"?: bool}`: makes two webhooks (with `manual`, each call is answered by the run
+//!   with `200 {"taken": true}`), sleeps `sleep_ms` durably (calls that come meanwhile are
+//!   kept), waits for the first call on either, then for the other (unless `only_first`);
+//!   output `{"first_index", "first", "second"}`.
 //! - `{"pattern": "step-then-wait", "token": t}`: a step whose body reads the clock and
 //!   randomness, a log line that depends on both after it, then a wait on webhook `t`. A
 //!   replay skips the step's body yet must log the same line; output `{"after"}`.
 
 use latch_sdk::{
-    Error, ModuleInfo, Outcome, Result, RetryPolicy, Start, Waitable, Webhook, WebhookOptions, Workflow, log, now_ms,
-    select, sleep, step,
+    Error, ModuleInfo, Outcome, Response, Result, RetryPolicy, Start, Waitable, Webhook, WebhookOptions, Workflow, log,
+    now_ms, select, sleep, step,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,6 +30,8 @@ enum Input {
         only_first: bool,
         #[serde(default)]
         sleep_ms: u64,
+        #[serde(default)]
+        manual: bool,
     },
     StepThenWait {
         token: String,
@@ -56,8 +59,12 @@ fn step_then_wait(token: String) -> Result<Value> {
     Ok(json!({ "after": after }))
 }
 
-fn first_of_two(tokens: [String; 2], only_first: bool, sleep_ms: u64) -> Result<Value> {
-    let [a, b] = tokens.map(|token| Webhook::create(WebhookOptions::new().token(token)));
+fn first_of_two(tokens: [String; 2], only_first: bool, sleep_ms: u64, manual: bool) -> Result<Value> {
+    let options = |token| {
+        let options = WebhookOptions::new().token(token);
+        if manual { options.manual_response(30_000) } else { options }
+    };
+    let [a, b] = tokens.map(|token| Webhook::create(options(token)));
     let hooks = [a?, b?];
     if sleep_ms > 0 {
         sleep(sleep_ms);
@@ -66,6 +73,9 @@ fn first_of_two(tokens: [String; 2], only_first: bool, sleep_ms: u64) -> Result<
     let Outcome::Request(request) = first.outcome else {
         return Err(Error::new("closed", "a webhook closed"));
     };
+    if manual {
+        request.respond(Response::json(200, &json!({ "taken": true }))?)?;
+    }
     if only_first {
         return Ok(json!({ "first_index": first.index, "first": request.data, "second": null }));
     }
@@ -88,7 +98,9 @@ impl Workflow for WaitPatterns {
                 sleep(ms);
                 Ok(json!({ "slept_ms": now_ms() - before }))
             }
-            Input::FirstOfTwo { tokens, only_first, sleep_ms } => first_of_two(tokens, only_first, sleep_ms),
+            Input::FirstOfTwo { tokens, only_first, sleep_ms, manual } => {
+                first_of_two(tokens, only_first, sleep_ms, manual)
+            }
             Input::StepThenWait { token } => step_then_wait(token),
         }
     }

@@ -124,7 +124,7 @@ pub struct NamedTrigger {
 }
 
 impl NamedTrigger {
-    /// A named trigger any caller may call.
+    /// Declares a named trigger open to any caller (runs may wait only at declared ones).
     pub fn new(name: impl Into<String>) -> Self {
         NamedTrigger { name: name.into(), auth: Auth::None, ignore_auth_failures: false, condition: None }
     }

@@ -183,7 +183,8 @@ impl Webhook {
         }
     }
 
-    /// Closes the webhook: later calls get 410, and calls not yet read are dropped.
+    /// Closes the webhook: later calls get 410, and calls not yet read are not delivered
+    /// (a caller still held gets 410; an acknowledged call stays listed as not taken).
     pub fn close(&self) {
         webhooks::close(&self.id);
     }

@@ -32,6 +32,9 @@ struct Args {
     /// Only the figures per guest language.
     #[arg(long)]
     languages_only: bool,
+    /// Only the cost of the server's guards (idle connections, overload refused with 429).
+    #[arg(long)]
+    guards_only: bool,
 }
 
 /// One line of the printed table.
@@ -49,6 +52,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let binary = build_server()?;
     let mut rows = Vec::new();
+    if !args.languages_only {
+        rows.extend(guard_figures(&binary).await?);
+    }
+    if args.guards_only {
+        print_table(&rows);
+        return Ok(());
+    }
     if !args.languages_only {
         rows.extend(engine_figures(&binary, &args).await?);
     }
@@ -82,6 +92,88 @@ async fn engine_figures(binary: &Path, args: &Args) -> anyhow::Result<Vec<Row>> 
     let latch = server(binary, &[], &component).await?;
     rows.extend(parked_runs(&latch, args).await?);
     Ok(rows)
+}
+
+/// What the server's guards cost: its memory and how fast it answers, idle, while 1,000
+/// idle connections are held open, and while an overload of new runs is refused with 429.
+async fn guard_figures(binary: &Path) -> anyhow::Result<Vec<Row>> {
+    const IDLE: usize = 1_000;
+    const OVERLOAD: usize = 4_000;
+    let mut rows = Vec::new();
+    // Idle connections are held past the default header timeout for the measurement.
+    let latch = Latch::start(binary, &["--header-timeout-ms", "120000"]).await;
+    let idle_rss = rss_kib(&latch)?;
+    rows.push(row(
+        "idle server: RSS, and answer latency (GET /healthz)",
+        format!("{} MiB; {}", idle_rss / 1024, healthz_latencies(&latch, 300).await?),
+    ));
+    let address = latch.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        held.push(tokio::net::TcpStream::connect(&address).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = rss_kib(&latch)?;
+    let per_connection = (rss.saturating_sub(idle_rss) * 1024) as f64 / IDLE as f64;
+    rows.push(row(
+        format!("{IDLE} idle connections held open: RSS, and answer latency"),
+        format!(
+            "{} MiB ({per_connection:.0} bytes a connection); {}",
+            rss / 1024,
+            healthz_latencies(&latch, 300).await?
+        ),
+    ));
+    drop(held);
+    drop(latch);
+
+    // One run executes, one may queue: every other new run is refused at once.
+    let args = ["--max-active-runs", "1", "--max-queued-runs", "1", "--cpu-budget-ms", "60000"];
+    let latch = Latch::start(binary, &args).await;
+    for module in ["misbehave", "bench-echo"] {
+        let (status, body) = latch.upload(module, plugin(module)).await;
+        if !status.is_success() {
+            bail!("upload failed: {status} {body}");
+        }
+    }
+    for _ in 0..2 {
+        start_run_of(&latch, "misbehave", json!({ "do": "spin" })).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    let latch = &latch;
+    let refused = stream::iter(0..OVERLOAD)
+        .map(|_| async move {
+            let request = latch.http.post(format!("{}/v1/modules/bench-echo/runs", latch.base));
+            let started = Instant::now();
+            let (status, _) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&json!({}))).await;
+            (status, started.elapsed())
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = began.elapsed();
+    let rss = rss_kib(latch)?;
+    let mut latencies: Vec<Duration> =
+        refused.iter().filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS).map(|(_, d)| *d).collect();
+    let count = latencies.len();
+    rows.push(row(
+        format!("overload: {OVERLOAD} new runs, 64 callers, one run executing: refused with 429"),
+        format!("{count} in {:.2} s; RSS {} MiB; {}", elapsed.as_secs_f64(), rss / 1024, percentiles(&mut latencies)),
+    ));
+    Ok(rows)
+}
+
+async fn healthz_latencies(latch: &Latch, samples: usize) -> anyhow::Result<String> {
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let began = Instant::now();
+        let (status, _) = send(latch.http.get(format!("{}/healthz", latch.base))).await;
+        if status != StatusCode::OK {
+            bail!("healthz answered {status}");
+        }
+        latencies.push(began.elapsed());
+    }
+    Ok(percentiles(&mut latencies))
 }
 
 /// Builds the release server the benchmark measures.
@@ -333,7 +425,7 @@ const LANGUAGES: [(&str, &str); 4] = [("Rust", ""), ("Python", "-py"), ("JavaScr
 /// the wait, and the run answers the caller itself.
 async fn replayed_guest_resume(binary: &Path, language: &str, suffix: &str, samples: usize) -> anyhow::Result<Row> {
     let vendor = stand_in_vendor().await?;
-    let latch = Latch::start(binary, &["--hot-hold-ms", "0", "--allow-http", "127.0.0.1"]).await;
+    let latch = Latch::start(binary, &["--hot-hold-ms", "0", "--allow-http", "127.0.0.1:*"]).await;
     let component = plugin(&format!("async-verification{suffix}"));
     let (status, body) = latch.upload("async-verification", component.clone()).await;
     if !status.is_success() {
@@ -375,6 +467,17 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
         limits,
         allow_http: AllowedHosts::default(),
         take_timeout: Duration::from_secs(10),
+        max_active_runs: 8,
+        max_queued_runs: 100,
+        max_held_calls: 100,
+        retain: Duration::from_secs(3600),
+        quotas: latch::runtime::RunQuotas {
+            webhooks: 100,
+            events: 1000,
+            log_bytes: 1 << 20,
+            queued_calls: 100,
+            queued_bytes: 1 << 20,
+        },
     };
     let runtime = Runtime::new(Shared::new(store, settings)?, dir.path())?;
     let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));

@@ -263,14 +263,31 @@ pub struct Latch {
     pub http: reqwest::Client,
     /// An API key for resuming webhooks whose token the run chose, made on first use.
     resume_key: tokio::sync::OnceCell<String>,
+    /// The most file descriptors the process may open, when the test sets one.
+    descriptor_limit: Option<u64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Latch {
     /// Starts `binary serve` on a fresh data dir and a free port, with extra arguments.
     pub async fn start(binary: &Path, args: &[&str]) -> Latch {
+        let mut latch = Latch::start_unspawned(binary, args);
+        latch.spawn().await;
+        latch
+    }
+
+    /// Starts `binary serve` as `start` does, in a process that may open at most `limit`
+    /// file descriptors.
+    pub async fn start_with_descriptor_limit(binary: &Path, args: &[&str], limit: u64) -> Latch {
+        let mut latch = Latch::start_unspawned(binary, args);
+        latch.descriptor_limit = Some(limit);
+        latch.spawn().await;
+        latch
+    }
+
+    fn start_unspawned(binary: &Path, args: &[&str]) -> Latch {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut latch = Latch {
+        Latch {
             binary: binary.to_path_buf(),
             child: None,
             base: String::new(),
@@ -280,16 +297,24 @@ impl Latch {
             spawns: 0,
             http: http_client(),
             resume_key: tokio::sync::OnceCell::new(),
+            descriptor_limit: None,
             _tmp: Some(tmp),
-        };
-        latch.spawn().await;
-        latch
+        }
     }
 
     async fn spawn(&mut self) {
         self.spawns += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let mut child = Command::new(&self.binary)
+        let mut command = match self.descriptor_limit {
+            // The shell lowers its limit, then becomes the server (same pid).
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$@\"")).arg("latch").arg(&self.binary);
+                shell
+            }
+            None => Command::new(&self.binary),
+        };
+        let mut child = command
             .args(["serve", "--data"])
             .arg(&self.data)
             .args(["--listen", &self.listen])

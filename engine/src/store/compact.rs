@@ -1,0 +1,130 @@
+//! Giving deleted records' space back to the filesystem. sled reuses the space of deleted
+//! records for new ones, but never shrinks its files; so at start-up, when the files are
+//! much larger than what they hold, the store is copied into fresh files that replace the
+//! old ones.
+//!
+//! Crash safety: the copy is written to `sled.compacting` and flushed; then `sled` is
+//! renamed `sled.old`, `sled.compacting` renamed `sled`, and `sled.old` removed. A start
+//! after a crash at any point finishes or undoes the swap (`finish_interrupted`).
+
+use std::path::{Path, PathBuf};
+
+use super::Result;
+
+/// Files smaller than this are left alone.
+const WORTH_IT_BYTES: u64 = 16 << 20;
+
+fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("sled"), dir.join("sled.compacting"), dir.join("sled.old"))
+}
+
+/// Completes or undoes a swap a crash interrupted.
+pub fn finish_interrupted(dir: &Path) -> Result<()> {
+    let (live, copy, old) = paths(dir);
+    match (live.exists(), copy.exists(), old.exists()) {
+        // Crashed between the two renames: the copy was complete before the first.
+        (false, true, true) => std::fs::rename(&copy, &live)?,
+        (false, false, true) => std::fs::rename(&old, &live)?,
+        // Crashed while copying: the old files are still the live ones.
+        (true, true, _) => std::fs::remove_dir_all(&copy)?,
+        _ => {}
+    }
+    if live.exists() && old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Copies the store into fresh files when its files are more than twice what they hold.
+pub fn compact_if_worthwhile(dir: &Path) -> Result<()> {
+    let (live, copy, old) = paths(dir);
+    let on_disk = size_of(&live);
+    if on_disk < WORTH_IT_BYTES {
+        return Ok(());
+    }
+    let source = sled::Config::new().path(&live).open()?;
+    let held = held_bytes(&source)?;
+    if on_disk < 2 * held + WORTH_IT_BYTES {
+        return Ok(());
+    }
+    tracing::info!(on_disk, held, "compacting the store");
+    let target = sled::Config::new().path(&copy).open()?;
+    for name in source.tree_names() {
+        let (from, to) = (source.open_tree(&name)?, target.open_tree(&name)?);
+        for item in from.iter() {
+            let (key, value) = item?;
+            to.insert(key, value)?;
+        }
+    }
+    target.flush()?;
+    drop((source, target));
+    std::fs::rename(&live, &old)?;
+    std::fs::rename(&copy, &live)?;
+    std::fs::remove_dir_all(&old)?;
+    tracing::info!(before = on_disk, after = size_of(&live), "compacted the store");
+    Ok(())
+}
+
+/// The bytes of every key and value in the store.
+fn held_bytes(db: &sled::Db) -> Result<u64> {
+    let mut held = 0;
+    for name in db.tree_names() {
+        for item in db.open_tree(&name)?.iter() {
+            let (key, value) = item?;
+            held += (key.len() + value.len()) as u64;
+        }
+    }
+    Ok(held)
+}
+
+fn size_of(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(std::result::Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => size_of(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_mostly_deleted_is_copied_into_smaller_files_and_keeps_what_it_held() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sled");
+        {
+            let db = sled::open(&path).expect("opens");
+            let tree = db.open_tree("events").expect("tree");
+            for n in 0..400u32 {
+                tree.insert(n.to_be_bytes(), vec![7u8; 100_000]).expect("insert");
+            }
+            for n in 1..400u32 {
+                tree.remove(n.to_be_bytes()).expect("remove");
+            }
+            db.flush().expect("flush");
+        }
+        let before = size_of(&path);
+        compact_if_worthwhile(dir.path()).expect("compacted");
+        assert!(size_of(&path) < before / 4, "{} of {before}", size_of(&path));
+        let db = sled::open(&path).expect("opens");
+        assert_eq!(db.open_tree("events").expect("tree").len(), 1);
+    }
+
+    #[test]
+    fn an_interrupted_swap_is_finished_or_undone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (live, copy, old) = paths(dir.path());
+        std::fs::create_dir_all(&copy).expect("copy");
+        std::fs::create_dir_all(&old).expect("old");
+        finish_interrupted(dir.path()).expect("finished");
+        assert!(live.exists() && !copy.exists() && !old.exists());
+        std::fs::create_dir_all(&copy).expect("copy");
+        finish_interrupted(dir.path()).expect("undone");
+        assert!(live.exists() && !copy.exists());
+    }
+}

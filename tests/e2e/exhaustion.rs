@@ -1,0 +1,299 @@
+//! Nobody exhausts the server: idle, partial and stalled connections are closed on time;
+//! past its descriptors it keeps serving; runs past a cap queue and past a queue new work
+//! gets 429; a run past its quotas fails alone; WASI sleeps obey cancellation and the CPU
+//! budget; runs reach no internal address; ended runs are deleted and their space given back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{ADMIN_KEY, Latch, error_code, send, start_with};
+use crate::vendor::{Behaviour, Vendor};
+
+fn address(latch: &Latch) -> String {
+    latch.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the server closes the connection; `None` if it keeps it open past `wait`.
+async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    let mut read = Vec::new();
+    let closed = tokio::time::timeout(wait, stream.read_to_end(&mut read)).await;
+    closed.ok().map(|_| String::from_utf8_lossy(&read).into_owned())
+}
+
+#[tokio::test]
+async fn idle_partial_and_stalled_connections_are_closed_on_time() {
+    let latch = start_with(&["--header-timeout-ms", "500", "--body-timeout-ms", "500"]).await;
+    latch.upload_plugin("order-payment").await;
+    let mut idle = TcpStream::connect(address(&latch)).await.expect("connects");
+    let mut partial = TcpStream::connect(address(&latch)).await.expect("connects");
+    partial.write_all(b"POST /v1/modules/order-payment/runs HTTP/1.1\r\nHost: latch\r\n").await.expect("sent");
+    let mut stalled = TcpStream::connect(address(&latch)).await.expect("connects");
+    let head = format!(
+        "POST /v1/modules/order-payment/runs HTTP/1.1\r\nHost: latch\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
+         Content-Length: 1000\r\n\r\n{{\"order_id\":"
+    );
+    stalled.write_all(head.as_bytes()).await.expect("sent");
+    let began = Instant::now();
+    assert!(until_closed(&mut idle, Duration::from_secs(5)).await.is_some(), "idle connection kept open");
+    assert!(until_closed(&mut partial, Duration::from_secs(5)).await.is_some(), "partial head kept open");
+    let answer = until_closed(&mut stalled, Duration::from_secs(5)).await.expect("stalled body kept open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body-timeout"), "{answer}");
+    assert!(began.elapsed() < Duration::from_secs(4), "closed after {:?}", began.elapsed());
+    assert_eq!(send(latch.http.get(format!("{}/healthz", latch.base))).await.0, StatusCode::OK);
+}
+
+fn open_descriptors(latch: &Latch) -> usize {
+    let pid = latch.pid().expect("running");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |fds| fds.count())
+}
+
+#[tokio::test]
+async fn past_its_descriptors_the_server_keeps_serving() {
+    let binary = env!("CARGO_BIN_EXE_latch");
+    let latch = Latch::start_with_descriptor_limit(binary.as_ref(), &["--header-timeout-ms", "1000"], 256).await;
+    latch.upload_plugin("order-payment").await;
+    // More idle sockets than the process may open.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(address(&latch)).await.expect("the kernel takes the connection"));
+    }
+    assert!(open_descriptors(&latch) < 256, "{} descriptors open", open_descriptors(&latch));
+    let began = Instant::now();
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    assert_eq!(send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
+    latch.wait_for(&id, "completed").await;
+    assert!(began.elapsed() < Duration::from_secs(30), "served after {:?}", began.elapsed());
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_body_is_read_only_once_its_target_is_known() {
+    let latch = start_with(&["--max-body-bytes", "1000"]).await;
+    latch.upload_plugin("order-approval").await;
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
+    for (path, code) in [
+        ("/t/no-such-module/x?execution=any", "unknown-module"),
+        ("/t/order-approval/not-declared?execution=any", "unknown-trigger"),
+        ("/hooks/no-such-token", "unknown-webhook"),
+        ("/t/order-approval/no-such-suffix", "unknown-trigger"),
+    ] {
+        let (status, answer) = send(latch.http.post(format!("{}{path}", latch.base)).body(body.clone())).await;
+        assert_eq!((status, error_code(&answer)), (StatusCode::NOT_FOUND, code), "{path}");
+    }
+}
+
+fn rss_mib(latch: &Latch) -> u64 {
+    let pid = latch.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).unwrap_or(0) / 1024
+}
+
+#[tokio::test]
+async fn runs_past_the_active_cap_queue_and_guest_memory_stays_bounded() {
+    let latch = start_with(&["--max-active-runs", "2", "--cpu-budget-ms", "1500"]).await;
+    latch.upload_plugin("misbehave").await;
+    let base = rss_mib(&latch);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(latch.start_run("misbehave", json!({ "do": "hold-memory", "mib": 96 })).await);
+    }
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        peak = peak.max(rss_mib(&latch));
+        let (_, failed) = latch.get("/v1/runs?status=failed").await;
+        if failed["runs"].as_array().map_or(0, Vec::len) == ids.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued runs never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in &ids {
+        assert_eq!(latch.run(id).await["error"]["code"], "cpu-limit");
+    }
+    // Two runs' memory at a time, not six.
+    assert!(peak < base + 3 * 100, "peak RSS {peak} MiB over an idle {base} MiB");
+}
+
+#[tokio::test]
+async fn past_the_queue_new_runs_and_calls_are_refused_with_429() {
+    let latch = start_with(&["--max-active-runs", "1", "--max-queued-runs", "1", "--cpu-budget-ms", "3000"]).await;
+    latch.upload_plugin("misbehave").await;
+    latch.upload_plugin("order-payment").await;
+    let spinning = latch.start_run("misbehave", json!({ "do": "spin" })).await;
+    let queued = latch.start_run("misbehave", json!({ "do": "spin" })).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let request = latch.http.post(format!("{}/v1/modules/order-payment/runs", latch.base)).bearer_auth(ADMIN_KEY);
+    let response = request.json(&json!({ "order_id": "o-1", "amount": 1 })).send().await.expect("answered");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(error_code(&body), "overloaded");
+    for id in [&spinning, &queued] {
+        assert_eq!(latch.wait_for(id, "failed").await["error"]["code"], "cpu-limit");
+    }
+    latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+}
+
+#[tokio::test]
+async fn a_run_past_its_quotas_fails_alone() {
+    let args = ["--max-run-events", "40", "--max-run-webhooks", "5", "--max-run-log-mib", "1"];
+    let latch = start_with(&args).await;
+    latch.upload_plugin("misbehave").await;
+    latch.upload_plugin("bench-echo").await;
+    latch.upload_plugin("order-payment").await;
+    for (module, input, what) in [
+        ("bench-echo", json!({ "history": 100 }), "40 events"),
+        ("misbehave", json!({ "do": "many-webhooks" }), "5 webhooks"),
+        ("misbehave", json!({ "do": "log-spam" }), "bytes"),
+    ] {
+        let id = latch.start_run(module, input).await;
+        let run = latch.wait_for(&id, "failed").await;
+        assert_eq!(run["error"]["code"], "quota-exceeded", "{run}");
+        assert!(run["error"]["message"].as_str().is_some_and(|m| m.contains(what)), "{run}");
+    }
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await;
+    latch.wait_for(&id, "completed").await;
+}
+
+#[tokio::test]
+async fn a_full_inbox_refuses_calls_with_429() {
+    let latch = start_with(&["--max-queued-calls", "2"]).await;
+    latch.upload_plugin("payment-ledger").await;
+    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 20_000 })).await;
+    let url = latch.waiting_url(&id).await;
+    // The run takes a slow event and sleeps; the next two wait in its inbox.
+    let _slow = tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "slow", "ms": 5000 }))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting: Vec<_> =
+        (0..2).map(|_| tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "payment.created" }))))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = send(latch.http.post(&url).json(&json!({ "type": "payment.created" }))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "run-inbox-full"), "{body}");
+    for caller in waiting {
+        assert_eq!(caller.await.expect("caller").0, StatusCode::OK, "the queued calls are taken");
+    }
+}
+
+#[tokio::test]
+async fn a_guest_sleeping_in_wasi_poll_obeys_its_cpu_budget_and_cancellation() {
+    let latch = start_with(&["--cpu-budget-ms", "1000"]).await;
+    latch.upload_plugin("misbehave").await;
+    let began = Instant::now();
+    let id = latch.start_run("misbehave", json!({ "do": "wasi-sleep" })).await;
+    assert_eq!(latch.wait_for(&id, "failed").await["error"]["code"], "cpu-limit");
+    assert!(began.elapsed() < Duration::from_secs(10), "it slept {:?}", began.elapsed());
+
+    let latch = start_with(&["--cpu-budget-ms", "600000"]).await;
+    latch.upload_plugin("misbehave").await;
+    let id = latch.start_run("misbehave", json!({ "do": "wasi-sleep" })).await;
+    latch.wait_for(&id, "running").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = latch.http.post(format!("{}/v1/runs/{id}/cancel", latch.base)).bearer_auth(ADMIN_KEY);
+    let (status, body) = send(cancel).await;
+    assert_eq!((status, body["status"].clone()), (StatusCode::OK, json!("cancelled")), "{body}");
+}
+
+/// A run of async-verification submitting to `vendor_url`, and how it ended.
+async fn submission(latch: &Latch, vendor_url: &str) -> serde_json::Value {
+    let input = json!({ "document_id": "d-1", "vendor_url": vendor_url, "deadline_ms": 60_000 });
+    let id = latch.start_run("async-verification", input).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = latch.run(&id).await;
+        if run["status"] == "failed" || run["status"] == "waiting" {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn runs_reach_internal_addresses_and_other_ports_only_when_named() {
+    let vendor = Vendor::start(Behaviour::Silent).await;
+    let port = vendor.url.split(':').nth(2).and_then(|p| p.split('/').next()).expect("port").to_string();
+    let wildcard = start_with(&["--allow-http", "*", "--allow-http", "*:*"]).await;
+    wildcard.upload_plugin("async-verification").await;
+    for url in [
+        vendor.url.clone(),
+        format!("http://localhost:{port}/api"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        format!("http://[::ffff:127.0.0.1]:{port}/api"),
+        "http://0x7f.1/api".to_string(),
+    ] {
+        let run = submission(&wildcard, &url).await;
+        assert_eq!(run["error"]["code"], "host-not-allowed", "{url}: {run}");
+    }
+    assert!(vendor.received().is_empty());
+
+    let named = start_with(&["--allow-http", &format!("127.0.0.1:{port}")]).await;
+    named.upload_plugin("async-verification").await;
+    assert_eq!(submission(&named, &vendor.url).await["status"], "waiting", "the named address and port");
+    assert_eq!(vendor.received().len(), 1);
+    let other_port = format!("http://127.0.0.1:{}/api", port.parse::<u16>().expect("port") ^ 1);
+    assert_eq!(submission(&named, &other_port).await["error"]["code"], "host-not-allowed");
+}
+
+fn size_of(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => size_of(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn ended_runs_are_deleted_after_their_retention_and_the_data_dir_shrinks() {
+    let mut latch = start_with(&["--retain", "3s"]).await;
+    latch.upload_plugin("blink-callback").await;
+    let waiting = latch.start_run("blink-callback", json!({ "auth": "none" })).await;
+    let waiting_url = latch.waiting_url(&waiting).await;
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let id = latch.start_run("blink-callback", json!({ "auth": "none", "calls": 20 })).await;
+        let url = latch.waiting_url(&id).await;
+        for n in 0..20 {
+            let body = json!({ "n": n, "pad": "x".repeat(900_000) });
+            assert_eq!(send(latch.http.post(&url).json(&body)).await.0, StatusCode::ACCEPTED);
+        }
+        latch.wait_for(&id, "completed").await;
+        ended.push(id);
+    }
+    let full = size_of(&latch.data_dir().join("sled"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &ended {
+        loop {
+            let (status, _) = latch.get(&format!("/v1/runs/{id}")).await;
+            if status == StatusCode::NOT_FOUND {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {id} outlived its retention");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The space is given back at the next start; a run still waiting is untouched.
+    latch.restart().await;
+    let shrunk = size_of(&latch.data_dir().join("sled"));
+    assert!(shrunk < full / 2, "{shrunk} bytes of {full}");
+    assert_eq!(latch.run(&waiting).await["status"], "waiting");
+    assert_eq!(send(latch.http.post(latch.rebase(&waiting_url)).json(&json!({}))).await.0, StatusCode::ACCEPTED);
+    latch.wait_for(&waiting, "completed").await;
+}
