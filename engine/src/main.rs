@@ -62,7 +62,7 @@ struct ServeArgs {
     /// A host runs may call with outbound HTTP (repeatable): a name, `*.example.com` for
     /// subdomains, `*` for any, or an address; with `:PORT` (or `:*`) for other ports than
     /// 80 and 443. Internal addresses (loopback, link-local, private) are reached only when
-    /// named here, by address or by exact name. Without one, runs make no outbound calls.
+    /// that address is named here. Without one, runs make no outbound calls.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<String>,
     /// Memory for sled's page cache, in MiB; past it, records are read back from disk.
@@ -80,12 +80,15 @@ struct ServeArgs {
     /// (else 408).
     #[arg(long, default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// Memory all request bodies being read may hold at once, in MiB (past it, 429).
+    #[arg(long, default_value_t = 256)]
+    max_body_buffer_mib: usize,
     /// Connections open at once; past it new ones wait in the listen backlog. Kept below
     /// the process's descriptor limit.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
     /// Runs executing at once (each holds its instance's memory); the rest queue.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     max_active_runs: usize,
     /// Runs that may queue to execute; past it new runs and calls get 429.
     #[arg(long, default_value_t = 10_000)]
@@ -120,6 +123,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a number and a unit (s, m, h, d)"))?;
+    if number == 0 {
+        return Err("a retention of zero would delete runs as they end".into());
+    }
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -170,7 +176,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cpu_per_activation: Duration::from_millis(args.cpu_budget_ms),
             memory_bytes: args.memory_limit_mib << 20,
         },
-        allow_http: AllowedHosts::new(args.allow_http),
+        allow_http: AllowedHosts::new(args.allow_http).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?,
         take_timeout: Duration::from_millis(args.take_timeout_ms),
         max_active_runs: args.max_active_runs,
         max_queued_runs: args.max_queued_runs,
@@ -197,6 +203,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_module_bytes: args.max_module_bytes,
             body_timeout: Duration::from_millis(args.body_timeout_ms),
+            body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
         },
     }));
     let connections = ConnectionLimits {

@@ -235,9 +235,10 @@ impl Executor {
         self.deliver_to_webhook(hook, incoming, caller, message_id).await
     }
 
-    /// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
-    /// `resumeHook(token, payload)`) with an API key that holds the roles the webhook asks.
-    pub async fn resume_webhook(self: &Arc<Self>, token: &str, incoming: Incoming) -> Result<Answer, ExecError> {
+    /// `POST /v1/hooks/{token}`: the webhook an API resumes (Workflow DevKit's
+    /// `resumeHook(token, payload)`) and its caller, whose API key must hold the roles the
+    /// webhook asks. Checked before the body is read.
+    pub fn resume_target(&self, token: &str, headers: &[(String, String)]) -> Result<(HookRecord, Caller), ExecError> {
         let store = &self.shared.store;
         let hook = store.hook(token)?;
         let required = match hook.as_ref().map(|h| &h.auth) {
@@ -245,7 +246,7 @@ impl Executor {
             _ => Vec::new(),
         };
         // The key is checked first: a caller without one learns nothing about tokens.
-        let caller = callers::bearer_caller(store, &incoming.headers, &required)?;
+        let caller = callers::bearer_caller(store, headers, &required)?;
         let hook = hook.ok_or(ExecError::UnknownWebhook)?;
         // An API key stands in for no other credential.
         if !matches!(hook.auth, HookAuth::None | HookAuth::Bearer { .. }) {
@@ -254,6 +255,15 @@ impl Executor {
         if !hook.methods.contains(&Method::Post) {
             return Err(ExecError::MethodNotAllowed(hook.methods.clone()));
         }
+        Ok((hook, caller))
+    }
+
+    /// Delivers a call resumed from an API (see `resume_target`).
+    pub async fn resume_webhook(
+        self: &Arc<Self>,
+        (hook, caller): (HookRecord, Caller),
+        incoming: Incoming,
+    ) -> Result<Answer, ExecError> {
         let message_id = callers::message_id(&HookAuth::None, &incoming.headers, &incoming.body);
         self.deliver_to_webhook(hook, incoming, caller, message_id).await
     }
@@ -678,6 +688,10 @@ impl Executor {
         let store = &self.shared.store;
         let deadline = Instant::now() + self.shared.settings.take_timeout;
         let nothing_waiting = || ExecError::NothingWaiting(module.to_string(), name.to_string());
+        // Checked before any run is claimed: a refusal takes no run out of the queue.
+        for (run_id, _) in &admitted {
+            self.admit_call(run_id)?;
+        }
         match execution {
             Execution::Run(_) => {
                 let (run_id, caller) = admitted.into_iter().next().ok_or_else(nothing_waiting)?;
@@ -689,7 +703,8 @@ impl Executor {
                     if !store.claim_trigger_waiter(module, name, &run_id)? {
                         continue;
                     }
-                    match self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await {
+                    let handed = self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await;
+                    match self.unclaim_unless_taken(module, name, &run_id, handed)? {
                         Ok(()) => return Ok(vec![run_id]),
                         // It ended (or closed) before taking it: the next one may.
                         Err(ExecError::NotTaken(reason)) if reason != NotTakenReason::TimedOut => continue,
@@ -711,12 +726,14 @@ impl Executor {
                 let outcomes = futures::future::join_all(handed).await;
                 let mut resumed = Vec::new();
                 let mut timed_out = false;
-                for ((run_id, _), outcome) in claimed.into_iter().zip(outcomes) {
-                    match outcome {
+                for ((run_id, _), handed) in claimed.into_iter().zip(outcomes) {
+                    // Each run's outcome is its own: one that did not take the call does not
+                    // undo those that did.
+                    match self.unclaim_unless_taken(module, name, &run_id, handed)? {
                         Ok(()) => resumed.push(run_id),
                         Err(ExecError::NotTaken(NotTakenReason::TimedOut)) => timed_out = true,
                         Err(ExecError::NotTaken(_)) => {}
-                        Err(e) => return Err(e),
+                        Err(e) => tracing::warn!(run = %run_id, "a call to all runs did not reach this one: {e}"),
                     }
                 }
                 match (resumed.is_empty(), timed_out) {
@@ -726,6 +743,21 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// A claimed run that did not take the call waits there still, unless it moved on (then
+    /// `trigger_waiters` drops it): it goes back in the queue.
+    fn unclaim_unless_taken(
+        &self,
+        module: &str,
+        name: &str,
+        run_id: &str,
+        handed: Result<(), ExecError>,
+    ) -> Result<Result<(), ExecError>, ExecError> {
+        if handed.is_err() {
+            self.shared.store.add_trigger_waiter(module, name, run_id, now_ms())?;
+        }
+        Ok(handed)
     }
 
     /// Puts a call at a run's named trigger and holds it until the run takes it.
@@ -750,13 +782,7 @@ impl Executor {
         self.shared.store.deliver_to_trigger(run_id, name, &request)?;
         self.wake(run_id);
         let channel = Channel::Trigger(name.to_string());
-        let taken = self.until_taken(&mut hold, run_id, &channel, &request, deadline, None).await;
-        if taken.is_err() {
-            // It still waits there, unless it moved on: then `trigger_waiters` drops it.
-            let module = self.shared.store.run(run_id)?.map(|r| r.module).unwrap_or_default();
-            self.shared.store.add_trigger_waiter(&module, name, run_id, now_ms())?;
-        }
-        taken
+        self.until_taken(&mut hold, run_id, &channel, &request, deadline, None).await
     }
 
     // --- shared steps ---------------------------------------------------------------
@@ -885,7 +911,7 @@ impl Executor {
                 Fate::InFlight if Instant::now() >= deadline => {
                     return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
                 }
-                Fate::InFlight => tokio::time::sleep(Duration::from_millis(20)).await,
+                Fate::InFlight => tokio::time::sleep(Duration::from_millis(100)).await,
             }
             match store.message(key)? {
                 Some(fresh) => record = fresh,
@@ -982,9 +1008,8 @@ impl Executor {
             // The deliveries noted meanwhile are in the stored record.
             let mut record = store.message(&message.key).ok().flatten().unwrap_or_else(|| message.record.clone());
             record.accepted = true;
-            if let Ok(answer) = outcome
-                && record.answer_from != AnswerFrom::Run
-            {
+            // Kept with the id, so that it outlives the run (see `--retain`).
+            if let Ok(answer) = outcome {
                 record.answer = Some(answer.response.clone());
             }
             store.put_message(&message.key, &record)

@@ -47,9 +47,11 @@ async fn resume_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let target =
+        app.executor.resume_target(&token, &header_pairs(&headers)).map_err(|e| ApiError::from(e).before_body())?;
     let incoming = incoming(&app, Method::Post, &uri, &headers, body).await?;
     let executor = app.executor.clone();
-    detached(async move { executor.resume_webhook(&token, incoming).await }).await
+    detached(async move { executor.resume_webhook(target, incoming).await }).await
 }
 
 /// `/t/{module}/{suffix}`: a start trigger, or with `?execution=<run id>|any|all` (or

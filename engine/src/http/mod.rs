@@ -26,17 +26,24 @@ pub struct Limits {
     pub max_module_bytes: usize,
     /// How long a body may take to arrive before it must keep up `BODY_MIN_RATE`.
     pub body_timeout: std::time::Duration,
+    /// The bytes all bodies being read may hold at once.
+    pub body_buffer: Arc<tokio::sync::Semaphore>,
+}
+
+/// What bounds a body being read: its size, its time, and the server's buffer for bodies.
+struct BodyBounds<'a> {
+    limit: usize,
+    timeout: std::time::Duration,
+    buffer: &'a tokio::sync::Semaphore,
 }
 
 impl Limits {
-    /// What bounds a call's body: its size and its time.
-    fn body(&self) -> (usize, std::time::Duration) {
-        (self.max_body_bytes, self.body_timeout)
+    fn body(&self) -> BodyBounds<'_> {
+        BodyBounds { limit: self.max_body_bytes, timeout: self.body_timeout, buffer: &self.body_buffer }
     }
 
-    /// What bounds an upload.
-    fn module(&self) -> (usize, std::time::Duration) {
-        (self.max_module_bytes, self.body_timeout)
+    fn module(&self) -> BodyBounds<'_> {
+        BodyBounds { limit: self.max_module_bytes, timeout: self.body_timeout, buffer: &self.body_buffer }
     }
 }
 
@@ -66,11 +73,15 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Reads a body up to `limit` bytes (a larger one is a 413), within the body timeout plus
 /// what `BODY_MIN_RATE` allows for what has arrived (else a 408).
-async fn read_body(body: Body, (limit, timeout): (usize, std::time::Duration)) -> Result<Bytes, ApiError> {
+/// While they are read, bodies hold their bytes against the server's buffer for bodies:
+/// when it is full, a 429 (so that many slow bodies cannot hold the server's memory).
+async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
+    let BodyBounds { limit, timeout, buffer } = bounds;
     let began = tokio::time::Instant::now();
     let mut body = http_body_util::Limited::new(body, limit);
     let mut read = Vec::new();
+    let mut held = Vec::new();
     loop {
         let allowed = timeout + std::time::Duration::from_millis(read.len() as u64 * 1000 / BODY_MIN_RATE);
         let frame = match tokio::time::timeout_at(began + allowed, body.frame()).await {
@@ -95,6 +106,19 @@ async fn read_body(body: Body, (limit, timeout): (usize, std::time::Duration)) -
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
+            let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            match buffer.try_acquire_many(bytes) {
+                Ok(permit) => held.push(permit),
+                Err(_) => {
+                    let mut error = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "overloaded",
+                        "the server holds too many request bodies being read; retry later",
+                    );
+                    error.retry_after = Some(1);
+                    return Err(error);
+                }
+            }
             read.extend_from_slice(&data);
         }
     }
@@ -103,7 +127,7 @@ async fn read_body(body: Body, (limit, timeout): (usize, std::time::Duration)) -
 /// A JSON body of type `T`; `code` and `expected` describe a body of another shape.
 async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
-    bounds: (usize, std::time::Duration),
+    bounds: BodyBounds<'_>,
     code: &'static str,
     expected: &str,
 ) -> Result<T, ApiError> {

@@ -49,7 +49,9 @@ impl Activations {
             return Slot { _permit: permit };
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.wanted.notify_waiters();
+        // One hot-parked instance gives its slot up for each run that waits (a permit is
+        // kept if none is parked right now).
+        self.wanted.notify_one();
         let permit = self.slots.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match permit {

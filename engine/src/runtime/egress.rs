@@ -1,11 +1,10 @@
 //! Where runs may send HTTP: the operator's allow-list (hosts, and the ports of each), and
 //! never to an internal address (loopback, link-local such as a cloud's metadata service,
-//! private ranges) unless the operator named that address or that host exactly. A name is
-//! checked after it is resolved, at the addresses actually connected to, so a wildcard
-//! entry cannot be turned towards the inside by DNS.
+//! private ranges) unless the operator named that very address. A name is checked after it
+//! is resolved, at the addresses actually connected to, so that no entry, wildcard or exact
+//! name, can be turned towards the inside by whoever controls its DNS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -48,11 +47,11 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
     text.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
-fn parse_entry(text: &str) -> Entry {
+fn parse_entry(text: &str) -> Result<Entry, String> {
     let text = text.trim().to_ascii_lowercase();
     // `[v6]:port`, a bare v6 address (several colons), or `host:port`.
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let (host, after) = rest.split_once(']').ok_or_else(|| format!("`{text}` lacks its `]`"))?;
         (host.to_string(), after.strip_prefix(':').map(str::to_string))
     } else if text.matches(':').count() > 1 {
         (text.clone(), None)
@@ -63,20 +62,23 @@ fn parse_entry(text: &str) -> Entry {
         }
     };
     let ports = match port.as_deref() {
-        None | Some("") => Ports::Standard,
+        None => Ports::Standard,
         Some("*") => Ports::Any,
-        Some(port) => port.parse().map_or(Ports::Standard, Ports::Only),
+        Some(port) => Ports::Only(port.parse().map_err(|_| format!("`{port}` in `{text}` is not a port"))?),
     };
+    let legal = |c: char| c.is_ascii_alphanumeric() || "-.".contains(c);
     let host = if host == "*" {
         HostPattern::Any
-    } else if let Some(domain) = host.strip_prefix("*.") {
-        HostPattern::Subdomains(domain.to_string())
     } else if let Some(ip) = parse_ip(&host) {
         HostPattern::Address(canonical(ip))
-    } else {
+    } else if let Some(domain) = host.strip_prefix("*.").filter(|d| !d.is_empty() && d.chars().all(legal)) {
+        HostPattern::Subdomains(domain.to_string())
+    } else if !host.is_empty() && host.chars().all(legal) {
         HostPattern::Name(host)
+    } else {
+        return Err(format!("`{text}` is not a host name, `*.domain`, `*` or an address"));
     };
-    Entry { host, ports }
+    Ok(Entry { host, ports })
 }
 
 impl Entry {
@@ -109,8 +111,9 @@ pub enum Verdict {
 }
 
 impl AllowedHosts {
-    pub fn new(hosts: impl IntoIterator<Item = String>) -> Self {
-        AllowedHosts(hosts.into_iter().map(|h| parse_entry(&h)).collect())
+    /// The allow-list from `--allow-http` entries; a malformed one is refused, not guessed at.
+    pub fn new(hosts: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        Ok(AllowedHosts(hosts.into_iter().map(|h| parse_entry(&h)).collect::<Result<_, _>>()?))
     }
 
     /// Whether runs may call `host` (a name or an address) on `port` over `scheme`.
@@ -120,22 +123,13 @@ impl AllowedHosts {
         let matching = self.0.iter().filter(|e| e.takes_host(&host, ip) && e.takes_port(port, scheme));
         let mut verdict = Verdict::Refused;
         for entry in matching {
-            let named = matches!(entry.host, HostPattern::Name(_) | HostPattern::Address(_));
-            verdict = Verdict::Allowed { internal_ok: named };
-            if named {
+            let address = matches!(entry.host, HostPattern::Address(_));
+            verdict = Verdict::Allowed { internal_ok: address };
+            if address {
                 break;
             }
         }
         verdict
-    }
-
-    /// Names the operator listed exactly: whatever they resolve to is theirs to allow.
-    fn named(&self) -> Vec<String> {
-        let names = self.0.iter().filter_map(|e| match &e.host {
-            HostPattern::Name(name) => Some(name.clone()),
-            _ => None,
-        });
-        names.collect()
     }
 }
 
@@ -181,6 +175,8 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0x0DB8)
         || (s[..6] == [0; 6] && embedded_v4(s[6], s[7]))
         || (s[..6] == [0x64, 0xFF9B, 0, 0, 0, 0] && embedded_v4(s[6], s[7]))
+        || (s[0] == 0x64 && s[1] == 0xFF9B && s[2] == 1)
+        || (s[..4] == [0; 4] && s[4] == 0xFFFF && s[5] == 0 && embedded_v4(s[6], s[7]))
         || (s[0] == 0x2002 && embedded_v4(s[1], s[2]))
 }
 
@@ -196,31 +192,19 @@ impl std::fmt::Display for InternalAddress {
 
 impl std::error::Error for InternalAddress {}
 
-/// Resolves names for outbound calls and keeps only the addresses runs may reach: the
-/// ones connected to are exactly the ones checked.
-pub struct GuardedResolver {
-    named: Arc<Vec<String>>,
-}
-
-impl GuardedResolver {
-    pub fn new(allowed: &AllowedHosts) -> GuardedResolver {
-        GuardedResolver { named: Arc::new(allowed.named()) }
-    }
-}
+/// Resolves names for outbound calls and keeps only public addresses: the ones connected
+/// to are exactly the ones checked.
+pub struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(resolve_guarded(name.as_str().to_ascii_lowercase(), self.named.clone()))
+        Box::pin(resolve_guarded(name.as_str().to_ascii_lowercase()))
     }
 }
 
-async fn resolve_guarded(
-    host: String,
-    named: Arc<Vec<String>>,
-) -> Result<Addrs, Box<dyn std::error::Error + Send + Sync>> {
+async fn resolve_guarded(host: String) -> Result<Addrs, Box<dyn std::error::Error + Send + Sync>> {
     let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
-    let internal_ok = named.contains(&host);
-    let kept: Vec<SocketAddr> = found.filter(|a| internal_ok || !is_internal(a.ip())).collect();
+    let kept: Vec<SocketAddr> = found.filter(|a| !is_internal(a.ip())).collect();
     if kept.is_empty() {
         return Err(Box::new(InternalAddress(host)));
     }
@@ -232,23 +216,30 @@ mod tests {
     use super::*;
 
     fn allowed(entries: &[&str]) -> AllowedHosts {
-        AllowedHosts::new(entries.iter().map(|e| e.to_string()))
+        AllowedHosts::new(entries.iter().map(|e| e.to_string())).expect("valid entries")
     }
 
     #[test]
     fn names_subdomains_and_any_on_standard_ports_unless_a_port_is_named() {
         let list = allowed(&["vendor.example", "*.payments.test", "api.test:8443"]);
-        assert_eq!(list.check("vendor.example", 443, "https"), Verdict::Allowed { internal_ok: true });
-        assert_eq!(list.check("VENDOR.example", 80, "http"), Verdict::Allowed { internal_ok: true });
+        assert_eq!(list.check("vendor.example", 443, "https"), Verdict::Allowed { internal_ok: false });
+        assert_eq!(list.check("VENDOR.example", 80, "http"), Verdict::Allowed { internal_ok: false });
         assert_eq!(list.check("vendor.example", 8080, "http"), Verdict::Refused, "another port");
         assert_eq!(list.check("eu.payments.test", 443, "https"), Verdict::Allowed { internal_ok: false });
         assert_eq!(list.check("payments.test", 443, "https"), Verdict::Refused);
         assert_eq!(list.check("evil-vendor.example", 443, "https"), Verdict::Refused);
-        assert_eq!(list.check("api.test", 8443, "https"), Verdict::Allowed { internal_ok: true });
+        assert_eq!(list.check("api.test", 8443, "https"), Verdict::Allowed { internal_ok: false });
         assert_eq!(list.check("api.test", 443, "https"), Verdict::Refused);
         assert_eq!(allowed(&["*"]).check("anything", 443, "https"), Verdict::Allowed { internal_ok: false });
         assert_eq!(allowed(&["*:*"]).check("anything", 6379, "http"), Verdict::Allowed { internal_ok: false });
         assert_eq!(AllowedHosts::default().check("localhost", 80, "http"), Verdict::Refused);
+    }
+
+    #[test]
+    fn a_malformed_entry_is_refused() {
+        for entry in ["api.test:99999", "api.test:http", "[::1", "a b", "*.", "ex@mple.com"] {
+            assert!(AllowedHosts::new([entry.to_string()]).is_err(), "{entry}");
+        }
     }
 
     #[test]
@@ -277,6 +268,8 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "::ffff:0:7f00:1",
             "2002:7f00:1::",
         ] {
             assert!(is_internal(internal.parse().expect("an address")), "{internal}");

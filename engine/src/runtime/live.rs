@@ -16,6 +16,8 @@ pub struct LiveRuns {
     cancelled: Mutex<HashSet<String>>,
     /// How many are in `cancelled`: the CPU-budget check asks every tick, mostly for none.
     cancelling: AtomicUsize,
+    /// Signalled at every cancellation, for host calls that wait outside wasm.
+    cancellations: Notify,
 }
 
 /// A held slot for a hot-parked instance; dropping it frees the slot.
@@ -76,6 +78,19 @@ impl LiveRuns {
         let mut cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
         if cancelled.insert(run_id.to_string()) {
             self.cancelling.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(cancelled);
+        self.cancellations.notify_waiters();
+    }
+
+    /// Resolves once the run is cancelled (for host calls that wait outside wasm).
+    pub async fn until_cancelled(&self, run_id: &str) {
+        loop {
+            let signalled = self.cancellations.notified();
+            if self.is_cancelled(run_id) {
+                return;
+            }
+            signalled.await;
         }
     }
 

@@ -33,7 +33,11 @@ impl OutboundHttp {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(GuardedResolver::new(&allowed))
+            // Idle connections kept for reuse are few and short-lived: runs calling many
+            // hosts must not use up the server's descriptors.
+            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(Duration::from_secs(15))
+            .dns_resolver(GuardedResolver)
             .build();
         if let Err(e) = &client {
             tracing::error!("outbound HTTP is unavailable: {e}");
@@ -146,10 +150,15 @@ impl Host for HostState {
                 // What the run made so far (a callback URL it is about to hand out, above
                 // all) must be durable before it leaves the process.
                 self.shared.store.flush().await.map_err(super::fault::HostFault::from)?;
-                // Time spent waiting on the network is not the guest's CPU time.
+                // Time spent waiting on the network is not the guest's CPU time; a
+                // cancellation ends the wait (the guest then traps at its next tick).
                 self.cpu.pause();
-                let result = self.shared.outbound.send(method, request).await;
+                let sent = tokio::select! {
+                    result = self.shared.outbound.send(method, request) => Some(result),
+                    () = self.shared.live.until_cancelled(&self.run.id) => None,
+                };
                 self.cpu.resume();
+                let Some(result) = sent else { return Err(super::fault::HostFault::Cancelled.into()) };
                 self.journal.record(Event::HttpSent { method, url, result: result.clone() })?;
                 result
             }

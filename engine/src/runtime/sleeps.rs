@@ -15,9 +15,6 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::{HostState, Shared};
 
-/// How often a sleeping guest looks whether its run was cancelled.
-const CANCEL_CHECK: Duration = Duration::from_millis(50);
-
 /// A WASI sleep that also ends at the end of the run's CPU budget or at its cancellation.
 struct GuardedSleep {
     until: tokio::time::Instant,
@@ -28,13 +25,9 @@ struct GuardedSleep {
 #[wasmtime_wasi::async_trait]
 impl Pollable for GuardedSleep {
     async fn ready(&mut self) {
-        let mut sleep = std::pin::pin!(tokio::time::sleep_until(self.until));
-        let mut check = tokio::time::interval(CANCEL_CHECK);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return,
-                _ = check.tick() => if self.shared.live.is_cancelled(&self.run_id) { return },
-            }
+        tokio::select! {
+            () = tokio::time::sleep_until(self.until) => {}
+            () = self.shared.live.until_cancelled(&self.run_id) => {}
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Result;
+use super::{ID_BASE_META, Result, StoreError};
 
 /// Files smaller than this are left alone.
 const WORTH_IT_BYTES: u64 = 16 << 20;
@@ -35,8 +35,24 @@ pub fn finish_interrupted(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Compacts when worthwhile; a compaction that fails (a full disk, above all) is undone and
+/// reported, and the server starts on the files it had.
+pub fn compact_or_carry_on(dir: &Path) {
+    if let Err(e) = compact_if_worthwhile(dir) {
+        tracing::error!("compacting the store failed, going on without: {e}");
+        let (_, copy, _) = paths(dir);
+        if copy.exists()
+            && let Err(e) = std::fs::remove_dir_all(&copy)
+        {
+            tracing::error!("cannot remove the unfinished copy {}: {e}", copy.display());
+        }
+    }
+}
+
 /// Copies the store into fresh files when its files are more than twice what they hold.
-pub fn compact_if_worthwhile(dir: &Path) -> Result<()> {
+/// sled's id counter is not a record: the copy carries on from where it stood (`ID_BASE_META`),
+/// so that request ids and arrival numbers never repeat.
+fn compact_if_worthwhile(dir: &Path) -> Result<()> {
     let (live, copy, old) = paths(dir);
     let on_disk = size_of(&live);
     if on_disk < WORTH_IT_BYTES {
@@ -56,13 +72,22 @@ pub fn compact_if_worthwhile(dir: &Path) -> Result<()> {
             to.insert(key, value)?;
         }
     }
+    let next_id = super::next_id_of(&source)?;
+    target.open_tree("meta")?.insert(ID_BASE_META, &next_id.to_be_bytes())?;
     target.flush()?;
     drop((source, target));
     std::fs::rename(&live, &old)?;
+    sync_dir(dir)?;
     std::fs::rename(&copy, &live)?;
+    sync_dir(dir)?;
     std::fs::remove_dir_all(&old)?;
     tracing::info!(before = on_disk, after = size_of(&live), "compacted the store");
     Ok(())
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::from)
 }
 
 /// The bytes of every key and value in the store.
@@ -113,6 +138,25 @@ mod tests {
         assert!(size_of(&path) < before / 4, "{} of {before}", size_of(&path));
         let db = sled::open(&path).expect("opens");
         assert_eq!(db.open_tree("events").expect("tree").len(), 1);
+    }
+
+    #[test]
+    fn ids_go_on_rising_across_a_compaction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let before = {
+            let db = sled::open(dir.path().join("sled")).expect("opens");
+            let id = super::super::next_id_of(&db).expect("id");
+            let tree = db.open_tree("pad").expect("tree");
+            for n in 0..400u32 {
+                tree.insert(n.to_be_bytes(), vec![7u8; 100_000]).expect("insert");
+                tree.remove(n.to_be_bytes()).expect("remove");
+            }
+            db.flush().expect("flush");
+            id
+        };
+        compact_if_worthwhile(dir.path()).expect("compacted");
+        let db = sled::open(dir.path().join("sled")).expect("opens");
+        assert!(super::super::next_id_of(&db).expect("id") > before);
     }
 
     #[test]

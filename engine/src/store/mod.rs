@@ -67,12 +67,24 @@ pub struct Unreadable {
     pub error: String,
 }
 
+/// Where the id counter of a compacted store starts.
+const ID_BASE_META: &str = "id-base";
+
+/// The next id a store would hand out: its base plus sled's counter.
+fn next_id_of(db: &sled::Db) -> Result<u64> {
+    let base =
+        db.open_tree("meta")?.get(ID_BASE_META)?.and_then(|v| v.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes);
+    Ok(base + db.generate_id()?)
+}
+
 /// At most this many refused calls are kept per run for operators; more are only logged.
 const REFUSED_KEPT_PER_RUN: usize = 100;
 
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Added to sled's id counter, which a compaction starts afresh (see `compact`).
+    id_base: u64,
     commit: GroupCommit,
     meta: sled::Tree,
     modules: sled::Tree,
@@ -135,10 +147,13 @@ impl Store {
     /// `compact`).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
         compact::finish_interrupted(dir)?;
-        compact::compact_if_worthwhile(dir)?;
+        compact::compact_or_carry_on(dir);
         let db = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes).open()?;
+        let meta = db.open_tree("meta")?;
+        let id_base = meta.get(ID_BASE_META)?.and_then(|v| v.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes);
         Ok(Store {
-            meta: db.open_tree("meta")?,
+            id_base,
+            meta,
             modules: db.open_tree("modules")?,
             blobs: db.open_tree("blobs")?,
             runs: db.open_tree("runs")?,
@@ -163,9 +178,10 @@ impl Store {
         self.commit.flush().await.map_err(StoreError::Flush)
     }
 
-    /// A process-wide unique, increasing number (ids of requests, arrival order).
+    /// A unique, increasing number (ids of requests, arrival order), across restarts and
+    /// compactions.
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()?)
+        Ok(self.id_base + self.db.generate_id()?)
     }
 
     // --- meta -----------------------------------------------------------------------
