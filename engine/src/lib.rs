@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod executor;
 pub mod http;
+pub mod ids;
 pub mod json;
 pub mod rules;
 pub mod runtime;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use latch::executor::Executor;
+use latch::clock::{SharedClock, SystemClock};
+use latch::executor::{Executor, RunStateWriter};
 use latch::http::server::ConnectionLimits;
 use latch::http::{AppState, Limits};
 use latch::runtime::{AllowedHosts, GuestLimits, RunQuotas, Runtime, Settings, Shared};
-use latch::store::Store;
+use latch::store::{Registry, Store};
 
 #[derive(Parser)]
 #[command(name = "latch", version, about = "A durable workflow engine whose workflows are WebAssembly components")]
@@ -156,10 +157,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let store = Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?;
-    let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref())?;
+    // Durable before anyone sees it.
+    let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref()).await?;
     if let Some(key) = new_key {
-        // Durable before anyone sees it.
-        store.flush().await?;
         println!("admin key (shown once, store it now): {key}");
     }
 
@@ -190,14 +190,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queued_bytes: args.max_queued_mib << 20,
         },
     };
-    let shared = Shared::new(store.clone(), settings)?;
-    let executor = Executor::new(Runtime::new(shared, &args.data)?);
-    let resumed = executor.recover()?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let run_state = Arc::new(RunStateWriter::new(store.clone(), clock.clone()));
+    let shared = Shared::new(store.clone(), clock, run_state.clone(), settings).await?;
+    let executor = Executor::new(Runtime::new(shared, &args.data)?, run_state);
+    let resumed = executor.recover().await?;
     executor.spawn_timers();
 
     let app = latch::http::router(Arc::new(AppState {
         executor,
-        store: store.clone(),
         admin_key_sha256,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
@@ -213,7 +214,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed)");
     latch::http::server::serve(listener, app, connections, shutdown_signal()).await;
-    store.flush().await?;
+    store.close().await?;
     Ok(())
 }
 

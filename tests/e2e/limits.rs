@@ -66,16 +66,14 @@ async fn a_run_whose_log_diverges_from_its_code_fails_as_nondeterminism() {
     // What a module swapped under a running run would meet: the log says the run logged
     // a line where the code now creates its webhook.
     {
+        use latch::store::{Registry, RunLog};
         let store = latch::store::Store::open(latch.data_dir(), 1 << 20).expect("store opens");
-        let mut record = store
-            .events(&id)
-            .expect("events")
-            .into_iter()
-            .find(|e| e.event.kind() == "webhook-created")
-            .expect("created");
+        let run = latch::ids::RunId::parse(&id).expect("a run id");
+        let (events, _) = store.events(run).await.expect("events");
+        let mut record = events.into_iter().find(|e| e.event.kind() == "webhook-created").expect("created");
         record.event = Event::Log { level: "info".into(), message: "something else".into() };
-        store.append_event(&id, &record).expect("rewritten");
-        store.flush().await.expect("flushed");
+        store.append(run, &[record]).await.expect("rewritten");
+        store.close().await.expect("durable");
     }
     // The store's flushing thread lets go of the data dir as it ends.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -4,6 +4,7 @@
 mod acknowledged;
 mod auth;
 mod cancel;
+mod crash;
 mod durability;
 mod exhaustion;
 mod harness;

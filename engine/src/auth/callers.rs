@@ -3,8 +3,9 @@
 //! so that its retries are recognised.
 
 use crate::auth::signatures::{self, SignatureError, Signed};
+use crate::ids::KeyName;
 use crate::store::records::{Caller, HookAuth, OnAuthFailure, Scheme};
-use crate::store::{Store, StoreError};
+use crate::store::{Registry, Store, StoreError};
 
 /// The query parameter that carries a URL-embedded key; it never reaches the run.
 pub const KEY_PARAM: &str = "key";
@@ -42,13 +43,13 @@ pub struct Presented<'a> {
 }
 
 /// Checks the caller; `Ok(None)` when it failed and the policy is to ignore such calls.
-pub fn admit(
+pub async fn admit(
     store: &Store,
     auth: &HookAuth,
     on_failure: OnAuthFailure,
-    presented: Presented,
+    presented: Presented<'_>,
 ) -> Result<Option<Caller>, AuthError> {
-    match authenticate(store, auth, presented) {
+    match authenticate(store, auth, presented).await {
         Ok(caller) => Ok(Some(caller)),
         Err(AuthError::Refused(_)) if on_failure == OnAuthFailure::Ignore => Ok(None),
         Err(e) => Err(e),
@@ -57,21 +58,21 @@ pub fn admit(
 
 /// Checks the caller against a webhook's or trigger's auth; a key in the query is taken
 /// out of it.
-pub fn authenticate(store: &Store, auth: &HookAuth, presented: Presented) -> Result<Caller, AuthError> {
+pub async fn authenticate(store: &Store, auth: &HookAuth, presented: Presented<'_>) -> Result<Caller, AuthError> {
     match auth {
         HookAuth::None => Ok(Caller::Anonymous),
         HookAuth::QueryApiKey => {
             let key = take_query_key(presented.query)
                 .ok_or_else(|| unauthorized("missing-key", "this URL carries a `key`"))?;
-            api_key_caller(store, &key, &[])
+            api_key_caller(store, &key, &[]).await
         }
         HookAuth::UrlKey { key_sha256 } => match take_query_key(presented.query) {
             Some(key) if crate::auth::key_matches(&key, key_sha256) => Ok(Caller::UrlKey),
             Some(_) => Err(unauthorized("bad-key", "the URL's key is wrong").into()),
             None => Err(unauthorized("missing-key", "this webhook's URL carries a `key`").into()),
         },
-        HookAuth::Bearer { roles } => bearer_caller(store, presented.headers, roles),
-        HookAuth::Signature { scheme, secret } => signed_caller(store, *scheme, secret, &presented),
+        HookAuth::Bearer { roles } => bearer_caller(store, presented.headers, roles).await,
+        HookAuth::Signature { scheme, secret } => signed_caller(store, *scheme, secret, &presented).await,
     }
 }
 
@@ -91,17 +92,21 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 }
 
 /// The caller of a bearer API key that holds every one of `required`.
-pub fn bearer_caller(store: &Store, headers: &[(String, String)], required: &[String]) -> Result<Caller, AuthError> {
+pub async fn bearer_caller(
+    store: &Store,
+    headers: &[(String, String)],
+    required: &[String],
+) -> Result<Caller, AuthError> {
     let presented = header(headers, "authorization").and_then(bearer_token);
     let Some(presented) = presented else {
         return Err(unauthorized("missing-key", "send `Authorization: Bearer <api key>`").into());
     };
-    api_key_caller(store, presented, required)
+    api_key_caller(store, presented, required).await
 }
 
-fn api_key_caller(store: &Store, presented: &str, required: &[String]) -> Result<Caller, AuthError> {
+async fn api_key_caller(store: &Store, presented: &str, required: &[String]) -> Result<Caller, AuthError> {
     // Looked up by the key's digest: the key itself is never compared or stored.
-    let key = store.api_key(&crate::auth::digest(presented))?;
+    let key = store.api_key(&crate::auth::digest(presented)).await?;
     let key = key.ok_or_else(|| unauthorized("bad-key", "the API key is unknown or revoked"))?;
     let missing: Vec<&str> = required.iter().filter(|r| !key.roles.contains(r)).map(String::as_str).collect();
     if !missing.is_empty() {
@@ -112,11 +117,20 @@ fn api_key_caller(store: &Store, presented: &str, required: &[String]) -> Result
         }
         .into());
     }
-    Ok(Caller::ApiKey { name: key.name, roles: key.roles })
+    Ok(Caller::ApiKey { name: key.name.to_string(), roles: key.roles })
 }
 
-fn signed_caller(store: &Store, scheme: Scheme, secret_name: &str, presented: &Presented) -> Result<Caller, AuthError> {
-    let secret = store.secret(secret_name)?.ok_or_else(|| {
+async fn signed_caller(
+    store: &Store,
+    scheme: Scheme,
+    secret_name: &str,
+    presented: &Presented<'_>,
+) -> Result<Caller, AuthError> {
+    let secret = match KeyName::parse(secret_name) {
+        Ok(name) => store.secret(&name).await?,
+        Err(_) => None,
+    };
+    let secret = secret.ok_or_else(|| {
         unauthorized("secret-unavailable", format!("the secret `{secret_name}` this webhook verifies with is gone"))
     })?;
     let signed = Signed { headers: presented.headers, body: presented.body, now_secs: presented.now_ms / 1000 };

@@ -7,7 +7,7 @@ pub mod signatures;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Registry, Store, StoreError};
 
 const ADMIN_KEY_META: &str = "admin-key-sha256";
 
@@ -41,21 +41,22 @@ pub enum AdminKeyError {
 /// The admin key's digest. A key given by the operator replaces the stored one; on a
 /// first start without one, a key is made and returned so it can be shown once. An empty
 /// key is refused: it would let anyone in who sends `Authorization: Bearer ` and nothing.
-pub fn admin_key(store: &Store, given: Option<&str>) -> Result<(String, Option<String>), AdminKeyError> {
+pub async fn admin_key(store: &Store, given: Option<&str>) -> Result<(String, Option<String>), AdminKeyError> {
     if let Some(key) = given {
         if key.trim().is_empty() {
             return Err(AdminKeyError::Empty);
         }
         let digest = digest(key);
-        store.set_meta(ADMIN_KEY_META, &digest)?;
+        store.set_meta(ADMIN_KEY_META, &digest).await?;
         return Ok((digest, None));
     }
-    if let Some(digest) = store.meta(ADMIN_KEY_META)? {
+    if let Some(digest) = store.meta(ADMIN_KEY_META).await? {
         return Ok((digest, None));
     }
     let key = format!("latch_admin_{}", crate::runtime::random_token());
     let digest = digest(&key);
-    store.set_meta(ADMIN_KEY_META, &digest)?;
+    // Durable before anyone sees it.
+    store.set_meta(ADMIN_KEY_META, &digest).await?;
     Ok((digest, Some(key)))
 }
 
@@ -71,17 +72,22 @@ pub struct UrlKeys {
 
 impl UrlKeys {
     /// The data directory's secret, made on first use.
-    pub fn open(store: &Store) -> Result<UrlKeys, StoreError> {
-        let secret = match store.meta(URL_KEY_SECRET_META)?.and_then(|hex| hex::decode(hex).ok()) {
+    pub async fn open(store: &Store) -> Result<UrlKeys, StoreError> {
+        let secret = match store.meta(URL_KEY_SECRET_META).await?.and_then(|hex| hex::decode(hex).ok()) {
             Some(secret) => secret,
             None => {
                 let mut secret = vec![0u8; 32];
                 rand::fill(secret.as_mut_slice());
-                store.set_meta(URL_KEY_SECRET_META, &hex::encode(&secret))?;
+                store.set_meta(URL_KEY_SECRET_META, &hex::encode(&secret)).await?;
                 secret
             }
         };
         Ok(UrlKeys { secret })
+    }
+
+    /// Keys from a given secret (tests).
+    pub fn from_secret(secret: Vec<u8>) -> UrlKeys {
+        UrlKeys { secret }
     }
 
     /// The key of webhook `number` of run `run_id`.

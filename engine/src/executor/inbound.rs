@@ -24,14 +24,14 @@ use tokio::time::Instant;
 
 use super::{ExecError, Executor};
 use crate::auth::callers::{self, Presented, Refusal};
-use crate::clock::now_ms;
+use crate::ids::{ModuleName, RunId, Token, TriggerName};
 use crate::rules::{self, CallView};
 use crate::runtime::holds::{CallState, Hold};
 use crate::store::records::{
     AnswerFrom, Caller, Event, HookAuth, HookRecord, HookState, HttpResponse, IdempotencyRecord, InboxEntry, Method,
     NamedTriggerInfo, NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, TriggerInfo, WaitOutcome,
 };
-use crate::store::{Channel, Delivery};
+use crate::store::{Channel, Delivery, Inbox, Registry, RunLog};
 
 /// How long a sender's message id is remembered: the retry windows of the senders we
 /// know (Stripe and GitHub redeliver for up to 3 days).
@@ -168,7 +168,7 @@ struct NamedTargets {
 
 /// A message id's record while its first call is handed out: each delivery is noted
 /// before it is made, so that a retry after a crash can tell where the call went.
-type Noted<'a> = (&'a str, std::sync::Mutex<IdempotencyRecord>);
+type Noted<'a> = (&'a str, tokio::sync::Mutex<IdempotencyRecord>);
 
 /// How a call fared against one set of checks (a version's declaration of a trigger).
 enum Admission {
@@ -213,8 +213,9 @@ impl Executor {
 
     /// The webhook behind a public URL. A token the run chose is guessable: without a
     /// credential of its own, such a webhook is reachable only from the API with a key.
-    pub fn public_webhook(&self, token: &str) -> Result<HookRecord, ExecError> {
-        let hook = self.shared.store.hook(token)?;
+    pub async fn public_webhook(&self, token: &str) -> Result<HookRecord, ExecError> {
+        let token = Token::parse(token).map_err(|_| ExecError::UnknownWebhook)?;
+        let hook = self.shared.store.hook(&token).await?;
         hook.filter(|h| !(h.chosen_token && h.auth == HookAuth::None)).ok_or(ExecError::UnknownWebhook)
     }
 
@@ -226,9 +227,9 @@ impl Executor {
             query: &mut incoming.query,
             headers: &incoming.headers,
             body: &incoming.body,
-            now_ms: now_ms(),
+            now_ms: self.now_ms(),
         };
-        let Some(caller) = callers::admit(store, &hook.auth, hook.on_auth_failure, presented)? else {
+        let Some(caller) = callers::admit(store, &hook.auth, hook.on_auth_failure, presented).await? else {
             return Ok(Answer::not_activated());
         };
         let message_id = callers::message_id(&hook.auth, &incoming.headers, &incoming.body);
@@ -238,15 +239,22 @@ impl Executor {
     /// `POST /v1/hooks/{token}`: the webhook an API resumes (Workflow DevKit's
     /// `resumeHook(token, payload)`) and its caller, whose API key must hold the roles the
     /// webhook asks. Checked before the body is read.
-    pub fn resume_target(&self, token: &str, headers: &[(String, String)]) -> Result<(HookRecord, Caller), ExecError> {
+    pub async fn resume_target(
+        &self,
+        token: &str,
+        headers: &[(String, String)],
+    ) -> Result<(HookRecord, Caller), ExecError> {
         let store = &self.shared.store;
-        let hook = store.hook(token)?;
+        let hook = match Token::parse(token) {
+            Ok(token) => store.hook(&token).await?,
+            Err(_) => None,
+        };
         let required = match hook.as_ref().map(|h| &h.auth) {
             Some(HookAuth::Bearer { roles }) => roles.clone(),
             _ => Vec::new(),
         };
         // The key is checked first: a caller without one learns nothing about tokens.
-        let caller = callers::bearer_caller(store, headers, &required)?;
+        let caller = callers::bearer_caller(store, headers, &required).await?;
         let hook = hook.ok_or(ExecError::UnknownWebhook)?;
         // An API key stands in for no other credential.
         if !matches!(hook.auth, HookAuth::None | HookAuth::Bearer { .. }) {
@@ -283,13 +291,13 @@ impl Executor {
         if !condition_holds(hook.condition.as_ref(), &call) {
             return Ok(Answer::not_activated());
         }
-        let request = self.request(&call, format!("wh-{}", hook.number))?;
+        let request = self.request(&call, hook.webhook().to_string()).await?;
         let automatic = match &hook.response {
             ResponseMode::Automatic { response } => Some(response.clone()),
             ResponseMode::Manual { .. } => None,
         };
-        let scope = format!("hook:{}:{}", hook.run_id, hook.number);
-        let deliveries = vec![(hook.run_id.clone(), request.id.clone())];
+        let scope = format!("hook:{}:{}", hook.run_id, hook.webhook().0);
+        let deliveries = vec![(hook.run_id.to_string(), request.id.clone())];
         let message = self.message(&scope, &call, "", deliveries, automatic.clone());
         let _first = match self.begin(&message, self.answer_window(&hook.response)).await? {
             Begun::Repeat(answer) => return Ok(answer),
@@ -307,8 +315,8 @@ impl Executor {
         request: &RequestRecord,
         automatic: Option<HttpResponse>,
     ) -> Result<Answer, ExecError> {
-        check_open(hook)?;
-        self.admit_call(&hook.run_id)?;
+        check_open(hook, self.now_ms())?;
+        self.admit_call(hook.run_id).await?;
         let store = &self.shared.store;
         // A caller is answered 2xx once its call is durably queued only on a single-use
         // webhook with an automatic answer; any other is held until the run takes the call.
@@ -317,25 +325,20 @@ impl Executor {
             true => Some(self.shared.holds.hold_caller(&request.id).ok_or(ExecError::Overloaded)?),
             false => None,
         };
-        match store.deliver(hook, request, held, now_ms())? {
+        let delivered = store.deliver(hook, request, held, self.now_ms()).await;
+        // Even when the write was not confirmed durable the call may be in the inbox: the
+        // run must see it.
+        self.wake(hook.run_id);
+        match delivered? {
             Delivery::Accepted => {}
             Delivery::Gone => return Err(ExecError::Gone("the webhook no longer takes calls".into())),
         }
-        if !held {
-            let flushed = store.flush().await;
-            // Even when the flush failed the call is in the inbox: the run must see it.
-            self.wake(&hook.run_id);
-            flushed?;
-        } else {
-            self.wake(&hook.run_id);
-        }
-        let channel = Channel::Webhook(hook.number);
-        let reopen = hook.single_use.then_some(hook.token.as_str());
+        let channel = Channel::Webhook(hook.webhook());
         match (automatic, hold.as_mut()) {
             (Some(response), None) => Ok(Answer::for_request(response, &request.id)),
             (Some(response), Some(hold)) => {
                 let deadline = Instant::now() + self.shared.settings.take_timeout;
-                self.until_taken(hold, &hook.run_id, &channel, request, deadline, reopen).await?;
+                self.until_taken(hold, hook.run_id, &channel, request, deadline).await?;
                 Ok(Answer::for_request(response, &request.id))
             }
             (None, Some(hold)) => {
@@ -351,7 +354,7 @@ impl Executor {
                     CallState::Refused(reason) => Err(ExecError::NotTaken(reason)),
                     CallState::Unanswered => Err(ExecError::NoAnswer),
                     _ => {
-                        self.until_taken(hold, &hook.run_id, &channel, request, Instant::now(), reopen).await?;
+                        self.until_taken(hold, hook.run_id, &channel, request, Instant::now()).await?;
                         Err(ExecError::ResponseTimeout(deadline_ms))
                     }
                 }
@@ -362,23 +365,21 @@ impl Executor {
 
     /// Waits until the run takes a held call. At the deadline the call is withdrawn, unless
     /// the run took it meanwhile.
-    /// A single-use webhook's token is given back (`reopen`): its call was not delivered.
+    /// A single-use webhook takes a call again: this one was not delivered.
     async fn until_taken(
         &self,
         hold: &mut Hold,
-        run_id: &str,
+        run_id: RunId,
         channel: &Channel,
         request: &RequestRecord,
         deadline: Instant,
-        reopen: Option<&str>,
     ) -> Result<(), ExecError> {
         match hold.until(deadline, |s| *s != CallState::Queued).await {
             state if state.is_taken() => return Ok(()),
             CallState::Refused(reason) => return Err(ExecError::NotTaken(reason)),
             _ => {}
         }
-        let arrival = request.arrival().unwrap_or_default();
-        if self.shared.store.withdraw(run_id, channel, arrival, reopen)? {
+        if self.shared.store.withdraw(run_id, channel, request, self.now_ms()).await? {
             return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
         }
         // Gone from the inbox: the run took it (or just refused it); wait for which.
@@ -404,7 +405,7 @@ impl Executor {
     /// what the trigger expects, then starts a run whose start is the request.
     pub async fn call_start_trigger(
         self: &Arc<Self>,
-        module: &str,
+        module: &ModuleName,
         trigger: &TriggerInfo,
         mut incoming: Incoming,
     ) -> Result<Answer, ExecError> {
@@ -413,28 +414,28 @@ impl Executor {
             query: &mut incoming.query,
             headers: &incoming.headers,
             body: &incoming.body,
-            now_ms: now_ms(),
+            now_ms: self.now_ms(),
         };
-        let Some(caller) = callers::admit(store, &trigger.auth, trigger.on_auth_failure, presented)? else {
+        let Some(caller) = callers::admit(store, &trigger.auth, trigger.on_auth_failure, presented).await? else {
             return Ok(Answer::not_activated());
         };
         let message_id = callers::message_id(&trigger.auth, &incoming.headers, &incoming.body);
         let call = self.admitted_call(incoming, caller, message_id)?;
         let view = expected_view(&call);
-        if store.take_listening(module, &trigger.name)? {
+        if store.take_listening(module, &trigger.name).await? {
             return self.capture_sample(module, &trigger.name, view).await;
         }
         if let Some(schema) = &trigger.expects {
             check_schema(schema, &view, "the call does not match what the trigger expects")?;
         }
-        let mut request = self.request(&call, format!("trigger:{}", trigger.name))?;
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let mut request = self.request(&call, format!("trigger:{}", trigger.name)).await?;
+        let run_id = RunId::new();
         let automatic = match &trigger.response {
-            ResponseMode::Automatic { response } => Some(fill(response, &run_id, &request.id, module)),
+            ResponseMode::Automatic { response } => Some(fill(response, run_id, &request.id, module)),
             ResponseMode::Manual { .. } => None,
         };
         let scope = format!("start:{module}:{}", trigger.suffix);
-        let deliveries = vec![(run_id.clone(), request.id.clone())];
+        let deliveries = vec![(run_id.to_string(), request.id.clone())];
         let message = self.message(&scope, &call, "", deliveries, automatic.clone());
         let _first = match self.begin(&message, self.answer_window(&trigger.response)).await? {
             Begun::Repeat(answer) => return Ok(answer),
@@ -448,8 +449,8 @@ impl Executor {
 
     async fn start_from_trigger(
         self: &Arc<Self>,
-        module: &str,
-        run_id: String,
+        module: &ModuleName,
+        run_id: RunId,
         request: RequestRecord,
         mode: &ResponseMode,
         automatic: Option<HttpResponse>,
@@ -477,11 +478,10 @@ impl Executor {
 
     /// Keeps a call as the trigger's sample event (Blink's "Listen to event"), with a JSON
     /// Schema learnt from it; no run starts.
-    async fn capture_sample(&self, module: &str, trigger: &str, event: Value) -> Result<Answer, ExecError> {
+    async fn capture_sample(&self, module: &ModuleName, trigger: &str, event: Value) -> Result<Answer, ExecError> {
         let schema = rules::infer_schema(&event);
-        let sample = json!({ "event": event, "schema": schema, "captured_at_ms": now_ms() });
-        self.shared.store.put_sample(module, trigger, &sample)?;
-        self.shared.store.flush().await?;
+        let sample = json!({ "event": event, "schema": schema, "captured_at_ms": self.now_ms() });
+        self.shared.store.put_sample(module, trigger, &sample).await?;
         Ok(Answer::json(200, &json!({ "captured": true, "activated": false })))
     }
 
@@ -492,15 +492,12 @@ impl Executor {
     /// Answers `{"resumed": [run ids]}` once every run named there has taken the call.
     pub async fn call_named_trigger(
         self: &Arc<Self>,
-        module: &str,
-        name: &str,
+        module: &ModuleName,
+        name: &TriggerName,
         execution: Execution,
         mut incoming: Incoming,
     ) -> Result<Answer, ExecError> {
-        if !crate::runtime::is_trigger_name(name) {
-            return Err(ExecError::UnknownTrigger(format!("`{name}` is not a trigger name")));
-        }
-        let targets = self.named_targets(module, name, &execution)?;
+        let targets = self.named_targets(module, name, &execution).await?;
         // `key` carries an API key on triggers that take one: it is never the run's data.
         let mut query = std::mem::take(&mut incoming.query);
         let presented_query = query.clone();
@@ -524,12 +521,12 @@ impl Executor {
         for (run, declared) in &targets.candidates {
             let admission = match by_version.iter().find(|(version, _)| *version == run.version) {
                 Some((_, caller)) => Admission::Admitted(caller.clone()),
-                None => self.admit_named(declared, &presented_query, &incoming, &mut call)?,
+                None => self.admit_named(declared, &presented_query, &incoming, &mut call).await?,
             };
             match admission {
                 Admission::Admitted(caller) => {
                     by_version.push((run.version.clone(), caller.clone()));
-                    admitted.push((run.id.clone(), caller));
+                    admitted.push((run.id, caller));
                 }
                 Admission::Ignored => ignored = true,
                 Admission::Refused(refusal) => {
@@ -541,7 +538,7 @@ impl Executor {
             // No run to hand it to. The caller is still checked (against the named run's
             // version, else the newest), so that one who may not call learns nothing; an
             // admitted sender's retry of an accepted call gets the first answer.
-            match self.admit_named(&targets.fallback, &presented_query, &incoming, &mut call)? {
+            match self.admit_named(&targets.fallback, &presented_query, &incoming, &mut call).await? {
                 Admission::Admitted(_) => {}
                 Admission::Ignored => return Ok(Answer::not_activated()),
                 Admission::Refused(refusal) => return Err(refusal.into()),
@@ -567,7 +564,7 @@ impl Executor {
             Begun::Repeat(answer) => return Ok(answer),
             Begun::First(hold) => hold,
         };
-        let noted = message.as_ref().map(|m| (m.key.as_str(), std::sync::Mutex::new(m.record.clone())));
+        let noted = message.as_ref().map(|m| (m.key.as_str(), tokio::sync::Mutex::new(m.record.clone())));
         let resumed = self.resume_named(module, name, &execution, admitted, &call, noted.as_ref()).await;
         let answer = resumed.map(|ids| Answer::json(200, &json!({ "resumed": ids })));
         self.settle(&message, &answer).await;
@@ -576,28 +573,35 @@ impl Executor {
 
     /// Checks that a module declares a named trigger in some version, before a call's
     /// body is read: an unknown target costs a caller nothing to be told.
-    pub fn check_named_trigger(&self, module: &str, name: &str) -> Result<(), ExecError> {
-        if !crate::runtime::is_trigger_name(name) {
-            return Err(ExecError::UnknownTrigger(format!("`{name}` is not a trigger name")));
-        }
-        let record = self.shared.store.module(module)?.ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
+    pub async fn check_named_trigger(&self, module: &str, name: &str) -> Result<(ModuleName, TriggerName), ExecError> {
+        let unknown_module = || ExecError::UnknownModule(module.to_string());
+        let module = ModuleName::parse(module).map_err(|_| unknown_module())?;
+        let name = TriggerName::parse(name).map_err(|e| ExecError::UnknownTrigger(e.to_string()))?;
+        let record = self.shared.store.module(&module).await?.ok_or_else(unknown_module)?;
         let declared = record.versions.iter().any(|v| v.info.named_triggers.iter().any(|t| t.name == name));
         if !declared {
             return Err(ExecError::UnknownTrigger(format!("module `{module}` declares no trigger `{name}`")));
         }
-        Ok(())
+        Ok((module, name))
     }
 
     /// The runs a named-trigger call is for, each with its version's declaration of the
     /// trigger: the run given by id, or the runs waiting there now, longest waiting first.
-    fn named_targets(&self, module: &str, name: &str, execution: &Execution) -> Result<NamedTargets, ExecError> {
+    async fn named_targets(
+        &self,
+        module: &ModuleName,
+        name: &TriggerName,
+        execution: &Execution,
+    ) -> Result<NamedTargets, ExecError> {
         let store = &self.shared.store;
-        let newest = || self.newest_named_trigger(module, name);
         match execution {
             Execution::Run(run_id) => {
-                let run = store.run(run_id)?.filter(|r| r.module == module);
+                let run = match RunId::parse(run_id) {
+                    Ok(id) => store.run(id).await?.filter(|r| r.module == *module),
+                    Err(_) => None,
+                };
                 let declared = match &run {
-                    Some(run) => self.declared_named_trigger(run, name)?,
+                    Some(run) => self.declared_named_trigger(run, name).await?,
                     None => None,
                 };
                 let missing = ExecError::UnknownExecution(run_id.clone());
@@ -612,20 +616,24 @@ impl Executor {
                     (Some(_), None) => Err(ExecError::UnknownTrigger(format!(
                         "run `{run_id}`'s module version declares no trigger `{name}`"
                     ))),
-                    (None, _) => Ok(NamedTargets { candidates: Vec::new(), fallback: newest()?, missing }),
+                    (None, _) => Ok(NamedTargets {
+                        candidates: Vec::new(),
+                        fallback: self.newest_named_trigger(module, name).await?,
+                        missing,
+                    }),
                 }
             }
             Execution::Any | Execution::All => {
                 let mut candidates = Vec::new();
-                for (run, _) in self.trigger_waiters(module, name)? {
-                    if let Some(declared) = self.declared_named_trigger(&run, name)? {
+                for (run, _) in self.trigger_waiters(module, name).await? {
+                    if let Some(declared) = self.declared_named_trigger(&run, name).await? {
                         candidates.push((run, declared));
                     }
                 }
                 let missing = ExecError::NothingWaiting(module.to_string(), name.to_string());
                 let fallback = match candidates.first() {
                     Some((_, declared)) => declared.clone(),
-                    None => newest()?,
+                    None => self.newest_named_trigger(module, name).await?,
                 };
                 Ok(NamedTargets { candidates, fallback, missing })
             }
@@ -633,21 +641,30 @@ impl Executor {
     }
 
     /// How the run's own module version declares a named trigger, if it does.
-    fn declared_named_trigger(&self, run: &RunRecord, name: &str) -> Result<Option<NamedTriggerInfo>, ExecError> {
-        let module = self.shared.store.module(&run.module)?;
+    async fn declared_named_trigger(
+        &self,
+        run: &RunRecord,
+        name: &TriggerName,
+    ) -> Result<Option<NamedTriggerInfo>, ExecError> {
+        let module = self.shared.store.module(&run.module).await?;
         let version = module.as_ref().and_then(|m| m.versions.iter().find(|v| v.version == run.version));
-        Ok(version.and_then(|v| v.info.named_triggers.iter().find(|t| t.name == name).cloned()))
+        Ok(version.and_then(|v| v.info.named_triggers.iter().find(|t| t.name == *name).cloned()))
     }
 
-    fn newest_named_trigger(&self, module: &str, name: &str) -> Result<NamedTriggerInfo, ExecError> {
-        let record = self.shared.store.module(module)?.ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
-        let newest = record.latest().ok_or_else(|| ExecError::UnknownModule(module.to_string()))?;
-        let declared = newest.info.named_triggers.iter().find(|t| t.name == name).cloned();
+    async fn newest_named_trigger(
+        &self,
+        module: &ModuleName,
+        name: &TriggerName,
+    ) -> Result<NamedTriggerInfo, ExecError> {
+        let unknown = || ExecError::UnknownModule(module.to_string());
+        let record = self.shared.store.module(module).await?.ok_or_else(unknown)?;
+        let newest = record.latest().ok_or_else(unknown)?;
+        let declared = newest.info.named_triggers.iter().find(|t| t.name == *name).cloned();
         declared.ok_or_else(|| ExecError::UnknownTrigger(format!("module `{module}` declares no trigger `{name}`")))
     }
 
     /// Checks a named-trigger call against one declaration: its auth, then its condition.
-    fn admit_named(
+    async fn admit_named(
         &self,
         declared: &NamedTriggerInfo,
         query: &[(String, String)],
@@ -656,8 +673,8 @@ impl Executor {
     ) -> Result<Admission, ExecError> {
         let mut query = query.to_vec();
         let presented =
-            Presented { query: &mut query, headers: &incoming.headers, body: &incoming.body, now_ms: now_ms() };
-        let caller = match callers::authenticate(&self.shared.store, &declared.auth, presented) {
+            Presented { query: &mut query, headers: &incoming.headers, body: &incoming.body, now_ms: self.now_ms() };
+        let caller = match callers::authenticate(&self.shared.store, &declared.auth, presented).await {
             Ok(caller) => caller,
             Err(callers::AuthError::Refused(_)) if declared.on_auth_failure == OnAuthFailure::Ignore => {
                 return Ok(Admission::Ignored);
@@ -678,33 +695,33 @@ impl Executor {
     /// (each claimed by one call only), or every waiting run. Returns those that took it.
     async fn resume_named(
         self: &Arc<Self>,
-        module: &str,
-        name: &str,
+        module: &ModuleName,
+        name: &TriggerName,
         execution: &Execution,
-        admitted: Vec<(String, Caller)>,
+        admitted: Vec<(RunId, Caller)>,
         call: &Call,
         noted: Option<&Noted<'_>>,
-    ) -> Result<Vec<String>, ExecError> {
+    ) -> Result<Vec<RunId>, ExecError> {
         let store = &self.shared.store;
         let deadline = Instant::now() + self.shared.settings.take_timeout;
         let nothing_waiting = || ExecError::NothingWaiting(module.to_string(), name.to_string());
         // Checked before any run is claimed: a refusal takes no run out of the queue.
         for (run_id, _) in &admitted {
-            self.admit_call(run_id)?;
+            self.admit_call(*run_id).await?;
         }
         match execution {
             Execution::Run(_) => {
                 let (run_id, caller) = admitted.into_iter().next().ok_or_else(nothing_waiting)?;
-                self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await?;
+                self.hand_to_trigger(run_id, name, call, caller, deadline, noted).await?;
                 Ok(vec![run_id])
             }
             Execution::Any => {
                 for (run_id, caller) in admitted {
-                    if !store.claim_trigger_waiter(module, name, &run_id)? {
+                    if !store.claim_trigger_waiter(module, name, run_id).await? {
                         continue;
                     }
-                    let handed = self.hand_to_trigger(&run_id, name, call, caller, deadline, noted).await;
-                    match self.unclaim_unless_taken(module, name, &run_id, handed)? {
+                    let handed = self.hand_to_trigger(run_id, name, call, caller, deadline, noted).await;
+                    match self.unclaim_unless_taken(module, name, run_id, handed).await? {
                         Ok(()) => return Ok(vec![run_id]),
                         // It ended (or closed) before taking it: the next one may.
                         Err(ExecError::NotTaken(reason)) if reason != NotTakenReason::TimedOut => continue,
@@ -716,20 +733,20 @@ impl Executor {
             Execution::All => {
                 let mut claimed = Vec::new();
                 for (run_id, caller) in admitted {
-                    if store.claim_trigger_waiter(module, name, &run_id)? {
+                    if store.claim_trigger_waiter(module, name, run_id).await? {
                         claimed.push((run_id, caller));
                     }
                 }
                 let handed = claimed
                     .iter()
-                    .map(|(run_id, caller)| self.hand_to_trigger(run_id, name, call, caller.clone(), deadline, noted));
+                    .map(|(run_id, caller)| self.hand_to_trigger(*run_id, name, call, caller.clone(), deadline, noted));
                 let outcomes = futures::future::join_all(handed).await;
                 let mut resumed = Vec::new();
                 let mut timed_out = false;
                 for ((run_id, _), handed) in claimed.into_iter().zip(outcomes) {
                     // Each run's outcome is its own: one that did not take the call does not
                     // undo those that did.
-                    match self.unclaim_unless_taken(module, name, &run_id, handed)? {
+                    match self.unclaim_unless_taken(module, name, run_id, handed).await? {
                         Ok(()) => resumed.push(run_id),
                         Err(ExecError::NotTaken(NotTakenReason::TimedOut)) => timed_out = true,
                         Err(ExecError::NotTaken(_)) => {}
@@ -747,15 +764,15 @@ impl Executor {
 
     /// A claimed run that did not take the call waits there still, unless it moved on (then
     /// `trigger_waiters` drops it): it goes back in the queue.
-    fn unclaim_unless_taken(
+    async fn unclaim_unless_taken(
         &self,
-        module: &str,
-        name: &str,
-        run_id: &str,
+        module: &ModuleName,
+        name: &TriggerName,
+        run_id: RunId,
         handed: Result<(), ExecError>,
     ) -> Result<Result<(), ExecError>, ExecError> {
         if handed.is_err() {
-            self.shared.store.add_trigger_waiter(module, name, run_id, now_ms())?;
+            self.shared.store.add_trigger_waiter(module, name, run_id, self.now_ms()).await?;
         }
         Ok(handed)
     }
@@ -763,35 +780,36 @@ impl Executor {
     /// Puts a call at a run's named trigger and holds it until the run takes it.
     async fn hand_to_trigger(
         self: &Arc<Self>,
-        run_id: &str,
-        name: &str,
+        run_id: RunId,
+        name: &TriggerName,
         call: &Call,
         caller: Caller,
         deadline: Instant,
         noted: Option<&Noted<'_>>,
     ) -> Result<(), ExecError> {
-        self.admit_call(run_id)?;
-        let mut request = self.request(call, format!("trigger:{name}"))?;
+        self.admit_call(run_id).await?;
+        let mut request = self.request(call, format!("trigger:{name}")).await?;
         request.caller = caller;
         let mut hold = self.shared.holds.hold_caller(&request.id).ok_or(ExecError::Overloaded)?;
         if let Some((key, record)) = noted {
-            let mut record = record.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Held while written: concurrent deliveries of one call note in turn.
+            let mut record = record.lock().await;
             record.deliveries.push((run_id.to_string(), request.id.clone()));
-            self.shared.store.put_message(key, &record)?;
+            self.shared.store.put_message(key, &record).await?;
         }
-        self.shared.store.deliver_to_trigger(run_id, name, &request)?;
+        self.shared.store.deliver_to_trigger(run_id, name, &request).await?;
         self.wake(run_id);
-        let channel = Channel::Trigger(name.to_string());
-        self.until_taken(&mut hold, run_id, &channel, &request, deadline, None).await
+        let channel = Channel::Trigger(name.clone());
+        self.until_taken(&mut hold, run_id, &channel, &request, deadline).await
     }
 
     // --- shared steps ---------------------------------------------------------------
 
     /// Refuses a call while the server or the run it is for has too much waiting.
-    fn admit_call(&self, run_id: &str) -> Result<(), ExecError> {
+    async fn admit_call(&self, run_id: RunId) -> Result<(), ExecError> {
         self.admit_work()?;
         let quotas = self.shared.settings.quotas;
-        let (count, bytes) = self.shared.store.queued_load(run_id)?;
+        let (count, bytes) = self.shared.store.queued_load(run_id).await?;
         if count >= quotas.queued_calls {
             return Err(ExecError::InboxFull(format!("the run has {count} calls waiting, its quota")));
         }
@@ -819,9 +837,9 @@ impl Executor {
     }
 
     /// A request record for a call, numbered in arrival order.
-    fn request(&self, call: &Call, webhook: String) -> Result<RequestRecord, ExecError> {
+    async fn request(&self, call: &Call, webhook: String) -> Result<RequestRecord, ExecError> {
         Ok(RequestRecord {
-            id: format!("rq-{}", self.shared.store.next_id()?),
+            id: format!("rq-{}", self.shared.store.next_id().await?),
             webhook,
             method: call.method,
             path: call.path.clone(),
@@ -829,7 +847,7 @@ impl Executor {
             headers: call.headers.clone(),
             data: call.data.clone(),
             caller: call.caller.clone(),
-            received_at_ms: now_ms(),
+            received_at_ms: self.now_ms(),
         })
     }
 
@@ -844,7 +862,7 @@ impl Executor {
         answer: Option<HttpResponse>,
     ) -> Option<Message> {
         let id = call.message_id.as_ref()?;
-        let now = now_ms();
+        let now = self.now_ms();
         let answer_from = match (&answer, scope.starts_with("named:")) {
             (_, true) => AnswerFrom::Resumed,
             (Some(_), false) => AnswerFrom::Stored,
@@ -872,7 +890,7 @@ impl Executor {
         loop {
             // Held before it is noted: a retry that finds the note sees its first in flight.
             let hold = self.shared.holds.hold(&message_hold_id(&message.key));
-            let Some(first) = store.begin_message(&message.key, &message.record, now_ms())? else {
+            let Some(first) = store.begin_message(&message.key, &message.record, self.now_ms()).await? else {
                 return Ok(Begun::First(Some(hold)));
             };
             drop(hold);
@@ -882,7 +900,7 @@ impl Executor {
             match self.first_fate(&message.key, &first, deadline).await? {
                 Some(first) => return self.first_answer(&first, window).await.map(Begun::Repeat),
                 // The first call was not accepted: this one is new.
-                None => store.forget_message(&message.key)?,
+                None => store.forget_message(&message.key).await?,
             }
         }
     }
@@ -901,10 +919,10 @@ impl Executor {
             if record.accepted {
                 return Ok(Some(record));
             }
-            match self.deliveries_fate(key, &record)? {
+            match self.deliveries_fate(key, &record).await? {
                 Fate::Accepted => {
                     record.accepted = true;
-                    store.put_message(key, &record)?;
+                    store.put_message(key, &record).await?;
                     return Ok(Some(record));
                 }
                 Fate::NotAccepted => return Ok(None),
@@ -913,7 +931,7 @@ impl Executor {
                 }
                 Fate::InFlight => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            match store.message(key)? {
+            match store.message(key).await? {
                 Some(fresh) => record = fresh,
                 None => return Ok(None),
             }
@@ -922,21 +940,22 @@ impl Executor {
 
     /// Where a first call's deliveries stand: taken or kept for their run, still with a
     /// waiting caller, or never accepted.
-    fn deliveries_fate(&self, key: &str, record: &IdempotencyRecord) -> Result<Fate, ExecError> {
+    async fn deliveries_fate(&self, key: &str, record: &IdempotencyRecord) -> Result<Fate, ExecError> {
         let store = &self.shared.store;
         if self.shared.holds.is_held(&message_hold_id(key)) {
             return Ok(Fate::InFlight);
         }
         for (run_id, request_id) in &record.deliveries {
-            let queued = store.queued_requests(run_id)?;
+            let Ok(run_id) = RunId::parse(run_id) else { continue };
+            let queued = store.queued(run_id).await?;
             if let Some(entry) = queued.iter().find(|e| e.request.id == *request_id) {
                 return Ok(if entry.held { Fate::InFlight } else { Fate::Accepted });
             }
-            let kept = store.not_taken(run_id)?;
+            let kept = store.not_taken(run_id).await?;
             if kept.iter().any(|n| n.request.id == *request_id && n.acknowledged) {
                 return Ok(Fate::Accepted);
             }
-            if self.in_log(run_id, request_id)? {
+            if self.in_log(run_id, request_id).await? {
                 return Ok(Fate::Accepted);
             }
         }
@@ -944,8 +963,9 @@ impl Executor {
     }
 
     /// Whether a request reached a run's log: taken at a wait, or the run's start.
-    fn in_log(&self, run_id: &str, request_id: &str) -> Result<bool, ExecError> {
-        Ok(self.shared.store.events(run_id)?.into_iter().any(|record| match record.event {
+    async fn in_log(&self, run_id: RunId, request_id: &str) -> Result<bool, ExecError> {
+        let (events, _) = self.shared.store.events(run_id).await?;
+        Ok(events.into_iter().any(|record| match record.event {
             Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => request.id == request_id,
             Event::Started { trigger: Some(request), .. } => request.id == request_id,
             _ => false,
@@ -964,16 +984,19 @@ impl Executor {
             // Its first caller got no answer (the server stopped): the runs that took it.
             let mut resumed = Vec::new();
             for (run_id, request_id) in &first.deliveries {
-                if self.in_log(run_id, request_id)? {
+                if let Ok(id) = RunId::parse(run_id)
+                    && self.in_log(id, request_id).await?
+                {
                     resumed.push(run_id.clone());
                 }
             }
             return Ok(Answer::json(200, &json!({ "resumed": resumed })));
         }
-        let Some((run_id, request_id)) = first.deliveries.first() else {
+        let delivered = first.deliveries.first().and_then(|(run, request)| Some((RunId::parse(run).ok()?, request)));
+        let Some((run_id, request_id)) = delivered else {
             return Err(ExecError::NotTaken(NotTakenReason::TimedOut));
         };
-        if let Some(response) = self.recorded_answer(run_id, request_id)? {
+        if let Some(response) = self.recorded_answer(run_id, request_id).await? {
             return Ok(Answer::for_request(response, request_id));
         }
         let mut hold = self.shared.holds.join(request_id).unwrap_or_else(|| self.shared.holds.hold(request_id));
@@ -981,7 +1004,7 @@ impl Executor {
         match hold.until(Instant::now() + window, settled).await {
             CallState::Answered(response) => Ok(Answer::for_request(response, request_id)),
             CallState::Unanswered => Err(ExecError::NoAnswer),
-            _ => match self.recorded_answer(run_id, request_id)? {
+            _ => match self.recorded_answer(run_id, request_id).await? {
                 Some(response) => Ok(Answer::for_request(response, request_id)),
                 None => Err(ExecError::ResponseTimeout(window.as_millis() as u32)),
             },
@@ -989,8 +1012,9 @@ impl Executor {
     }
 
     /// The answer a run gave a request, from its log (URL keys back in place).
-    fn recorded_answer(&self, run_id: &str, request_id: &str) -> Result<Option<HttpResponse>, ExecError> {
-        let answered = self.shared.store.events(run_id)?.into_iter().find_map(|record| match record.event {
+    async fn recorded_answer(&self, run_id: RunId, request_id: &str) -> Result<Option<HttpResponse>, ExecError> {
+        let (events, _) = self.shared.store.events(run_id).await?;
+        let answered = events.into_iter().find_map(|record| match record.event {
             Event::Responded { request_id: id, response: Some(response), .. } if id == request_id => Some(response),
             _ => None,
         });
@@ -1006,21 +1030,18 @@ impl Executor {
         let accepted = matches!(outcome, Ok(_) | Err(ExecError::ResponseTimeout(_) | ExecError::NoAnswer));
         let written = if accepted {
             // The deliveries noted meanwhile are in the stored record.
-            let mut record = store.message(&message.key).ok().flatten().unwrap_or_else(|| message.record.clone());
+            let stored = store.message(&message.key).await.ok().flatten();
+            let mut record = stored.unwrap_or_else(|| message.record.clone());
             record.accepted = true;
             // Kept with the id, so that it outlives the run (see `--retain`).
             if let Ok(answer) = outcome {
                 record.answer = Some(answer.response.clone());
             }
-            store.put_message(&message.key, &record)
+            store.put_message(&message.key, &record).await
         } else {
-            store.forget_message(&message.key)
+            store.forget_message(&message.key).await
         };
-        let flushed = match written {
-            Ok(()) => store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = flushed {
+        if let Err(e) = written {
             tracing::error!("cannot note a sender's message id: {e}");
         }
     }
@@ -1044,9 +1065,10 @@ fn expected_view(call: &Call) -> Value {
 }
 
 /// An automatic answer with `{{run_id}}`, `{{request_id}}` and `{{module}}` filled in.
-fn fill(response: &HttpResponse, run_id: &str, request_id: &str, module: &str) -> HttpResponse {
+fn fill(response: &HttpResponse, run_id: RunId, request_id: &str, module: &ModuleName) -> HttpResponse {
+    let run_id = run_id.to_string();
     let fill = |text: &str| {
-        text.replace("{{run_id}}", run_id).replace("{{request_id}}", request_id).replace("{{module}}", module)
+        text.replace("{{run_id}}", &run_id).replace("{{request_id}}", request_id).replace("{{module}}", module.as_str())
     };
     HttpResponse {
         status: response.status,
@@ -1055,9 +1077,9 @@ fn fill(response: &HttpResponse, run_id: &str, request_id: &str, module: &str) -
     }
 }
 
-fn check_open(hook: &HookRecord) -> Result<(), ExecError> {
+fn check_open(hook: &HookRecord, now_ms: u64) -> Result<(), ExecError> {
     match hook.state {
-        HookState::Open if hook.expired(now_ms()) => Err(ExecError::Gone("the webhook has expired".into())),
+        HookState::Open if hook.expired(now_ms) => Err(ExecError::Gone("the webhook has expired".into())),
         HookState::Open => Ok(()),
         HookState::Used => Err(ExecError::Gone("the webhook was single-use and has been used".into())),
         HookState::Closed => Err(ExecError::Gone("the webhook is closed".into())),

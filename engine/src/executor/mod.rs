@@ -2,10 +2,14 @@
 //! (through the runtime) until they complete, fail or suspend, timers, and recovery
 //! after a restart.
 
+mod admin;
 mod inbound;
+mod run_state;
 mod timers;
 
+pub use admin::{RunView, WaitingView};
 pub use inbound::{Answer, Execution, Incoming, MESSAGE_WINDOW, query_object};
+pub use run_state::RunStateWriter;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,19 +18,28 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::callers::{AuthError, Refusal};
-use crate::clock::now_ms;
+use crate::ids::{BadName, ModuleName, RunId, TriggerName};
 use crate::json::JsonError;
-use crate::runtime::{Outcome, Runtime, RuntimeError, Shared};
+use crate::runtime::{Outcome, Runtime, RuntimeError, Shared, Wait};
 use crate::store::records::{
     Event, Failure, Method, ModuleRecord, ModuleVersion, NotTakenReason, RequestRecord, RunRecord, RunStatus,
-    WaitTarget, WebhookInfo,
+    WaitTarget, Waiting,
 };
-use crate::store::{StoreError, event_record};
+use crate::store::{Inbox, Registry, RunLog, StoreError, event_record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("module name `{0}` must be 1 to 64 characters of a-z 0-9 - _")]
-    BadModuleName(String),
+    /// A name that is not one (the message says which and why).
+    #[error(transparent)]
+    BadName(#[from] BadName),
+    #[error(transparent)]
+    BadModuleName(BadName),
+    #[error("{0}")]
+    NameTaken(String),
+    #[error("no key is named `{0}`")]
+    UnknownKey(String),
+    #[error("no secret is named `{0}`")]
+    UnknownSecret(String),
     #[error("no module named `{0}`")]
     UnknownModule(String),
     #[error("no webhook has this token")]
@@ -105,6 +118,7 @@ pub fn status_name(status: RunStatus) -> &'static str {
 pub struct Executor {
     runtime: Runtime,
     shared: Arc<Shared>,
+    run_state: Arc<RunStateWriter>,
     /// Uploads read, extend and write a module's record: one at a time.
     uploads: tokio::sync::Mutex<()>,
 }
@@ -113,77 +127,75 @@ pub struct Executor {
 /// be driven again.
 struct DriverGuard<'a> {
     shared: &'a Shared,
-    run_id: &'a str,
+    run: RunId,
     armed: bool,
 }
 
 impl Drop for DriverGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.live.release(self.run_id);
+            self.shared.live.release(self.run);
         }
     }
 }
 
-fn check_module_name(name: &str) -> Result<(), ExecError> {
-    let legal = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-    if name.is_empty() || name.len() > 64 || !name.chars().all(legal) {
-        return Err(ExecError::BadModuleName(name.to_string()));
-    }
-    Ok(())
-}
-
 impl Executor {
-    pub fn new(runtime: Runtime) -> Arc<Executor> {
+    pub fn new(runtime: Runtime, run_state: Arc<RunStateWriter>) -> Arc<Executor> {
         let shared = runtime.shared().clone();
-        Arc::new(Executor { runtime, shared, uploads: tokio::sync::Mutex::new(()) })
+        Arc::new(Executor { runtime, shared, run_state, uploads: tokio::sync::Mutex::new(()) })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
+    fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
     /// Stores a module version (idempotent for identical bytes). Returns the version and
     /// whether it is new.
     pub async fn upload(&self, name: &str, bytes: &[u8]) -> Result<(ModuleVersion, bool), ExecError> {
-        check_module_name(name)?;
+        let name = ModuleName::parse(name).map_err(ExecError::BadModuleName)?;
         let _one_at_a_time = self.uploads.lock().await;
         let store = &self.shared.store;
         let version = hex::encode(Sha256::digest(bytes));
         let mut module =
-            store.module(name)?.unwrap_or_else(|| ModuleRecord { name: name.to_string(), versions: Vec::new() });
+            store.module(&name).await?.unwrap_or_else(|| ModuleRecord { name: name.clone(), versions: Vec::new() });
         if let Some(latest) = module.latest().filter(|v| v.version == version) {
             return Ok((latest.clone(), false));
         }
         let info = self.runtime.prepare(&version, bytes).await?;
-        let entry =
-            ModuleVersion { version: version.clone(), size: bytes.len() as u64, uploaded_at_ms: now_ms(), info };
-        store.put_blob(&version, bytes)?;
+        let uploaded_at_ms = self.now_ms();
+        let entry = ModuleVersion { version: version.clone(), size: bytes.len() as u64, uploaded_at_ms, info };
+        // The bytes before the record that names them.
+        store.put_blob(&version, bytes).await?;
         module.versions.push(entry.clone());
-        store.put_module(&module)?;
-        store.flush().await?;
+        store.put_module(&module).await?;
         Ok((entry, true))
     }
 
     /// Creates a run on the module's latest version, durably, and starts driving it.
-    pub async fn start_run(self: &Arc<Self>, module_name: &str, input: Value) -> Result<RunRecord, ExecError> {
-        self.start_run_as(module_name, uuid::Uuid::now_v7().to_string(), input, None).await
+    pub async fn start_run(self: &Arc<Self>, module: &str, input: Value) -> Result<RunRecord, ExecError> {
+        let module = ModuleName::parse(module).map_err(|_| ExecError::UnknownModule(module.to_string()))?;
+        self.start_run_as(&module, RunId::new(), input, None).await
     }
 
     /// Creates run `run_id` as `start_run` does, from a call to one of the module's
     /// triggers when `trigger` is given (the run's start is that request).
     async fn start_run_as(
         self: &Arc<Self>,
-        module_name: &str,
-        run_id: String,
+        module_name: &ModuleName,
+        run_id: RunId,
         input: Value,
         trigger: Option<RequestRecord>,
     ) -> Result<RunRecord, ExecError> {
         self.admit_work()?;
         let store = &self.shared.store;
-        let module = store.module(module_name)?.ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
-        let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module_name.to_string()))?;
-        let now = now_ms();
+        let unknown = || ExecError::UnknownModule(module_name.to_string());
+        let module = store.module(module_name).await?.ok_or_else(unknown)?;
+        let version = module.latest().ok_or_else(unknown)?;
+        let now = self.now_ms();
         let run = RunRecord {
             id: run_id,
             module: module.name.clone(),
@@ -198,29 +210,32 @@ impl Executor {
             wake_at_ms: None,
         };
         let trigger = trigger.map(Box::new);
-        let started = event_record(0, Event::Started { input, start_ms: now, seed: rand::random(), trigger });
-        store.create_run(&run, &started)?;
-        store.flush().await?;
-        self.wake(&run.id);
+        let started = event_record(0, now, Event::Started { input, start_ms: now, seed: rand::random(), trigger });
+        store.create_run(&run, &started).await?;
+        self.wake(run.id);
         Ok(run)
     }
 
     /// The runs waiting at a module's named trigger now, longest waiting first, with when
     /// each began to. Entries left behind by a crash (the run moved on) are dropped here.
-    pub fn trigger_waiters(&self, module: &str, name: &str) -> Result<Vec<(RunRecord, u64)>, ExecError> {
+    pub async fn trigger_waiters(
+        &self,
+        module: &ModuleName,
+        name: &TriggerName,
+    ) -> Result<Vec<(RunRecord, u64)>, ExecError> {
         let store = &self.shared.store;
         let mut waiting = Vec::new();
-        for (run_id, since) in store.trigger_waiters(module, name)? {
-            match store.run(&run_id)? {
+        for (run_id, since) in store.trigger_waiters(module, name).await? {
+            match store.run(run_id).await? {
                 Some(run) if !run.status.is_terminal() => {
                     // Registered only once its status says it waits here; a run between
                     // two waits is passed over, not forgotten.
-                    let waits_here = run.waiting_on.iter().any(|w| w.strip_prefix("trigger:") == Some(name));
+                    let waits_here = run.waiting_on.iter().any(|w| *w == Waiting::Trigger(name.clone()));
                     if run.status == RunStatus::Waiting && waits_here {
                         waiting.push((run, since));
                     }
                 }
-                _ => store.remove_trigger_waiter(module, name, &run_id)?,
+                _ => store.remove_trigger_waiter(module, name, run_id).await?,
             }
         }
         Ok(waiting)
@@ -232,34 +247,33 @@ impl Executor {
     }
 
     /// Makes sure the run makes progress: wakes its driver, or starts one.
-    pub fn wake(self: &Arc<Self>, run_id: &str) {
-        if self.shared.live.claim_or_notify(run_id) {
+    pub fn wake(self: &Arc<Self>, run: RunId) {
+        if self.shared.live.claim_or_notify(run) {
             let executor = self.clone();
-            let run_id = run_id.to_string();
-            tokio::spawn(async move { executor.drive(&run_id).await });
+            tokio::spawn(async move { executor.drive(run).await });
         }
     }
 
     /// Executes the run until it completes, fails or suspends. The caller holds the
     /// run's driver slot.
-    async fn drive(&self, run_id: &str) {
-        let mut guard = DriverGuard { shared: &self.shared, run_id, armed: true };
+    async fn drive(&self, run_id: RunId) {
+        let mut guard = DriverGuard { shared: &self.shared, run: run_id, armed: true };
         // Past the cap of runs executing at once, it waits its turn here.
         let _slot = self.shared.activations.slot().await;
         let store = &self.shared.store;
-        let run = match store.run(run_id) {
+        let run = match store.run(run_id).await {
             Ok(Some(run)) if !run.status.is_terminal() => run,
             Ok(_) => return,
             Err(e) => {
-                tracing::error!(run = run_id, "cannot load run: {e}");
+                tracing::error!(run = %run_id, "cannot load run: {e}");
                 return;
             }
         };
-        let events = match store.events_with_size(run_id) {
+        let events = match store.events(run_id).await {
             Ok(events) => events,
             Err(e) => {
                 // It can never be driven: it fails, instead of staying `running` for ever.
-                tracing::error!(run = run_id, "cannot read the run's log: {e}");
+                tracing::error!(run = %run_id, "cannot read the run's log: {e}");
                 let failure = Failure::new("unreadable-log", format!("the run's log cannot be read: {e}"));
                 self.finish(run, End::Failed(failure)).await;
                 return;
@@ -282,36 +296,35 @@ impl Executor {
     /// a driver started for it, which stops before running any guest code. A running or
     /// parked driver stops at its next tick or wake-up.
     pub async fn cancel(self: &Arc<Self>, run_id: &str) -> Result<RunRecord, ExecError> {
+        let id = RunId::parse(run_id).map_err(|_| ExecError::UnknownRun(run_id.to_string()))?;
         let store = &self.shared.store;
-        let run = store.run(run_id)?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
+        let run = store.run(id).await?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
         if run.status.is_terminal() {
-            return Err(ExecError::Ended(run.id, status_name(run.status)));
+            return Err(ExecError::Ended(run.id.to_string(), status_name(run.status)));
         }
         // Durable before the answer: a restart carries the cancellation out.
-        store.request_cancel(run_id)?;
-        store.flush().await?;
-        self.shared.live.cancel(run_id);
-        self.wake(run_id);
+        store.request_cancel(id).await?;
+        self.shared.live.cancel(id);
+        self.wake(id);
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         loop {
-            let run = store.run(run_id)?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
+            let run = store.run(id).await?.ok_or_else(|| ExecError::UnknownRun(run_id.to_string()))?;
             if run.status.is_terminal() {
                 // It may have ended on its own before the request reached it.
-                self.shared.live.cancel_done(run_id);
-                store.clear_cancel(run_id)?;
+                self.shared.live.cancel_done(id);
+                store.clear_cancel(id).await?;
             }
+            // The end is durable once written: the run's log has its terminal event.
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
-                // Whatever the driver wrote is durable before the answer.
-                store.flush().await?;
                 return Ok(run);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
-    /// Closes a run's webhooks, then writes its end durably. In that order, no call is
-    /// accepted for a run that has ended; a crash in between is repaired by recovery,
-    /// which finds the end in the log and comes here again.
+    /// Records a run's end in its record and clears what it left: its webhooks close, its
+    /// timer and places at named triggers go. Its log already ends (durably) with its
+    /// terminal event, so a crash half-way is repaired by recovery, which comes here again.
     async fn finish(&self, mut run: RunRecord, end: End) {
         let store = &self.shared.store;
         match end {
@@ -327,50 +340,45 @@ impl Executor {
             End::Cancelled => run.status = RunStatus::Cancelled,
         }
         // The record passed in may be older than the one the run's waits wrote.
-        let stored = store.run(&run.id).ok().flatten();
-        let pending_timer = stored.as_ref().and_then(|r| r.wake_at_ms);
-        let waited_triggers: Vec<String> = stored
-            .map(|r| r.waiting_on.iter().filter_map(|w| w.strip_prefix("trigger:").map(str::to_string)).collect())
-            .unwrap_or_default();
+        let stored = store.run(run.id).await.ok().flatten();
+        let wait = stored.map(|stored| Wait { on: stored.waiting_on, wake_at_ms: stored.wake_at_ms });
         run.waiting_on.clear();
         run.wake_at_ms = None;
-        run.updated_at_ms = now_ms();
+        run.updated_at_ms = self.now_ms();
         // Each step is tried whatever became of the others: a run whose log cannot be read
         // still ends.
-        let cleared = [
-            self.refuse_leftovers(&run.id),
-            pending_timer.map_or(Ok(()), |at| store.remove_timer(at, &run.id)),
-            waited_triggers.iter().try_for_each(|t| store.remove_trigger_waiter(&run.module, t, &run.id)),
-            store.clear_cancel(&run.id),
-        ];
-        for failed in cleared.into_iter().filter_map(Result::err) {
-            tracing::error!(run = %run.id, "cannot clear what the run left: {failed}");
+        if let Err(e) = self.refuse_leftovers(run.id).await {
+            tracing::error!(run = %run.id, "cannot close what the run left: {e}");
         }
-        let written = store.put_run(&run);
-        self.shared.live.cancel_done(&run.id);
+        if let Some(wait) = wait
+            && let Err(e) = self.run_state.unpark(&run, &wait).await
+        {
+            tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
+        }
+        if let Err(e) = store.clear_cancel(run.id).await {
+            tracing::error!(run = %run.id, "cannot clear the run's cancellation: {e}");
+        }
+        if let Err(e) = store.put_run(&run).await {
+            tracing::error!(run = %run.id, "cannot record the run's end: {e}");
+        }
+        self.shared.live.cancel_done(run.id);
         // A call that reached a named trigger while the run was ending finds it ended now.
-        match store.refuse_trigger_calls(&run.id, NotTakenReason::RunEnded) {
+        match store.refuse_trigger_calls(run.id, NotTakenReason::RunEnded, self.now_ms()).await {
             Ok(late) => {
                 inbound::held(late).for_each(|request| self.shared.holds.refused(&request.id, NotTakenReason::RunEnded))
             }
             Err(e) => tracing::error!(run = %run.id, "cannot refuse calls that came late: {e}"),
         }
-        let flushed = match written {
-            Ok(()) => store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = flushed {
-            tracing::error!(run = %run.id, "cannot record the run's end: {e}");
-        }
     }
 
     /// Closes a run's webhooks as it ends. What it did not take stays listed as not taken;
     /// callers still held (on many-call webhooks, at named triggers) are told.
-    fn refuse_leftovers(&self, run_id: &str) -> Result<(), StoreError> {
+    async fn refuse_leftovers(&self, run: RunId) -> Result<(), StoreError> {
         let store = &self.shared.store;
-        let mut left = store.refuse_trigger_calls(run_id, NotTakenReason::RunEnded)?;
-        for (token, number) in store.webhooks_of(run_id)? {
-            left.extend(store.close_hook(&token, run_id, number, NotTakenReason::RunEnded)?);
+        let now = self.now_ms();
+        let mut left = store.refuse_trigger_calls(run, NotTakenReason::RunEnded, now).await?;
+        for (token, webhook) in store.webhooks_of(run).await? {
+            left.extend(store.close_hook(&token, run, webhook, NotTakenReason::RunEnded, now).await?);
         }
         for request in inbound::held(left) {
             self.shared.holds.refused(&request.id, NotTakenReason::RunEnded);
@@ -378,27 +386,27 @@ impl Executor {
         Ok(())
     }
 
-    /// After a start: drives every run that has something to do. That is a run that
-    /// was running; and a waiting run with an acknowledged call it had not taken, or
-    /// whose log shows its wait already ended (its status was not written before the
-    /// crash). Runs parked on a wait are left alone: their calls and timers wake them.
-    pub fn recover(self: &Arc<Self>) -> Result<usize, ExecError> {
+    /// After a start: repairs the inbox (takes a crash cut short, held calls whose callers
+    /// are gone), then drives every run that has something to do: a run that was running,
+    /// and a parked one with a call it had not taken. A run parked per its log is shown
+    /// waiting again; its calls and timers wake it.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, ExecError> {
         let store = &self.shared.store;
-        let orphaned = store.refuse_orphaned_calls()?;
+        let orphaned = store.repair_inbox(self.now_ms()).await?;
         if orphaned > 0 {
             tracing::info!(orphaned, "calls whose callers were held when the server stopped were not delivered");
         }
         let mut resumed = 0;
         // An unreadable run record is reported by the listing and skipped: it stops no other.
-        let (runs, _unreadable) = store.runs(None)?;
+        let (runs, _unreadable) = store.runs(None).await?;
         for run in runs.into_iter().filter(|run| !run.status.is_terminal()) {
             // A run whose records cannot be read is driven too: it fails, alone.
-            let due = self.recover_run(&run).unwrap_or_else(|e| {
+            let due = self.recover_run(&run).await.unwrap_or_else(|e| {
                 tracing::error!(run = %run.id, "cannot recover the run: {e}");
                 true
             });
             if due {
-                self.wake(&run.id);
+                self.wake(run.id);
                 resumed += 1;
             }
         }
@@ -406,73 +414,47 @@ impl Executor {
     }
 
     /// Whether a run must be driven after a start; a parked one is shown waiting again.
-    fn recover_run(&self, run: &RunRecord) -> Result<bool, ExecError> {
+    async fn recover_run(&self, run: &RunRecord) -> Result<bool, ExecError> {
         let store = &self.shared.store;
-        if store.cancel_requested(&run.id)? {
-            self.shared.live.cancel(&run.id);
+        if store.cancel_requested(run.id).await? {
+            self.shared.live.cancel(run.id);
             return Ok(true);
         }
-        match store.last_event(&run.id)?.map(|e| e.event) {
+        // The whole log is read, not its last event: a run whose log cannot be read is
+        // driven now, and fails alone, rather than when a call finds it.
+        let Ok((mut events, _)) = store.events(run.id).await else { return Ok(true) };
+        match events.pop().map(|e| e.event) {
             // Parked per its log: woken by its calls and timers.
             Some(Event::WaitStarted { on }) => {
-                self.restore_parked(run.clone(), &on)?;
-                Ok(store.has_any_request(&run.id)?)
+                self.restore_parked(run, &on).await?;
+                Ok(store.has_any_request(run.id).await?)
             }
             _ => Ok(true),
         }
     }
 
     /// Writes again what a run parked at a wait is known by (its status, what it waits on,
-    /// its timer, its place at named triggers), from its log: a crash may have come before
-    /// those writes were durable. Setting them again is harmless.
-    fn restore_parked(&self, mut run: RunRecord, on: &[WaitTarget]) -> Result<(), ExecError> {
+    /// its timer, its places at named triggers), from its log: those writes are staged,
+    /// and a crash may have come before they were durable. Writing them again is harmless.
+    async fn restore_parked(&self, run: &RunRecord, on: &[WaitTarget]) -> Result<(), ExecError> {
         let store = &self.shared.store;
-        let created: Vec<WebhookInfo> = store
-            .events(&run.id)?
-            .into_iter()
-            .filter_map(|record| match record.event {
-                Event::WebhookCreated { webhook: Ok(webhook) } => Some(webhook),
-                _ => None,
-            })
-            .collect();
-        let mut wake_at_ms: Option<u64> = None;
-        let mut waiting_on = Vec::new();
+        let created = store.webhooks_of(run.id).await?;
+        let mut expiries = Vec::new();
         for target in on {
-            let at = match target {
-                WaitTarget::Webhook { id } => {
-                    waiting_on.push(id.clone());
-                    let token = created.iter().find(|w| w.id == *id).map(|w| w.token.as_str());
-                    let hook = token.map(|token| store.hook(token)).transpose()?.flatten();
-                    hook.and_then(|hook| hook.expires_at_ms)
-                }
-                WaitTarget::Trigger { name } => {
-                    waiting_on.push(format!("trigger:{name}"));
-                    store.add_trigger_waiter(&run.module, name, &run.id, run.updated_at_ms)?;
-                    None
-                }
-                WaitTarget::Timer { at_ms } => Some(*at_ms),
-            };
-            wake_at_ms = match (wake_at_ms, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            if let WaitTarget::Webhook { id } = target
+                && let Some((token, _)) = created.iter().find(|(_, webhook)| webhook == id)
+            {
+                expiries.push(store.hook(token).await?.and_then(|hook| hook.expires_at_ms));
+            }
         }
-        if let Some(at) = wake_at_ms {
-            store.add_timer(at, &run.id)?;
-        }
-        if run.status != RunStatus::Waiting || run.waiting_on != waiting_on || run.wake_at_ms != wake_at_ms {
-            run.status = RunStatus::Waiting;
-            run.waiting_on = waiting_on;
-            run.wake_at_ms = wake_at_ms;
-            store.put_run(&run)?;
-        }
+        self.run_state.park(run, &Wait::of(on, expiries)).await?;
         Ok(())
     }
 
     /// Starts the timer scheduler, the sweep of senders' message ids past their window, and
     /// the sweep of runs past their retention (without them both would pile up for ever).
     pub fn spawn_timers(self: &Arc<Self>) {
-        tokio::spawn(timers::schedule(self.clone()));
+        tokio::spawn(timers::schedule(self.clone(), self.run_state.timers_changed()));
         tokio::spawn(timers::forget_expired_messages(self.shared().clone()));
         tokio::spawn(timers::forget_finished_runs(self.shared().clone()));
     }

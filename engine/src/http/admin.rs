@@ -13,9 +13,8 @@ use axum::{Json, extract::DefaultBodyLimit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, latest_info, parse_json, read_body, read_json};
-use crate::store::StoreError;
-use crate::store::records::{ApiKeyRecord, Event, RequestRecord, RunRecord, RunStatus, WaitOutcome};
+use super::{ApiError, AppState, parse_json, read_body, read_json};
+use crate::store::records::RunStatus;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -63,11 +62,7 @@ async fn put_module(
 }
 
 async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let module = app
-        .store
-        .module(&name)?
-        .ok_or_else(|| ApiError::not_found("unknown-module", format!("no module named `{name}`")))?;
-    Ok(Json(json!(module)))
+    Ok(Json(json!(app.executor.module(&name).await?)))
 }
 
 async fn start_run(
@@ -88,7 +83,7 @@ struct RunFilter {
 
 /// Runs, oldest first; a record that cannot be read is listed under `unreadable` instead.
 async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
-    let (runs, unreadable) = app.store.runs(filter.status)?;
+    let (runs, unreadable) = app.executor.runs(filter.status).await?;
     let unreadable: Vec<Value> = unreadable.into_iter().map(|u| json!({ "id": u.key, "error": u.error })).collect();
     let mut view = json!({ "runs": runs });
     if !unreadable.is_empty() {
@@ -97,44 +92,14 @@ async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFil
     Ok(Json(view))
 }
 
-fn load_run(app: &AppState, id: &str) -> Result<RunRecord, ApiError> {
-    app.store.run(id)?.ok_or_else(|| ApiError::not_found("unknown-run", format!("no run with id `{id}`")))
-}
-
 /// A run with the URLs of its webhooks, and of those it waits on.
 async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let run = load_run(&app, &id)?;
-    // Read leniently: a run whose log has an unreadable record is still shown.
-    let (events, _) = app.store.readable_events(&id)?;
-    let webhooks: Vec<_> = events
-        .into_iter()
-        .filter_map(|record| match record.event {
-            Event::WebhookCreated { webhook: Ok(webhook) } => Some(webhook),
-            _ => None,
-        })
-        .collect();
-    let public_url = &app.executor.shared().settings.public_url;
-    let waiting_on: Vec<_> = run
-        .waiting_on
-        .iter()
-        .filter_map(|target| match target.strip_prefix("trigger:") {
-            Some(name) => Some(json!({
-                "trigger": name,
-                "url": format!("{public_url}/t/{}/{name}?execution={}", run.module, run.id),
-            })),
-            None => webhooks.iter().find(|w| w.id == *target).map(|w| json!({ "webhook": w.id, "url": w.url })),
-        })
-        .collect();
-    let mut view = json!(run);
-    view["waiting_on"] = json!(waiting_on);
-    view["webhooks"] = json!(webhooks);
-    Ok(Json(view))
+    Ok(Json(json!(app.executor.run_view(&id).await?)))
 }
 
 /// A run's log; a record that cannot be read is listed under `unreadable` instead.
 async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    load_run(&app, &id)?;
-    let (events, unreadable) = app.store.readable_events(&id)?;
+    let (events, unreadable) = app.executor.events(&id).await?;
     let mut view = json!({ "events": events });
     if !unreadable.is_empty() {
         view["unreadable"] =
@@ -146,22 +111,9 @@ async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) ->
 /// Ends a run as cancelled: its webhooks answer 410 and its timers are dropped. 200 with
 /// the ended run, or 202 if its driver has not stopped yet (it will).
 async fn cancel_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    load_run(&app, &id)?;
     let run = app.executor.cancel(&id).await?;
     let status = if run.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(json!({ "id": run.id, "status": run.status })).into_response()).into_response())
-}
-
-/// Names of keys and secrets: they appear in webhook options and logs.
-fn check_name(name: &str) -> Result<(), ApiError> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if name.is_empty() || name.len() > 64 || !name.chars().all(legal) {
-        return Err(ApiError::bad_request(
-            "bad-name",
-            format!("`{name}` must be 1 to 64 characters of A-Z a-z 0-9 - _ ."),
-        ));
-    }
-    Ok(())
+    Ok((status, Json(json!({ "id": run.id, "status": run.status }))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -174,32 +126,15 @@ struct NewKey {
 /// Makes an API key; the key is in this answer only (just its sha256 is stored).
 async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: NewKey = read_json(body, app.limits.body(), "bad-key-request", "{name, roles}").await?;
-    check_name(&request.name)?;
-    let key = crate::auth::new_api_key();
-    let record = ApiKeyRecord {
-        name: request.name,
-        roles: request.roles,
-        key_sha256: crate::auth::digest(&key),
-        created_at_ms: crate::clock::now_ms(),
-    };
-    match app.store.create_api_key(&record) {
-        Err(StoreError::NameTaken) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "name-taken",
-                format!("a key is named `{}` already", record.name),
-            ));
-        }
-        other => other?,
-    }
-    app.store.flush().await?;
+    let (record, key) = app.executor.create_api_key(&request.name, request.roles).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": record.name, "roles": record.roles, "key": key }))))
 }
 
 async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let keys: Vec<Value> = app
-        .store
-        .api_keys()?
+        .executor
+        .api_keys()
+        .await?
         .into_iter()
         .map(|k| json!({ "name": k.name, "roles": k.roles, "created_at_ms": k.created_at_ms }))
         .collect();
@@ -207,10 +142,7 @@ async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiE
 }
 
 async fn revoke_key(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    if !app.store.revoke_api_key(&name)? {
-        return Err(ApiError::not_found("unknown-key", format!("no key is named `{name}`")));
-    }
-    app.store.flush().await?;
+    app.executor.revoke_api_key(&name).await?;
     Ok(Json(json!({ "name": name, "revoked": true })))
 }
 
@@ -225,26 +157,22 @@ async fn put_secret(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_name(&name)?;
+    crate::ids::KeyName::parse(&name).map_err(crate::executor::ExecError::from)?;
     let secret: SecretValue = read_json(body, app.limits.body(), "bad-secret-request", "{value}").await?;
     if secret.value.is_empty() {
         return Err(ApiError::bad_request("bad-secret-request", "the secret's value is empty"));
     }
-    let created = app.store.put_secret(&name, &secret.value)?;
-    app.store.flush().await?;
+    let created = app.executor.put_secret(&name, &secret.value).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "name": name, "created": created }))))
 }
 
 async fn list_secrets(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "secrets": app.store.secret_names()? })))
+    Ok(Json(json!({ "secrets": app.executor.secret_names().await? })))
 }
 
 async fn delete_secret(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    if !app.store.delete_secret(&name)? {
-        return Err(ApiError::not_found("unknown-secret", format!("no secret is named `{name}`")));
-    }
-    app.store.flush().await?;
+    app.executor.delete_secret(&name).await?;
     Ok(Json(json!({ "name": name, "deleted": true })))
 }
 
@@ -253,41 +181,14 @@ struct RequestFilter {
     webhook: Option<String>,
 }
 
-/// What arrived for a run: calls it took (`delivered`), calls waiting for it (`queued`;
-/// `held` when the caller still waits for the run to take it), and calls it never took
-/// (`not-taken`, with the reason, and whether the caller had been answered with a 2xx).
-/// Headers were redacted of credentials when the calls arrived.
+/// What arrived for a run (see `Executor::requests`). Headers were redacted of
+/// credentials when the calls arrived.
 async fn get_requests(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(filter): Query<RequestFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    load_run(&app, &id)?;
-    let view = |state: &str, request: RequestRecord| {
-        let mut view = json!(request);
-        view["state"] = json!(state);
-        view
-    };
-    let delivered = app.store.readable_events(&id)?.0.into_iter().filter_map(|record| match record.event {
-        Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(view("delivered", *request)),
-        _ => None,
-    });
-    let queued = app.store.queued_requests(&id)?.into_iter().map(|entry| {
-        let mut queued = view("queued", entry.request);
-        queued["held"] = json!(entry.held);
-        queued
-    });
-    let not_taken = app.store.not_taken(&id)?.into_iter().map(|record| {
-        let mut not_taken = view("not-taken", record.request);
-        not_taken["reason"] = json!(record.reason);
-        not_taken["acknowledged"] = json!(record.acknowledged);
-        not_taken
-    });
-    let requests: Vec<Value> = delivered
-        .chain(queued)
-        .chain(not_taken)
-        .filter(|request| filter.webhook.as_ref().is_none_or(|w| request["webhook"] == json!(w)))
-        .collect();
+    let requests = app.executor.requests(&id, filter.webhook.as_deref()).await?;
     Ok(Json(json!({ "requests": requests })))
 }
 
@@ -296,15 +197,7 @@ async fn listen_for_sample(
     State(app): State<Arc<AppState>>,
     Path((name, trigger)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let declared = latest_info(&app, &name)?.triggers.iter().any(|t| t.name == trigger);
-    if !declared {
-        return Err(ApiError::not_found(
-            "unknown-trigger",
-            format!("module `{name}` has no trigger named `{trigger}`"),
-        ));
-    }
-    app.store.listen_for_sample(&name, &trigger)?;
-    app.store.flush().await?;
+    app.executor.listen_for_sample(&name, &trigger).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "listening": true }))))
 }
 
@@ -313,7 +206,7 @@ async fn get_sample(
     State(app): State<Arc<AppState>>,
     Path((name, trigger)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let sample = app.store.sample(&name, &trigger)?;
+    let sample = app.executor.sample(&name, &trigger).await?;
     sample
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no-sample", format!("no sample was captured for `{name}`/`{trigger}`")))

@@ -116,6 +116,10 @@ impl From<ExecError> for ApiError {
         let message = e.to_string();
         match e {
             ExecError::BadModuleName(_) => ApiError::bad_request("bad-module-name", message),
+            ExecError::BadName(_) => ApiError::bad_request("bad-name", message),
+            ExecError::NameTaken(_) => ApiError::new(StatusCode::CONFLICT, "name-taken", message),
+            ExecError::UnknownKey(_) => ApiError::not_found("unknown-key", message),
+            ExecError::UnknownSecret(_) => ApiError::not_found("unknown-secret", message),
             ExecError::UnknownModule(_) => ApiError::not_found("unknown-module", message),
             ExecError::UnknownWebhook => ApiError::not_found("unknown-webhook", message),
             ExecError::UnknownTrigger(_) => ApiError::not_found("unknown-trigger", message),

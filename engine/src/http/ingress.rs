@@ -14,7 +14,7 @@ use axum::routing::{any, post};
 
 use super::{ApiError, AppState, read_body};
 use crate::executor::{Answer, Execution, Incoming};
-use crate::store::records::{Method, TriggerInfo};
+use crate::store::records::Method;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -31,7 +31,7 @@ async fn call_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let hook = app.executor.public_webhook(&token).map_err(|e| ApiError::from(e).before_body())?;
+    let hook = app.executor.public_webhook(&token).await.map_err(|e| ApiError::from(e).before_body())?;
     let method = allowed_method(&hook.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
     let executor = app.executor.clone();
@@ -47,8 +47,11 @@ async fn resume_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let target =
-        app.executor.resume_target(&token, &header_pairs(&headers)).map_err(|e| ApiError::from(e).before_body())?;
+    let target = app
+        .executor
+        .resume_target(&token, &header_pairs(&headers))
+        .await
+        .map_err(|e| ApiError::from(e).before_body())?;
     let incoming = incoming(&app, Method::Post, &uri, &headers, body).await?;
     let executor = app.executor.clone();
     detached(async move { executor.resume_webhook(target, incoming).await }).await
@@ -65,13 +68,15 @@ async fn call_trigger(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(execution) = execution(&uri) {
-        app.executor.check_named_trigger(&module, &suffix).map_err(|e| ApiError::from(e).before_body())?;
+        let (module, name) =
+            app.executor.check_named_trigger(&module, &suffix).await.map_err(|e| ApiError::from(e).before_body())?;
         let method = allowed_method(&[Method::Get, Method::Post], &method).map_err(ApiError::before_body)?;
         let incoming = without_execution(incoming(&app, method, &uri, &headers, body).await?);
         let executor = app.executor.clone();
-        return detached(async move { executor.call_named_trigger(&module, &suffix, execution, incoming).await }).await;
+        return detached(async move { executor.call_named_trigger(&module, &name, execution, incoming).await }).await;
     }
-    let trigger = start_trigger(&app, &module, &suffix).map_err(ApiError::before_body)?;
+    let (module, trigger) =
+        app.executor.start_trigger(&module, &suffix).await.map_err(|e| ApiError::from(e).before_body())?;
     let method = allowed_method(&trigger.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
     let executor = app.executor.clone();
@@ -87,14 +92,6 @@ async fn detached(
         Ok(answered) => Ok(answer(answered?)),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the call failed: {e}"))),
     }
-}
-
-/// The start trigger of the module's newest version at `suffix`.
-fn start_trigger(app: &AppState, module: &str, suffix: &str) -> Result<TriggerInfo, ApiError> {
-    let found = super::latest_info(app, module)?.triggers.into_iter().find(|t| t.suffix == suffix);
-    found.ok_or_else(|| {
-        ApiError::not_found("unknown-trigger", format!("module `{module}` has no trigger at `{suffix}`"))
-    })
 }
 
 /// The `execution` (or `executionId`) parameter of a named-trigger call.

@@ -16,7 +16,6 @@ use serde_json::Value;
 pub use error::ApiError;
 
 use crate::executor::Executor;
-use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -53,7 +52,6 @@ const BODY_MIN_RATE: u64 = 64 * 1024;
 
 pub struct AppState {
     pub executor: Arc<Executor>,
-    pub store: Store,
     pub admin_key_sha256: String,
     pub limits: Limits,
 }
@@ -133,13 +131,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let value = parse_json(&read_body(body, bounds).await?)?;
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(code, format!("expected {expected}: {e}")))
-}
-
-/// The newest version's description of a module: its triggers above all.
-fn latest_info(app: &AppState, module: &str) -> Result<crate::store::records::ModuleInfo, ApiError> {
-    let unknown = || ApiError::not_found("unknown-module", format!("no module named `{module}`"));
-    let record = app.store.module(module)?.ok_or_else(unknown)?;
-    record.latest().map(|version| version.info.clone()).ok_or_else(unknown)
 }
 
 /// A JSON body, nesting capped; an empty body is `null`.

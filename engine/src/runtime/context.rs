@@ -7,18 +7,18 @@ use crate::store::records::Event;
 
 impl Host for HostState {
     async fn run_id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.run.id.clone())
+        Ok(self.run.id.to_string())
     }
 
     async fn module_name(&mut self) -> wasmtime::Result<String> {
-        Ok(self.run.module.clone())
+        Ok(self.run.module.to_string())
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         if let Some(Event::Now { ms }) = self.journal.replay("now")? {
             return Ok(ms);
         }
-        let ms = crate::clock::now_ms();
+        let ms = self.shared.clock.now_ms();
         self.journal.record(Event::Now { ms })?;
         Ok(ms)
     }

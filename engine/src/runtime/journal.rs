@@ -1,7 +1,10 @@
-//! A run's event log as the host calls see it: recorded results are handed back in
-//! order while replaying; past the end, new results are appended.
+//! A run's event log as the host calls see it, with no store behind it: recorded events
+//! are handed back in order while replaying; past the end, new events are recorded into an
+//! outbox, which the host writes to the store at the run's next effect (before anything
+//! leaves the run: an outbound call, an answer, parking, its end). An event lost to a
+//! crash before then is recorded again by the replay, which makes the same calls.
 
-use crate::store::Store;
+use crate::clock::SharedClock;
 use crate::store::records::{Event, EventRecord};
 
 use super::RunQuotas;
@@ -9,16 +12,17 @@ use super::fault::HostFault;
 use super::redact::Redactor;
 
 pub struct Journal {
-    run_id: String,
     events: Vec<Event>,
     cursor: usize,
-    store: Store,
-    /// What is written goes through it (URL keys become placeholders), and what is
+    /// Recorded, not yet written.
+    outbox: Vec<EventRecord>,
+    /// What is recorded goes through it (URL keys become placeholders), and what is
     /// replayed comes back through it.
     redactor: Redactor,
+    clock: SharedClock,
     /// A probe (`describe()` at upload) belongs to no run: it may not record anything.
     probe: bool,
-    /// The bytes the log takes, against the run's quota.
+    /// The bytes the written log takes, against the run's quota.
     bytes: u64,
     quotas: Option<RunQuotas>,
 }
@@ -27,20 +31,19 @@ impl Journal {
     /// `events` is the whole log, `bytes` its size; the cursor starts after the `started`
     /// event.
     pub fn new(
-        run_id: String,
         (events, bytes): (Vec<EventRecord>, u64),
-        store: Store,
         redactor: Redactor,
+        clock: SharedClock,
         quotas: RunQuotas,
     ) -> Journal {
         let events = events.into_iter().map(|r| r.event).collect();
-        Journal { run_id, events, cursor: 1, store, redactor, probe: false, bytes, quotas: Some(quotas) }
+        Journal { events, cursor: 1, outbox: Vec::new(), redactor, clock, probe: false, bytes, quotas: Some(quotas) }
     }
 
     /// The journal of an instance that only describes its module.
-    pub fn probe(store: Store, redactor: Redactor) -> Journal {
+    pub fn probe(redactor: Redactor, clock: SharedClock) -> Journal {
         let events = Vec::new();
-        Journal { run_id: String::new(), events, cursor: 1, store, redactor, probe: true, bytes: 0, quotas: None }
+        Journal { events, cursor: 1, outbox: Vec::new(), redactor, clock, probe: true, bytes: 0, quotas: None }
     }
 
     pub fn redactor(&mut self) -> &mut Redactor {
@@ -83,7 +86,7 @@ impl Journal {
         Some((skipped, self.redactor.expand(found)))
     }
 
-    /// Appends a live result to the log.
+    /// Records a live result, after everything replayed.
     pub fn record(&mut self, event: Event) -> Result<(), HostFault> {
         self.refuse_probe()?;
         if let Some(next) = self.unreplayed() {
@@ -97,31 +100,33 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends the event that ends the run, after everything in the log, wherever the
+    /// Records the event that ends the run, after everything in the log, wherever the
     /// activation stopped (a run cancelled or failed during replay ends there too).
-    /// Returns it as written.
+    /// Returns it as recorded.
     pub fn record_end(&mut self, event: Event) -> Result<Event, HostFault> {
         self.refuse_probe()?;
         self.write(event)
     }
 
     fn write(&mut self, event: Event) -> Result<Event, HostFault> {
-        // The event that ends the run is always written, quota or not.
+        // The event that ends the run is always recorded, quota or not.
         if !event.is_terminal() {
             self.check_quotas()?;
         }
-        let record = crate::store::event_record(self.next_seq(), self.redactor.event(event));
-        self.bytes += self.store.append_event(&self.run_id, &record)?;
+        let record = crate::store::event_record(self.next_seq(), self.clock.now_ms(), self.redactor.event(event));
+        // Counted as it is recorded, not as it is written: a run that only logs writes
+        // nothing until its next effect, and must not hold an unbounded outbox meanwhile.
+        self.bytes += serde_json::to_vec(&record).map_or(0, |bytes| bytes.len() as u64);
         self.events.push(record.event.clone());
         self.cursor = self.events.len();
-        Ok(record.event)
+        let event = record.event.clone();
+        self.outbox.push(record);
+        Ok(event)
     }
 
-    /// Adds an event already written by the store (in its own transaction).
-    pub fn push(&mut self, event: Event) {
-        self.bytes += serde_json::to_vec(&event).map_or(0, |bytes| bytes.len() as u64);
-        self.events.push(event);
-        self.cursor = self.events.len();
+    /// The events recorded since the last call, to be written.
+    pub fn take_outbox(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Fails the run once its log is past its quotas.
@@ -153,5 +158,70 @@ impl Journal {
     /// The event that ended the run in an earlier activation, if the log has one.
     pub fn terminal(&self) -> Option<&Event> {
         self.events.last().filter(|e| e.is_terminal())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn journal(events: Vec<Event>) -> Journal {
+        let clock = ManualClock::at(1_000);
+        let records =
+            events.into_iter().enumerate().map(|(seq, event)| EventRecord { seq: seq as u64, at_ms: 0, event });
+        let quotas = RunQuotas { webhooks: 10, events: 5, log_bytes: 1 << 20, queued_calls: 10, queued_bytes: 1 << 20 };
+        let redactor = Redactor::for_tests("run");
+        Journal::new((records.collect(), 0), redactor, Arc::new(clock), quotas)
+    }
+
+    fn started() -> Event {
+        Event::Started { input: serde_json::Value::Null, start_ms: 0, seed: 1, trigger: None }
+    }
+
+    #[test]
+    fn a_replay_hands_back_the_log_in_order_then_records_into_the_outbox() {
+        let mut journal = journal(vec![started(), Event::Now { ms: 7 }]);
+        assert_eq!(journal.replay("now").expect("replayed"), Some(Event::Now { ms: 7 }));
+        assert_eq!(journal.replay("now").expect("live"), None, "past the end, calls are live");
+        journal.record(Event::Random { value: 3 }).expect("recorded");
+        let outbox = journal.take_outbox();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!((outbox[0].seq, outbox[0].at_ms), (2, 1_000), "numbered after the log, stamped by the clock");
+        assert!(journal.take_outbox().is_empty(), "written once");
+    }
+
+    #[test]
+    fn a_call_other_than_the_log_has_is_nondeterminism() {
+        let mut journal = journal(vec![started(), Event::Now { ms: 7 }]);
+        assert!(matches!(journal.replay("random"), Err(HostFault::Nondeterminism(_))));
+        let mut journal = self::journal(vec![started(), Event::Now { ms: 7 }]);
+        assert!(matches!(journal.record(Event::Random { value: 1 }), Err(HostFault::Nondeterminism(_))));
+        assert_eq!(journal.unreplayed(), Some(&Event::Now { ms: 7 }));
+    }
+
+    #[test]
+    fn a_step_that_ran_is_skipped_with_what_it_did() {
+        let attempt =
+            Event::StepAttempt { name: "s".into(), attempt: 1, outcome: Ok(serde_json::json!(1)), fatal: false };
+        let mut journal = journal(vec![started(), Event::Now { ms: 1 }, Event::Now { ms: 2 }, attempt.clone()]);
+        let (skipped, found) = journal.skip_to(|e| e.kind() == "step-attempt").expect("found");
+        assert_eq!((skipped.len(), found), (2, attempt));
+        assert_eq!(journal.next_replayed_seq(), 4);
+        assert!(journal.skip_to(|e| e.kind() == "step-attempt").is_none(), "nothing left");
+    }
+
+    #[test]
+    fn past_its_quota_of_events_a_run_fails_but_still_ends() {
+        let mut journal = journal(vec![started()]);
+        for n in 0..4 {
+            journal.record(Event::Random { value: n }).expect("under the quota");
+        }
+        assert!(matches!(journal.record(Event::Random { value: 9 }), Err(HostFault::Quota(_))));
+        let failure = crate::store::records::Failure::new("quota-exceeded", "full");
+        assert!(journal.record_end(Event::Failed { error: failure }).is_ok(), "the end is always recorded");
+        assert_eq!(journal.terminal().map(Event::kind), Some("failed"));
     }
 }

@@ -119,7 +119,7 @@ pub fn apply(store: &mut wasmtime::Store<HostState>, limits: GuestLimits) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |context| {
         let state = context.data();
-        if state.shared.live.is_cancelled(&state.run.id) {
+        if state.shared.live.is_cancelled(state.run.id) {
             return Err(HostFault::Cancelled.into());
         }
         if state.cpu.used() > limits.cpu_per_activation {

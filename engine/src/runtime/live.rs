@@ -8,12 +8,23 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::ids::RunId;
+
+/// A run's driver, as wakers see it.
+#[derive(Default)]
+struct Driver {
+    notify: Arc<Notify>,
+    /// Set by a waker, cleared by the driver before it looks at the store: a wake-up that
+    /// comes after the driver last looked keeps it from letting go.
+    pending: bool,
+}
+
 #[derive(Default)]
 pub struct LiveRuns {
-    runs: Mutex<HashMap<String, Arc<Notify>>>,
+    runs: Mutex<HashMap<RunId, Driver>>,
     hot: AtomicUsize,
     /// Runs asked to stop; their drivers end them as `cancelled`.
-    cancelled: Mutex<HashSet<String>>,
+    cancelled: Mutex<HashSet<RunId>>,
     /// How many are in `cancelled`: the CPU-budget check asks every tick, mostly for none.
     cancelling: AtomicUsize,
     /// Signalled at every cancellation, for host calls that wait outside wasm.
@@ -30,7 +41,7 @@ impl Drop for HotSlot<'_> {
 }
 
 impl LiveRuns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Driver>> {
         // A panic while holding this lock leaves the map consistent (single inserts and
         // removes), so a poisoned lock is still safe to use.
         self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -38,45 +49,53 @@ impl LiveRuns {
 
     /// Wakes the run's driver if it has one and returns false; otherwise registers the
     /// caller as its driver and returns true: the caller must then drive the run.
-    pub fn claim_or_notify(&self, run_id: &str) -> bool {
+    pub fn claim_or_notify(&self, run: RunId) -> bool {
         let mut runs = self.lock();
-        match runs.get(run_id) {
-            Some(notify) => {
-                notify.notify_one();
+        match runs.get_mut(&run) {
+            Some(driver) => {
+                driver.pending = true;
+                driver.notify.notify_one();
                 false
             }
             None => {
-                runs.insert(run_id.to_string(), Arc::new(Notify::new()));
+                runs.insert(run, Driver::default());
                 true
             }
         }
     }
 
     /// The signal a parked instance of this run waits on.
-    pub fn notifier(&self, run_id: &str) -> Arc<Notify> {
-        self.lock().entry(run_id.to_string()).or_default().clone()
+    pub fn notifier(&self, run: RunId) -> Arc<Notify> {
+        self.lock().entry(run).or_default().notify.clone()
+    }
+
+    /// Called by the driver before it looks at the store for what woke it.
+    pub fn clear_pending(&self, run: RunId) {
+        if let Some(driver) = self.lock().get_mut(&run) {
+            driver.pending = false;
+        }
     }
 
     /// Ends the run's driver unconditionally (the run finished).
-    pub fn release(&self, run_id: &str) {
-        self.lock().remove(run_id);
+    pub fn release(&self, run: RunId) {
+        self.lock().remove(&run);
     }
 
-    /// Ends the run's driver unless `still_needed` says otherwise, deciding under the
-    /// lock so that a concurrent `claim_or_notify` either wakes us or starts a new driver.
-    pub fn release_unless(&self, run_id: &str, still_needed: impl FnOnce() -> bool) -> bool {
+    /// Ends the run's driver unless it was woken since it last cleared its pending mark:
+    /// then a concurrent waker either woke this driver or finds none and starts a new one.
+    pub fn release_unless_pending(&self, run: RunId) -> bool {
         let mut runs = self.lock();
-        if still_needed() {
+        if runs.get(&run).is_some_and(|driver| driver.pending) {
             return false;
         }
-        runs.remove(run_id);
+        runs.remove(&run);
         true
     }
 
     /// Asks the run's driver to end it as cancelled (a new driver does so at once).
-    pub fn cancel(&self, run_id: &str) {
+    pub fn cancel(&self, run: RunId) {
         let mut cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
-        if cancelled.insert(run_id.to_string()) {
+        if cancelled.insert(run) {
             self.cancelling.fetch_add(1, Ordering::SeqCst);
         }
         drop(cancelled);
@@ -84,24 +103,24 @@ impl LiveRuns {
     }
 
     /// Resolves once the run is cancelled (for host calls that wait outside wasm).
-    pub async fn until_cancelled(&self, run_id: &str) {
+    pub async fn until_cancelled(&self, run: RunId) {
         loop {
             let signalled = self.cancellations.notified();
-            if self.is_cancelled(run_id) {
+            if self.is_cancelled(run) {
                 return;
             }
             signalled.await;
         }
     }
 
-    pub fn is_cancelled(&self, run_id: &str) -> bool {
+    pub fn is_cancelled(&self, run: RunId) -> bool {
         self.cancelling.load(Ordering::SeqCst) > 0
-            && self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).contains(run_id)
+            && self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).contains(&run)
     }
 
     /// Forgets a cancellation once the run has ended.
-    pub fn cancel_done(&self, run_id: &str) {
-        if self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id) {
+    pub fn cancel_done(&self, run: RunId) {
+        if self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&run) {
             self.cancelling.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -120,21 +139,23 @@ mod tests {
 
     #[test]
     fn one_driver_per_run() {
-        let live = LiveRuns::default();
-        assert!(live.claim_or_notify("a"));
-        assert!(!live.claim_or_notify("a"));
-        live.release("a");
-        assert!(live.claim_or_notify("a"));
+        let (live, run) = (LiveRuns::default(), RunId::new());
+        assert!(live.claim_or_notify(run));
+        assert!(!live.claim_or_notify(run));
+        live.release(run);
+        assert!(live.claim_or_notify(run));
     }
 
     #[test]
-    fn release_unless_keeps_a_needed_driver() {
-        let live = LiveRuns::default();
-        assert!(live.claim_or_notify("a"));
-        assert!(!live.release_unless("a", || true));
-        assert!(!live.claim_or_notify("a"));
-        assert!(live.release_unless("a", || false));
-        assert!(live.claim_or_notify("a"));
+    fn a_wake_up_after_the_driver_looked_keeps_it() {
+        let (live, run) = (LiveRuns::default(), RunId::new());
+        assert!(live.claim_or_notify(run));
+        live.clear_pending(run);
+        assert!(!live.claim_or_notify(run), "woken, not a second driver");
+        assert!(!live.release_unless_pending(run), "it must look again");
+        live.clear_pending(run);
+        assert!(live.release_unless_pending(run));
+        assert!(live.claim_or_notify(run), "a later waker starts a new driver");
     }
 
     #[test]

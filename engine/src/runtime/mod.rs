@@ -23,7 +23,6 @@ mod webhooks;
 pub use egress::AllowedHosts;
 pub use limits::{GuestLimits, RunQuotas};
 pub use outbound::OutboundHttp;
-pub use waits::is_trigger_name;
 pub use webhooks::random_token;
 
 use std::collections::{HashMap, HashSet};
@@ -38,8 +37,10 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::auth::UrlKeys;
-use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord};
-use crate::store::{Store, StoreError};
+use crate::clock::SharedClock;
+use crate::ids::{ModuleName, RunId, TriggerName};
+use crate::store::records::{Event, EventRecord, Failure, ModuleInfo, RunRecord, RunStatus, WaitTarget, Waiting};
+use crate::store::{Claimed, Inbox, Registry, RunLog, Store, StoreError};
 use bindings::{Start, Workflow, WorkflowPre};
 use fault::HostFault;
 use holds::Holds;
@@ -72,30 +73,89 @@ pub struct Settings {
     pub quotas: RunQuotas,
 }
 
+/// What a paused run waits for: calls on these webhooks and named triggers, and to be
+/// woken at `wake_at_ms` (its earliest timer or webhook expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    pub on: Vec<Waiting>,
+    pub wake_at_ms: Option<u64>,
+}
+
+impl Wait {
+    /// What a run waiting on `targets` is shown waiting on, and when it must be looked at
+    /// again without a call: its earliest timer, or webhook expiry (`expiries`).
+    pub fn of(targets: &[WaitTarget], expiries: impl IntoIterator<Item = Option<u64>>) -> Wait {
+        let earliest = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wake_at_ms = expiries.into_iter().fold(None, earliest);
+        let mut on = Vec::new();
+        for target in targets {
+            match target {
+                WaitTarget::Webhook { id } => on.push(Waiting::Webhook(*id)),
+                WaitTarget::Trigger { name } => on.push(Waiting::Trigger(name.clone())),
+                WaitTarget::Timer { at_ms } => wake_at_ms = earliest(wake_at_ms, Some(*at_ms)),
+            }
+        }
+        Wait { on, wake_at_ms }
+    }
+
+    pub fn triggers(&self) -> impl Iterator<Item = &TriggerName> {
+        self.on.iter().filter_map(|w| match w {
+            Waiting::Trigger(name) => Some(name),
+            Waiting::Webhook(_) => None,
+        })
+    }
+}
+
+/// The one writer of a run's state (its status, what it waits on, its timer, its places
+/// at named triggers): the executor. The runtime reports its runs' waits here.
+pub trait RunState: Send + Sync {
+    /// The run is parked at `wait`; returns its record as written.
+    fn parked<'a>(
+        &'a self,
+        run: &'a RunRecord,
+        wait: &'a Wait,
+    ) -> futures::future::BoxFuture<'a, Result<RunRecord, StoreError>>;
+    /// The run's wait ended: it runs again; returns its record as written.
+    fn resumed<'a>(
+        &'a self,
+        run: &'a RunRecord,
+        wait: &'a Wait,
+    ) -> futures::future::BoxFuture<'a, Result<RunRecord, StoreError>>;
+}
+
 /// What the engine's parts share with every host call.
 pub struct Shared {
     pub store: Store,
+    pub clock: SharedClock,
+    pub run_state: Arc<dyn RunState>,
     pub outbound: OutboundHttp,
     pub live: LiveRuns,
     pub activations: activations::Activations,
     pub holds: Arc<Holds>,
     pub url_keys: UrlKeys,
     pub settings: Settings,
-    /// Signalled when a timer is added, so the scheduler can wake earlier.
-    pub timers_changed: tokio::sync::Notify,
 }
 
 impl Shared {
-    pub fn new(store: Store, settings: Settings) -> Result<Arc<Shared>, StoreError> {
+    pub async fn new(
+        store: Store,
+        clock: SharedClock,
+        run_state: Arc<dyn RunState>,
+        settings: Settings,
+    ) -> Result<Arc<Shared>, StoreError> {
         Ok(Arc::new(Shared {
-            url_keys: UrlKeys::open(&store)?,
+            url_keys: UrlKeys::open(&store).await?,
             store,
+            clock,
+            run_state,
             outbound: OutboundHttp::new(settings.allow_http.clone()),
             live: LiveRuns::default(),
             activations: activations::Activations::new(settings.max_active_runs, settings.max_queued_runs),
             holds: Arc::new(Holds::new(settings.max_held_calls)),
             settings,
-            timers_changed: tokio::sync::Notify::new(),
         }))
     }
 }
@@ -160,8 +220,11 @@ pub struct HostState {
     webhooks: Vec<Option<crate::store::records::WebhookInfo>>,
     delivered: HashSet<String>,
     responded: HashSet<String>,
+    /// Calls claimed from the inbox whose `wait-ended` events are not written yet: their
+    /// takes finish, and their held callers hear of it, at the next commit.
+    claimed: Vec<Claimed>,
     /// The named triggers the run's module version declares: the only ones it may wait at.
-    declared_triggers: Vec<String>,
+    declared_triggers: Vec<TriggerName>,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
     determinism: determinism::Determinism,
@@ -174,6 +237,23 @@ impl WasiView for HostState {
 }
 
 impl bindings::types::Host for HostState {}
+
+impl HostState {
+    /// Writes what the run recorded, durably, before anything of it leaves the run (an
+    /// outbound call, an answer, the run seen waiting, its end); then finishes the takes
+    /// whose events are now written and tells their held callers.
+    async fn commit(&mut self) -> Result<(), HostFault> {
+        let events = self.journal.take_outbox();
+        if !events.is_empty() {
+            self.shared.store.append(self.run.id, &events).await?;
+        }
+        for claimed in std::mem::take(&mut self.claimed) {
+            self.shared.store.taken(self.run.id, &claimed).await?;
+            self.shared.holds.taken(&claimed.entry.request.id);
+        }
+        Ok(())
+    }
+}
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
@@ -244,8 +324,11 @@ impl Runtime {
             let partial = path.with_extension(format!("partial-{}", random_token()));
             std::fs::write(&partial, &compiled)?;
             std::fs::rename(&partial, &path)?;
-            // SAFETY: these bytes were just produced by `precompile_component` above.
-            unsafe { Component::deserialize(&engine, &compiled) }.map_err(wasmtime_error)
+            // Loaded from the file, as a restart loads it: its memory images are mapped
+            // from the page cache, shared by every instance, where in-memory bytes would be
+            // copied into sealed memfds (whose sealing the kernel may refuse while busy).
+            // SAFETY: the file was just written from `precompile_component` above.
+            unsafe { Component::deserialize_file(&engine, &path) }.map_err(wasmtime_error)
         })
         .await
         .map_err(|e| RuntimeError::Wasmtime(e.to_string()))??;
@@ -264,7 +347,7 @@ impl Runtime {
             return Ok(pre.clone());
         }
         let bytes =
-            self.shared.store.blob(version)?.ok_or_else(|| RuntimeError::MissingVersion(version.to_string()))?;
+            self.shared.store.blob(version).await?.ok_or_else(|| RuntimeError::MissingVersion(version.to_string()))?;
         let pre = self.compile(version, bytes).await?;
         self.cache(version, pre.clone());
         Ok(pre)
@@ -279,10 +362,10 @@ impl Runtime {
 
     async fn describe(&self, pre: &WorkflowPre<HostState>) -> Result<ModuleInfo, RuntimeError> {
         let probe = RunRecord {
-            id: uuid::Uuid::nil().to_string(),
-            module: String::new(),
+            id: RunId::from_bytes([0; 16]),
+            module: ModuleName::parse("probe").map_err(|e| RuntimeError::DescribeFailed(e.to_string()))?,
             version: String::new(),
-            status: crate::store::records::RunStatus::Running,
+            status: RunStatus::Running,
             input: Value::Null,
             output: None,
             error: None,
@@ -291,7 +374,7 @@ impl Runtime {
             waiting_on: Vec::new(),
             wake_at_ms: None,
         };
-        let journal = Journal::probe(self.shared.store.clone(), self.redactor(""));
+        let journal = Journal::probe(self.redactor(""), self.shared.clock.clone());
         let (mut store, _) = self.new_store(probe, journal, Vec::new(), 0, 0);
         let instance =
             pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
@@ -318,7 +401,7 @@ impl Runtime {
         &self,
         run: RunRecord,
         journal: Journal,
-        declared_triggers: Vec<String>,
+        declared_triggers: Vec<TriggerName>,
         start_ms: u64,
         seed: u64,
     ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
@@ -334,6 +417,7 @@ impl Runtime {
             webhooks: Vec::new(),
             delivered: HashSet::new(),
             responded: HashSet::new(),
+            claimed: Vec::new(),
             declared_triggers,
             cpu: limits::CpuClock::default(),
             memory: limits::MemoryCeiling::new(self.shared.settings.limits.memory_bytes),
@@ -354,13 +438,13 @@ impl Runtime {
             Ok(pre) => pre,
             Err(e) => return Outcome::Failed(Failure::new("module-unavailable", e.to_string())),
         };
-        let declared_triggers = match self.declared_triggers(&run) {
+        let declared_triggers = match self.declared_triggers(&run).await {
             Ok(names) => names,
             Err(e) => return Outcome::Failed(Failure::new("storage", e.to_string())),
         };
         let quotas = self.shared.settings.quotas;
-        let journal =
-            Journal::new(run.id.clone(), (events, bytes), self.shared.store.clone(), self.redactor(&run.id), quotas);
+        let redactor = self.redactor(&run.id.to_string());
+        let journal = Journal::new((events, bytes), redactor, self.shared.clock.clone(), quotas);
         let (mut store, stderr) = self.new_store(run, journal, declared_triggers, start_ms, seed);
         if let Some(terminal) = store.data().journal.terminal() {
             return match terminal.clone() {
@@ -370,7 +454,7 @@ impl Runtime {
             };
         }
         // Cancelled while it had no instance: it ends without running again.
-        let outcome = if self.shared.live.is_cancelled(&store.data().run.id) {
+        let outcome = if self.shared.live.is_cancelled(store.data().run.id) {
             Outcome::Cancelled
         } else {
             let start = match trigger {
@@ -389,28 +473,32 @@ impl Runtime {
             Outcome::Cancelled => Event::Cancelled,
             Outcome::Suspended => return outcome,
         };
-        // Callers still held for an answer the run will never give are told.
-        let state = store.data();
-        for request_id in state.delivered.difference(&state.responded) {
-            self.shared.holds.unanswered(request_id);
-        }
         // The outcome leaves as it was written: with URL keys replaced by placeholders.
-        match store.data_mut().journal.record_end(terminal) {
+        let state = store.data_mut();
+        let ended = match state.journal.record_end(terminal) {
             Ok(Event::Completed { output }) => Outcome::Completed(output),
             Ok(Event::Failed { error }) => Outcome::Failed(error),
             Ok(_) => Outcome::Cancelled,
             Err(e) => Outcome::Failed(Failure::new(e.code(), e.to_string())),
+        };
+        if let Err(e) = state.commit().await {
+            return Outcome::Failed(Failure::new(e.code(), format!("the run's end could not be written: {e}")));
         }
+        // Callers still held for an answer the run will never give are told.
+        for request_id in state.delivered.difference(&state.responded) {
+            self.shared.holds.unanswered(request_id);
+        }
+        ended
     }
 
     /// A record of the run's as its callers see it: URL keys back in place of placeholders.
-    pub fn expand_keys<T: serde::Serialize + serde::de::DeserializeOwned>(&self, run_id: &str, record: T) -> T {
-        self.redactor(run_id).expand_value(record)
+    pub fn expand_keys<T: serde::Serialize + serde::de::DeserializeOwned>(&self, run: RunId, record: T) -> T {
+        self.redactor(&run.to_string()).expand_value(record)
     }
 
     /// The names of the named triggers the run's module version declares.
-    fn declared_triggers(&self, run: &RunRecord) -> Result<Vec<String>, StoreError> {
-        let module = self.shared.store.module(&run.module)?;
+    async fn declared_triggers(&self, run: &RunRecord) -> Result<Vec<TriggerName>, StoreError> {
+        let module = self.shared.store.module(&run.module).await?;
         let version = module.as_ref().and_then(|m| m.versions.iter().find(|v| v.version == run.version));
         Ok(version.map(|v| v.info.named_triggers.iter().map(|t| t.name.clone()).collect()).unwrap_or_default())
     }

@@ -149,13 +149,13 @@ impl Host for HostState {
                 let url = request.url.clone();
                 // What the run made so far (a callback URL it is about to hand out, above
                 // all) must be durable before it leaves the process.
-                self.shared.store.flush().await.map_err(super::fault::HostFault::from)?;
+                self.commit().await?;
                 // Time spent waiting on the network is not the guest's CPU time; a
                 // cancellation ends the wait (the guest then traps at its next tick).
                 self.cpu.pause();
                 let sent = tokio::select! {
                     result = self.shared.outbound.send(method, request) => Some(result),
-                    () = self.shared.live.until_cancelled(&self.run.id) => None,
+                    () = self.shared.live.until_cancelled(self.run.id) => None,
                 };
                 self.cpu.resume();
                 let Some(result) = sent else { return Err(super::fault::HostFault::Cancelled.into()) };

@@ -27,6 +27,12 @@ impl Redactor {
         Redactor { run_id, url_keys, known: Vec::new() }
     }
 
+    /// A redactor with a fixed secret, for tests.
+    #[cfg(test)]
+    pub fn for_tests(run_id: &str) -> Redactor {
+        Redactor::new(run_id.to_string(), UrlKeys::from_secret(vec![7; 32]))
+    }
+
     /// The key of the run's webhook `number`, remembered so that it is redacted from now on.
     pub fn key_for(&mut self, number: u32) -> String {
         let key = self.url_keys.key(&self.run_id, number);
@@ -154,9 +160,7 @@ mod tests {
     use crate::store::records::WebhookInfo;
 
     fn redactor() -> Redactor {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = crate::store::Store::open(dir.path(), 1 << 20).expect("store");
-        Redactor::new("run-1".into(), UrlKeys::open(&store).expect("keys"))
+        Redactor::for_tests("run-1")
     }
 
     #[test]
@@ -171,8 +175,8 @@ mod tests {
 
         let created = Event::WebhookCreated {
             webhook: Ok(WebhookInfo {
-                id: "wh-2".into(),
-                token: "t".into(),
+                id: crate::ids::WebhookId(2),
+                token: crate::ids::Token::parse("t").unwrap(),
                 url: "http://h/hooks/t?key=[url-key:wh-2]".into(),
             }),
         };

@@ -36,7 +36,7 @@ impl HostState {
         if result.is_ok() {
             // The answer may carry what the run made so far (a fresh callback URL, say):
             // once a caller has seen it, a crash must not undo it.
-            self.shared.store.flush().await?;
+            self.commit().await?;
             // A caller that gave up (deadline passed) is simply not there any more.
             self.shared.holds.answer(&request_id, response);
         }

@@ -14,12 +14,13 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Duration as Was
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::{HostState, Shared};
+use crate::ids::RunId;
 
 /// A WASI sleep that also ends at the end of the run's CPU budget or at its cancellation.
 struct GuardedSleep {
     until: tokio::time::Instant,
     shared: Arc<Shared>,
-    run_id: String,
+    run: RunId,
 }
 
 #[wasmtime_wasi::async_trait]
@@ -27,7 +28,7 @@ impl Pollable for GuardedSleep {
     async fn ready(&mut self) {
         tokio::select! {
             () = tokio::time::sleep_until(self.until) => {}
-            () = self.shared.live.until_cancelled(&self.run_id) => {}
+            () = self.shared.live.until_cancelled(self.run) => {}
         }
     }
 }
@@ -61,7 +62,7 @@ impl HostState {
         }
         let left = self.cpu.remaining(self.shared.settings.limits.cpu_per_activation);
         let until = tokio::time::Instant::now() + Duration::from_nanos(nanos).min(left);
-        let sleep = GuardedSleep { until, shared: self.shared.clone(), run_id: self.run.id.clone() };
+        let sleep = GuardedSleep { until, shared: self.shared.clone(), run: self.run.id };
         let sleep = self.table.push(sleep)?;
         subscribe(&mut self.table, sleep)
     }

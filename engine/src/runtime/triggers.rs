@@ -7,6 +7,7 @@ use super::RuntimeError;
 use super::bindings::types::{Auth, AuthFailure, ResponseMode as WitResponseMode};
 use super::bindings::{NamedTrigger, Trigger};
 use super::webhooks::{method_from_wit, scheme_from_wit};
+use crate::ids::{Suffix, TriggerName};
 use crate::rules;
 use crate::store::records::{HookAuth, Method, NamedTriggerInfo, OnAuthFailure, ResponseMode, TriggerInfo};
 
@@ -15,19 +16,6 @@ const AUTOMATIC_STATUSES: [u16; 4] = [200, 201, 202, 204];
 
 fn bad(name: &str, problem: impl Into<String>) -> RuntimeError {
     RuntimeError::BadTrigger { name: name.to_string(), problem: problem.into() }
-}
-
-fn check_suffix(name: &str, suffix: &str) -> Result<(), RuntimeError> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
-    if suffix.is_empty() || suffix.starts_with('/') || suffix.len() > 200 || !suffix.chars().all(legal) {
-        return Err(bad(
-            name,
-            format!(
-                "the URL suffix `{suffix}` must be letters, digits, `-`, `_`, `.` or `/` (no spaces; use `-` or `_`)"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A trigger's auth: `url-key` is an API key in the URL's `?key=`.
@@ -50,13 +38,9 @@ fn on_failure_from_wit(on_failure: AuthFailure) -> OnAuthFailure {
 }
 
 pub fn named_trigger_from_wit(trigger: NamedTrigger) -> Result<NamedTriggerInfo, RuntimeError> {
-    let name = trigger.name;
-    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if name.is_empty() || !name.chars().all(legal) {
-        return Err(bad(&name, "a named trigger's name is letters, digits, `-`, `_` or `.`"));
-    }
+    let name = TriggerName::parse(&trigger.name).map_err(|e| bad(&trigger.name, e.to_string()))?;
     if let Some(condition) = &trigger.condition {
-        rules::check_condition(condition).map_err(|e| bad(&name, e.to_string()))?;
+        rules::check_condition(condition).map_err(|e| bad(name.as_str(), e.to_string()))?;
     }
     Ok(NamedTriggerInfo {
         auth: auth_from_wit(trigger.auth),
@@ -68,7 +52,7 @@ pub fn named_trigger_from_wit(trigger: NamedTrigger) -> Result<NamedTriggerInfo,
 
 pub fn trigger_from_wit(trigger: Trigger) -> Result<TriggerInfo, RuntimeError> {
     let name = trigger.name;
-    check_suffix(&name, &trigger.suffix)?;
+    let suffix = Suffix::parse(&trigger.suffix).map_err(|e| bad(&name, e.to_string()))?;
     let auth = auth_from_wit(trigger.auth);
     let expects = match trigger.expects {
         Some(text) => {
@@ -93,7 +77,7 @@ pub fn trigger_from_wit(trigger: Trigger) -> Result<TriggerInfo, RuntimeError> {
         methods.push(Method::Post);
     }
     let on_auth_failure = on_failure_from_wit(trigger.on_auth_failure);
-    Ok(TriggerInfo { name, suffix: trigger.suffix, methods, auth, on_auth_failure, expects, response })
+    Ok(TriggerInfo { name, suffix, methods, auth, on_auth_failure, expects, response })
 }
 
 /// Two triggers of one module may not share a suffix.

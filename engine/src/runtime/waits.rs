@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::HostState;
 use super::bindings::types::{ApiKeyIdentity, Caller as WitCaller, IncomingRequest};
 use super::bindings::waits::{Host, NextResult, Selected, Waitable};
 use super::fault::HostFault;
 use super::webhooks::{method_to_wit, scheme_to_wit};
-use crate::clock::now_ms;
-use crate::store::event_record;
+use super::{HostState, Wait};
+use crate::ids::{Token, TriggerName, WebhookId};
 use crate::store::records::{Caller, Event, RequestRecord, RunStatus, WaitOutcome, WaitTarget};
+use crate::store::{Channel, Inbox};
 
 /// A wait as the guest asked for it; timers relative or absolute.
 enum Wanted {
@@ -28,73 +28,52 @@ enum Wanted {
     TimerAt(u64),
 }
 
-/// A webhook the live side of a wait watches.
-struct AwaitedHook {
-    /// Position in the wait's targets.
-    index: u32,
-    number: u32,
-    token: String,
-}
-
-/// What the live side of a wait is about.
+/// What the live side of a wait watches.
 struct Awaited {
     targets: Vec<WaitTarget>,
-    hooks: Vec<AwaitedHook>,
-    /// Named triggers, with their positions in the targets.
-    triggers: Vec<(u32, String)>,
-    /// When the wait must be looked at again without a call: its earliest timer or
-    /// webhook expiry. A durable timer is set for it.
-    wake_at_ms: Option<u64>,
-}
-
-/// Trigger names appear in URLs and in store keys (which a zero byte separates).
-pub fn is_trigger_name(name: &str) -> bool {
-    let legal = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    !name.is_empty() && name.len() <= 100 && name.chars().all(legal)
-}
-
-fn check_trigger_name(name: &str) -> Result<(), HostFault> {
-    if !is_trigger_name(name) {
-        return Err(HostFault::Misuse(format!("trigger name `{name}` must be letters, digits, `-`, `_` or `.`")));
-    }
-    Ok(())
-}
-
-fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    /// The webhooks among the targets, with their tokens.
+    hooks: Vec<(WebhookId, Token)>,
+    /// Where calls may come from, for the inbox.
+    channels: Vec<Channel>,
+    wait: Wait,
 }
 
 /// Whether a recorded target is what the guest asks for now (timers compare by kind:
 /// a replay waits for the recorded moment).
 fn same_target(recorded: &WaitTarget, wanted: &Wanted) -> bool {
     match (recorded, wanted) {
-        (WaitTarget::Webhook { id }, Wanted::Webhook(wanted)) => id == wanted,
-        (WaitTarget::Trigger { name }, Wanted::Trigger(wanted)) => name == wanted,
+        (WaitTarget::Webhook { id }, Wanted::Webhook(wanted)) => id.to_string() == *wanted,
+        (WaitTarget::Trigger { name }, Wanted::Trigger(wanted)) => name.as_str() == wanted,
         (WaitTarget::Timer { .. }, Wanted::TimerIn(_) | Wanted::TimerAt(_)) => true,
         _ => false,
     }
 }
 
-impl HostState {
-    /// Writes the run's status and what it waits on (not flushed: a lost status is
-    /// re-derived by replay after a crash).
-    fn set_status(
-        &mut self,
-        status: RunStatus,
-        waiting_on: Vec<String>,
-        wake_at_ms: Option<u64>,
-    ) -> Result<(), HostFault> {
-        self.run.status = status;
-        self.run.waiting_on = waiting_on;
-        self.run.wake_at_ms = wake_at_ms;
-        self.run.updated_at_ms = now_ms();
-        self.shared.store.put_run(&self.run)?;
-        Ok(())
-    }
+/// Where in a wait's targets a channel is.
+fn index_of(targets: &[WaitTarget], channel: &Channel) -> u32 {
+    let position = targets.iter().position(|target| match (target, channel) {
+        (WaitTarget::Webhook { id }, Channel::Webhook(webhook)) => id == webhook,
+        (WaitTarget::Trigger { name }, Channel::Trigger(trigger)) => name == trigger,
+        _ => false,
+    });
+    position.unwrap_or_default() as u32
+}
 
+/// How a wait ends when no call ends it: a webhook that no longer takes calls (its
+/// position in `closed`) closes it, else the earliest due timer times it out; `None` if it
+/// goes on.
+fn ended_without_call(targets: &[WaitTarget], closed: Option<u32>, now_ms: u64) -> Option<(u32, WaitOutcome)> {
+    if let Some(index) = closed {
+        return Some((index, WaitOutcome::Closed));
+    }
+    let due = targets.iter().enumerate().filter_map(|(index, target)| match target {
+        WaitTarget::Timer { at_ms } if *at_ms <= now_ms => Some((*at_ms, index as u32)),
+        _ => None,
+    });
+    due.min().map(|(_, index)| (index, WaitOutcome::TimedOut))
+}
+
+impl HostState {
     /// The wait's targets: from the log while replaying, else resolved and recorded.
     fn start_wait(&mut self, wanted: &[Wanted]) -> Result<Vec<WaitTarget>, HostFault> {
         if wanted.is_empty() {
@@ -106,30 +85,30 @@ impl HostState {
             }
             return Ok(on);
         }
-        let now = now_ms();
+        let now = self.shared.clock.now_ms();
         let mut on = Vec::with_capacity(wanted.len());
         for target in wanted {
             on.push(match target {
-                Wanted::Webhook(id) => {
-                    self.webhook(id)?;
-                    WaitTarget::Webhook { id: id.clone() }
-                }
-                Wanted::Trigger(name) => {
-                    check_trigger_name(name)?;
-                    if !self.declared_triggers.contains(name) {
-                        return Err(HostFault::Misuse(format!(
-                            "the run waits at trigger `{name}`, which its module does not declare in describe() \
-                             (named triggers take calls only once declared, with their auth or as open)"
-                        )));
-                    }
-                    WaitTarget::Trigger { name: name.clone() }
-                }
+                Wanted::Webhook(id) => WaitTarget::Webhook { id: self.webhook(id)?.0 },
+                Wanted::Trigger(name) => WaitTarget::Trigger { name: self.declared_trigger(name)? },
                 Wanted::TimerIn(ms) => WaitTarget::Timer { at_ms: now.saturating_add(*ms) },
                 Wanted::TimerAt(at_ms) => WaitTarget::Timer { at_ms: *at_ms },
             });
         }
         self.journal.record(Event::WaitStarted { on: on.clone() })?;
         Ok(on)
+    }
+
+    /// A trigger the run may wait at: a name its module version declares.
+    fn declared_trigger(&self, name: &str) -> Result<TriggerName, HostFault> {
+        let name = TriggerName::parse(name).map_err(|e| HostFault::Misuse(e.to_string()))?;
+        if !self.declared_triggers.contains(&name) {
+            return Err(HostFault::Misuse(format!(
+                "the run waits at trigger `{name}`, which its module does not declare in describe() \
+                 (named triggers take calls only once declared, with their auth or as open)"
+            )));
+        }
+        Ok(name)
     }
 
     /// Waits for the first of `wanted`; returns its position and how it ended.
@@ -139,24 +118,24 @@ impl HostState {
             return Ok((index, result));
         }
         let mut hooks = Vec::new();
-        let mut triggers = Vec::new();
-        let mut wake_at_ms = None;
-        for (index, target) in targets.iter().enumerate() {
+        let mut channels = Vec::new();
+        let mut expiries = Vec::new();
+        for target in &targets {
             match target {
-                WaitTarget::Trigger { name } => triggers.push((index as u32, name.clone())),
                 WaitTarget::Webhook { id } => {
-                    let (number, info) = self.webhook(id)?;
-                    let token = info.token.clone();
-                    let expires = self.shared.store.hook(&token)?.and_then(|h| h.expires_at_ms);
-                    wake_at_ms = earliest(wake_at_ms, expires);
-                    hooks.push(AwaitedHook { index: index as u32, number, token });
+                    let token = self.webhook(&id.to_string())?.1.token.clone();
+                    expiries.push(self.shared.store.hook(&token).await?.and_then(|h| h.expires_at_ms));
+                    hooks.push((*id, token));
+                    channels.push(Channel::Webhook(*id));
                 }
-                WaitTarget::Timer { at_ms } => wake_at_ms = earliest(wake_at_ms, Some(*at_ms)),
+                WaitTarget::Trigger { name } => channels.push(Channel::Trigger(name.clone())),
+                WaitTarget::Timer { .. } => {}
             }
         }
+        let wait = Wait::of(&targets, expiries);
         // Parked time is not the guest's CPU time.
         self.cpu.pause();
-        let ended = self.wait_live(Awaited { targets, hooks, triggers, wake_at_ms }).await;
+        let ended = self.wait_live(Awaited { targets, hooks, channels, wait }).await;
         // Each wake-up is a new activation: a run held hot across many calls gets the
         // budget afresh for each.
         self.cpu.restart();
@@ -164,59 +143,35 @@ impl HostState {
     }
 
     /// Ends the wait if it can end now, and records how: the earliest call on any of its
-    /// webhooks, else a webhook that no longer takes calls, else a timer that is due.
-    fn try_end_wait(&mut self, awaited: &Awaited) -> Result<Option<(u32, WaitOutcome)>, HostFault> {
+    /// webhooks and triggers (claimed, its take finished at the next commit), else a
+    /// webhook that no longer takes calls, else a timer that is due.
+    async fn try_end_wait(&mut self, awaited: &Awaited) -> Result<Option<(u32, WaitOutcome)>, HostFault> {
         let store = self.shared.store.clone();
-        let numbers: Vec<u32> = awaited.hooks.iter().map(|h| h.number).collect();
-        let first_on_hook = store.first_arrival(&self.run.id, &numbers)?;
-        let mut first_on_trigger: Option<(u64, u32, &str)> = None;
-        for (index, name) in &awaited.triggers {
-            if let Some(arrival) = store.first_trigger_arrival(&self.run.id, name)?
-                && first_on_trigger.is_none_or(|(earliest, ..)| arrival < earliest)
-            {
-                first_on_trigger = Some((arrival, *index, name));
+        let run = self.run.id;
+        while let Some(channel) = store.first_arrival(run, &awaited.channels).await? {
+            // Claimed by nothing else (a caller that withdrew it) or taken already (a take a
+            // crash cut short, which this replay delivered): then the next call.
+            let Some(claimed) = store.claim(run, &channel).await? else { continue };
+            if self.delivered.contains(&claimed.entry.request.id) {
+                store.taken(run, &claimed).await?;
+                continue;
             }
+            let index = index_of(&awaited.targets, &channel);
+            let result = WaitOutcome::Request { request: Box::new(claimed.entry.request.clone()) };
+            self.journal.record(Event::WaitEnded { index, result: result.clone() })?;
+            self.claimed.push(claimed);
+            return Ok(Some((index, result)));
         }
-        let seq = self.journal.next_seq();
-        let delivered = |index: u32| {
-            move |request| {
-                event_record(
-                    seq,
-                    Event::WaitEnded { index, result: WaitOutcome::Request { request: Box::new(request) } },
-                )
-            }
-        };
-        let taken = match (first_on_hook, first_on_trigger) {
-            (Some((hook_arrival, number)), trigger) if trigger.is_none_or(|(arrival, ..)| hook_arrival < arrival) => {
-                let index = awaited.hooks.iter().find(|h| h.number == number).map_or(0, |h| h.index);
-                store.take_request(&self.run.id, number, delivered(index))?
-            }
-            (_, Some((_, index, name))) => store.take_trigger_request(&self.run.id, name, delivered(index))?,
-            _ => None,
-        };
-        if let Some(record) = taken {
-            self.journal.push(record.event.clone());
-            if let Event::WaitEnded { index, result } = record.event {
-                return Ok(Some((index, result)));
-            }
-        }
-        let now = now_ms();
-        let mut ending = None;
-        for hook in &awaited.hooks {
-            let open = store.hook(&hook.token)?.is_some_and(|h| h.is(&self.run.id, hook.number) && h.takes_calls(now));
+        let now = self.shared.clock.now_ms();
+        let mut closed = None;
+        for (webhook, token) in &awaited.hooks {
+            let open = store.hook(token).await?.is_some_and(|h| h.is(run, *webhook) && h.takes_calls(now));
             if !open {
-                ending = Some((hook.index, WaitOutcome::Closed));
+                closed = Some(index_of(&awaited.targets, &Channel::Webhook(*webhook)));
                 break;
             }
         }
-        if ending.is_none() {
-            let due = awaited.targets.iter().enumerate().filter_map(|(index, target)| match target {
-                WaitTarget::Timer { at_ms } if *at_ms <= now => Some((*at_ms, index as u32)),
-                _ => None,
-            });
-            ending = due.min().map(|(_, index)| (index, WaitOutcome::TimedOut));
-        }
-        let Some((index, result)) = ending else { return Ok(None) };
+        let Some((index, result)) = ended_without_call(&awaited.targets, closed, now) else { return Ok(None) };
         self.journal.record(Event::WaitEnded { index, result: result.clone() })?;
         Ok(Some((index, result)))
     }
@@ -225,62 +180,44 @@ impl HostState {
     /// then suspend.
     async fn wait_live(&mut self, awaited: Awaited) -> Result<(u32, WaitOutcome), HostFault> {
         let shared = self.shared.clone();
-        let notify = shared.live.notifier(&self.run.id);
-        if let Some(ended) = self.try_end_wait(&awaited)? {
-            return self.wait_ended(&awaited, ended);
-        }
-        // Set on every live wait, replayed ones too: a crash may have come between
-        // `wait-started` and the timer. Setting it again is harmless.
-        if let Some(at) = awaited.wake_at_ms {
-            shared.store.add_timer(at, &self.run.id)?;
-            shared.timers_changed.notify_one();
+        let run = self.run.id;
+        let notify = shared.live.notifier(run);
+        shared.live.clear_pending(run);
+        if let Some(ended) = self.try_end_wait(&awaited).await? {
+            // Parked by an earlier activation: it runs again.
+            if self.run.status == RunStatus::Waiting {
+                self.run = shared.run_state.resumed(&self.run, &awaited.wait).await?;
+            }
+            return Ok(ended);
         }
         // Everything the run did before it waits (the URLs it handed out above all) is
-        // made durable before anyone can see it waiting.
-        shared.store.flush().await?;
-        let waiting_on = awaited.targets.iter().filter_map(|t| match t {
-            WaitTarget::Webhook { id } => Some(id.clone()),
-            WaitTarget::Trigger { name } => Some(format!("trigger:{name}")),
-            WaitTarget::Timer { .. } => None,
-        });
-        self.set_status(RunStatus::Waiting, waiting_on.collect(), awaited.wake_at_ms)?;
-        // Visible to `any` and `all` callers once the run's status says where it waits. A
-        // replayed wait keeps its first registration, and so its place in the queue.
-        for (_, name) in &awaited.triggers {
-            shared.store.add_trigger_waiter(&self.run.module, name, &self.run.id, now_ms())?;
-        }
+        // durable before anyone can see it waiting.
+        self.commit().await?;
+        self.run = shared.run_state.parked(&self.run, &awaited.wait).await?;
         let hot = shared.live.try_hot(shared.settings.max_hot_runs);
         let hot_until = Instant::now() + if hot.is_some() { shared.settings.hot_hold } else { Duration::ZERO };
         loop {
-            if shared.live.is_cancelled(&self.run.id) {
+            if shared.live.is_cancelled(run) {
                 return Err(HostFault::Cancelled);
             }
-            if let Some(ended) = self.try_end_wait(&awaited)? {
-                return self.wait_ended(&awaited, ended);
+            shared.live.clear_pending(run);
+            if let Some(ended) = self.try_end_wait(&awaited).await? {
+                self.run = shared.run_state.resumed(&self.run, &awaited.wait).await?;
+                return Ok(ended);
             }
             let now = Instant::now();
             // Another run waiting to execute ends the hot hold: its slot is worth more.
             if now >= hot_until || shared.activations.contended() {
-                let store = &shared.store;
-                let run_id = &self.run.id;
-                // Decided under the driver lock: a call, a timer or a cancellation from
-                // here on finds no driver and starts a new one.
-                let suspended = shared.live.release_unless(run_id, || {
-                    awaited.hooks.iter().any(|h| store.has_request(run_id, h.number).unwrap_or(true))
-                        || awaited
-                            .triggers
-                            .iter()
-                            .any(|(_, name)| store.first_trigger_arrival(run_id, name).map_or(true, |a| a.is_some()))
-                        || awaited.wake_at_ms.is_some_and(|at| now_ms() >= at)
-                        || shared.live.is_cancelled(run_id)
-                });
-                if suspended {
+                // A call, a timer or a cancellation from here on finds no driver and starts
+                // a new one; one that came since the look above keeps this one.
+                if shared.live.release_unless_pending(run) {
                     return Err(HostFault::Suspend);
                 }
                 continue;
             }
-            let park_until = match awaited.wake_at_ms {
-                Some(at) => hot_until.min(now + Duration::from_millis(at.saturating_sub(now_ms()))),
+            let wake_in = awaited.wait.wake_at_ms.map(|at| at.saturating_sub(shared.clock.now_ms()));
+            let park_until = match wake_in {
+                Some(ms) => hot_until.min(now + Duration::from_millis(ms)),
                 None => hot_until,
             };
             tokio::select! {
@@ -288,33 +225,6 @@ impl HostState {
                 () = shared.activations.wanted() => {}
             }
         }
-    }
-
-    /// Clears what a wait left behind once it ended, and tells a held caller that the run
-    /// took its call, once that is durable.
-    fn wait_ended(&mut self, awaited: &Awaited, ended: (u32, WaitOutcome)) -> Result<(u32, WaitOutcome), HostFault> {
-        let store = &self.shared.store;
-        if let Some(at) = awaited.wake_at_ms {
-            store.remove_timer(at, &self.run.id)?;
-        }
-        for (_, name) in &awaited.triggers {
-            store.remove_trigger_waiter(&self.run.module, name, &self.run.id)?;
-        }
-        if self.run.status != RunStatus::Running || !self.run.waiting_on.is_empty() {
-            self.set_status(RunStatus::Running, Vec::new(), None)?;
-        }
-        if let WaitOutcome::Request { request } = &ended.1
-            && self.shared.holds.is_held(&request.id)
-        {
-            let (shared, request_id) = (self.shared.clone(), request.id.clone());
-            tokio::spawn(async move {
-                match shared.store.flush().await {
-                    Ok(()) => shared.holds.taken(&request_id),
-                    Err(e) => tracing::error!(request = %request_id, "cannot make a taken call durable: {e}"),
-                }
-            });
-        }
-        Ok(ended)
     }
 
     /// What the guest sees of a wait's outcome; a delivered request may be answered.
@@ -379,5 +289,47 @@ impl Host for HostState {
     async fn sleep_until(&mut self, unix_ms: u64) -> wasmtime::Result<()> {
         self.wait_for(vec![Wanted::TimerAt(unix_ms)]).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(at_ms: u64) -> WaitTarget {
+        WaitTarget::Timer { at_ms }
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_earliest_due_timer_or_at_a_closed_webhook_first() {
+        let targets = [WaitTarget::Webhook { id: WebhookId(1) }, timer(500), timer(300)];
+        assert_eq!(ended_without_call(&targets, None, 299), None, "nothing due yet");
+        assert_eq!(ended_without_call(&targets, None, 300), Some((2, WaitOutcome::TimedOut)));
+        assert_eq!(ended_without_call(&targets, None, 900), Some((2, WaitOutcome::TimedOut)), "the earliest wins");
+        assert_eq!(ended_without_call(&targets, Some(0), 900), Some((0, WaitOutcome::Closed)), "closed first");
+    }
+
+    use crate::store::records::Waiting;
+
+    #[test]
+    fn a_wait_is_shown_on_its_webhooks_and_triggers_and_wakes_at_its_earliest_time() {
+        let paid = TriggerName::parse("paid").expect("a name");
+        let targets =
+            [WaitTarget::Webhook { id: WebhookId(2) }, WaitTarget::Trigger { name: paid.clone() }, timer(900)];
+        let wait = Wait::of(&targets, [Some(400)]);
+        assert_eq!(wait.on, vec![Waiting::Webhook(WebhookId(2)), Waiting::Trigger(paid)]);
+        assert_eq!(wait.wake_at_ms, Some(400), "the webhook expires before the timer");
+        assert_eq!(Wait::of(&[timer(5)], [None]).wake_at_ms, Some(5));
+        let channel = Channel::Trigger(TriggerName::parse("paid").expect("a name"));
+        assert_eq!(index_of(&targets, &channel), 1);
+    }
+
+    #[test]
+    fn a_replayed_wait_must_wait_on_what_its_log_says() {
+        let recorded = WaitTarget::Webhook { id: WebhookId(1) };
+        assert!(same_target(&recorded, &Wanted::Webhook("wh-1".into())));
+        assert!(!same_target(&recorded, &Wanted::Webhook("wh-2".into())));
+        assert!(same_target(&timer(5), &Wanted::TimerIn(99)), "a replay waits for the recorded moment");
+        assert!(!same_target(&timer(5), &Wanted::Trigger("paid".into())));
     }
 }

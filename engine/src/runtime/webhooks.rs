@@ -10,15 +10,13 @@ use super::bindings::types::{
 };
 use super::bindings::webhooks::{Host, Webhook, WebhookOptions};
 use super::fault::HostFault;
+use crate::ids::{KeyName, Token, WebhookId};
 use crate::rules;
 use crate::store::records::{
     Event, Failure, HookAuth, HookRecord, HookState, HttpResponse, Method, NotTakenReason, OnAuthFailure, ResponseMode,
     Scheme, WebhookInfo,
 };
-use crate::store::{StoreError, event_record};
-
-/// Longest caller-chosen token; a random one is 43 characters.
-const MAX_TOKEN_LEN: usize = 256;
+use crate::store::{Inbox, Registry, StoreError};
 
 pub fn method_from_wit(method: WitMethod) -> Method {
     match method {
@@ -63,18 +61,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Tokens appear in URL paths unescaped, so they keep to unreserved characters and `:`.
-fn check_token(token: &str) -> Result<(), Failure> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || "-._~:".contains(c);
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.chars().all(legal) {
-        return Err(Failure::new(
-            "bad-token",
-            format!("token `{token}` must be 1 to {MAX_TOKEN_LEN} characters of A-Z a-z 0-9 - . _ ~ :"),
-        ));
-    }
-    Ok(())
-}
-
 /// A final HTTP status a response may have (hyper cannot send a 1xx as the final answer).
 pub fn check_status(status: u16) -> Result<(), Failure> {
     if !(200..=599).contains(&status) {
@@ -102,7 +88,7 @@ impl From<Response> for HttpResponse {
 
 impl HostState {
     /// The hook record and public view of a live `create` call, from its options.
-    fn new_hook(&mut self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
+    async fn new_hook(&mut self, options: WebhookOptions) -> Result<(HookRecord, WebhookInfo), Failure> {
         let number = self.webhooks.len() as u32 + 1;
         let mut url_key = None;
         let auth = match options.auth {
@@ -116,8 +102,10 @@ impl HostState {
             }
             Auth::Bearer(roles) => HookAuth::Bearer { roles },
             Auth::Signature(signature) => {
+                let name =
+                    KeyName::parse(&signature.secret).map_err(|e| Failure::new("unknown-secret", e.to_string()))?;
                 let known =
-                    self.shared.store.secret(&signature.secret).map_err(|e| Failure::new("storage", e.to_string()))?;
+                    self.shared.store.secret(&name).await.map_err(|e| Failure::new("storage", e.to_string()))?;
                 if known.is_none() {
                     return Err(Failure::new(
                         "unknown-secret",
@@ -152,11 +140,8 @@ impl HostState {
         };
         let chosen_token = options.token.is_some();
         let token = match options.token {
-            Some(token) => {
-                check_token(&token)?;
-                token
-            }
-            None => random_token(),
+            Some(token) => Token::parse(&token).map_err(|e| Failure::new("bad-token", e.to_string()))?,
+            None => Token::parse(&random_token()).map_err(|e| Failure::new("bad-token", e.to_string()))?,
         };
         let mut methods: Vec<Method> = options.methods.into_iter().map(method_from_wit).collect();
         if methods.is_empty() {
@@ -166,10 +151,10 @@ impl HostState {
         if let Some(key) = &url_key {
             url.push_str(&format!("?key={key}"));
         }
-        let info = WebhookInfo { id: format!("wh-{number}"), token: token.clone(), url };
+        let info = WebhookInfo { id: WebhookId(number), token: token.clone(), url };
         let hook = HookRecord {
             token,
-            run_id: self.run.id.clone(),
+            run_id: self.run.id,
             number,
             methods,
             single_use: options.single_use,
@@ -179,35 +164,31 @@ impl HostState {
             schema,
             condition: options.condition,
             response,
-            expires_at_ms: options.expires_in_ms.map(|ms| crate::clock::now_ms().saturating_add(ms)),
+            expires_at_ms: options.expires_in_ms.map(|ms| self.shared.clock.now_ms().saturating_add(ms)),
             chosen_token,
         };
         Ok((hook, info))
     }
 
-    /// Creates a webhook live: the hook and its `webhook-created` event are written
-    /// together. A refused create is recorded as such, so replay refuses it too.
-    fn create_live(&mut self, options: WebhookOptions) -> Result<Result<WebhookInfo, Failure>, HostFault> {
+    /// Creates a webhook live: its hook record under its token (staged; a live token of
+    /// another webhook is refused), then its `webhook-created` event. A refused create is
+    /// recorded as such, so replay refuses it too.
+    async fn create_live(&mut self, options: WebhookOptions) -> Result<Result<WebhookInfo, Failure>, HostFault> {
         let quota = self.shared.settings.quotas.webhooks;
         if self.webhooks.len() >= quota {
             return Err(HostFault::Quota(format!("the run reached its quota of {quota} webhooks")));
         }
-        let refused = match self.new_hook(options) {
-            Ok((hook, info)) => {
-                // Written as the journal writes: a URL key becomes its placeholder.
-                let created = self.journal.redactor().event(Event::WebhookCreated { webhook: Ok(info.clone()) });
-                let record = event_record(self.journal.next_seq(), created);
-                match self.shared.store.create_hook(&hook, &record) {
-                    Ok(()) => {
-                        self.journal.push(record.event);
-                        return Ok(Ok(info));
-                    }
-                    Err(StoreError::TokenTaken) => {
-                        Failure::new("token-taken", format!("token `{}` belongs to a live webhook", hook.token))
-                    }
-                    Err(e) => return Err(e.into()),
+        let refused = match self.new_hook(options).await {
+            Ok((hook, info)) => match self.shared.store.create_hook(&hook, self.shared.clock.now_ms()).await {
+                Ok(()) => {
+                    self.journal.record(Event::WebhookCreated { webhook: Ok(info.clone()) })?;
+                    return Ok(Ok(info));
                 }
-            }
+                Err(StoreError::TokenTaken) => {
+                    Failure::new("token-taken", format!("token `{}` belongs to a live webhook", hook.token))
+                }
+                Err(e) => return Err(e.into()),
+            },
             Err(failure) => failure,
         };
         self.journal.record(Event::WebhookCreated { webhook: Err(refused.clone()) })?;
@@ -215,10 +196,10 @@ impl HostState {
     }
 
     /// The webhook `id` names, if this run created it.
-    pub(super) fn webhook(&self, id: &str) -> Result<(u32, &WebhookInfo), HostFault> {
-        let number: Option<u32> = id.strip_prefix("wh-").and_then(|n| n.parse().ok());
-        number
-            .and_then(|n| Some((n, self.webhooks.get(n.checked_sub(1)? as usize)?.as_ref()?)))
+    pub(super) fn webhook(&self, id: &str) -> Result<(WebhookId, &WebhookInfo), HostFault> {
+        let webhook = WebhookId::parse(id).ok();
+        webhook
+            .and_then(|w| Some((w, self.webhooks.get(w.0.checked_sub(1)? as usize)?.as_ref()?)))
             .ok_or_else(|| HostFault::Misuse(format!("`{id}` is not a webhook of this run")))
     }
 }
@@ -227,28 +208,30 @@ impl Host for HostState {
     async fn create(&mut self, options: WebhookOptions) -> wasmtime::Result<Result<Webhook, WitError>> {
         let result = match self.journal.replay("webhook-created")? {
             Some(Event::WebhookCreated { webhook }) => webhook,
-            _ => self.create_live(options)?,
+            _ => self.create_live(options).await?,
         };
         self.webhooks.push(result.as_ref().ok().cloned());
-        Ok(result.map(|w| Webhook { id: w.id, token: w.token, url: w.url }).map_err(WitError::from))
+        let created = result.map(|w| Webhook { id: w.id.to_string(), token: w.token.to_string(), url: w.url });
+        Ok(created.map_err(WitError::from))
     }
 
     async fn close(&mut self, id: String) -> wasmtime::Result<()> {
         if let Some(Event::WebhookClosed { id: recorded }) = self.journal.replay("webhook-closed")? {
-            return diverged_unless(recorded == id, || {
+            return diverged_unless(recorded.to_string() == id, || {
                 format!("the run closes `{id}` where its log closes `{recorded}`")
             });
         }
-        let (number, webhook) = self.webhook(&id)?;
-        let token = webhook.token.clone();
-        let left = self.shared.store.close_hook(&token, &self.run.id, number, NotTakenReason::WebhookClosed);
+        let (webhook, info) = self.webhook(&id)?;
+        let token = info.token.clone();
+        let now = self.shared.clock.now_ms();
+        let left = self.shared.store.close_hook(&token, self.run.id, webhook, NotTakenReason::WebhookClosed, now).await;
         // Callers still held on it learn that the run will not take their calls.
         for entry in left.map_err(HostFault::from)? {
             if entry.held {
                 self.shared.holds.refused(&entry.request.id, NotTakenReason::WebhookClosed);
             }
         }
-        self.journal.record(Event::WebhookClosed { id })?;
+        self.journal.record(Event::WebhookClosed { id: webhook })?;
         Ok(())
     }
 }

@@ -1,14 +1,15 @@
 //! The plain serde types kept in sled. Nothing here knows keys or trees.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 pub use crate::auth::signatures::Scheme;
+use crate::ids::{KeyName, ModuleName, RunId, Suffix, Token, TriggerName, WebhookId};
 
 /// An uploaded module: every version it ever had, newest last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleRecord {
-    pub name: String,
+    pub name: ModuleName,
     pub versions: Vec<ModuleVersion>,
 }
 
@@ -39,7 +40,7 @@ pub struct ModuleInfo {
 /// How calls to a named mid-flow trigger are checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NamedTriggerInfo {
-    pub name: String,
+    pub name: TriggerName,
     #[serde(default)]
     pub auth: HookAuth,
     #[serde(default)]
@@ -52,7 +53,7 @@ pub struct NamedTriggerInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerInfo {
     pub name: String,
-    pub suffix: String,
+    pub suffix: Suffix,
     pub methods: Vec<Method>,
     #[serde(default)]
     pub auth: HookAuth,
@@ -82,8 +83,8 @@ impl RunStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
-    pub id: String,
-    pub module: String,
+    pub id: RunId,
+    pub module: ModuleName,
     /// The module version (content hash) the run is pinned to.
     pub version: String,
     pub status: RunStatus,
@@ -94,12 +95,46 @@ pub struct RunRecord {
     pub error: Option<Failure>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
-    /// Ids of the webhooks the run is paused on.
+    /// The webhooks and named triggers the run is paused on.
     #[serde(default)]
-    pub waiting_on: Vec<String>,
+    pub waiting_on: Vec<Waiting>,
     /// While paused: when a durable timer wakes it (a timeout, a sleep, an expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at_ms: Option<u64>,
+}
+
+/// One thing a paused run waits for a call on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Waiting {
+    Webhook(WebhookId),
+    Trigger(TriggerName),
+}
+
+impl<'de> Deserialize<'de> for Waiting {
+    /// Also reads the strings of earlier versions (`wh-1`, `trigger:name`).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Tagged {
+            Webhook(WebhookId),
+            Trigger(TriggerName),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Tagged(Tagged),
+            Text(String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Tagged(Tagged::Webhook(id)) => Ok(Waiting::Webhook(id)),
+            Either::Tagged(Tagged::Trigger(name)) => Ok(Waiting::Trigger(name)),
+            Either::Text(text) => match text.strip_prefix("trigger:") {
+                Some(name) => TriggerName::parse(name).map(Waiting::Trigger).map_err(serde::de::Error::custom),
+                None => WebhookId::parse(&text).map(Waiting::Webhook).map_err(serde::de::Error::custom),
+            },
+        }
+    }
 }
 
 /// Why a run failed (or a guest call was refused): a stable code and a sentence.
@@ -170,8 +205,8 @@ pub enum HookState {
 /// A webhook, found by its token at ingress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HookRecord {
-    pub token: String,
-    pub run_id: String,
+    pub token: Token,
+    pub run_id: RunId,
     /// The webhook's number within its run (`wh-N`).
     pub number: u32,
     pub methods: Vec<Method>,
@@ -227,16 +262,20 @@ pub enum OnAuthFailure {
 /// An API key: only the sha256 of the key is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
-    pub name: String,
+    pub name: KeyName,
     pub roles: Vec<String>,
     pub key_sha256: String,
     pub created_at_ms: u64,
 }
 
 impl HookRecord {
-    /// Whether this is webhook number `number` of run `run_id`.
-    pub fn is(&self, run_id: &str, number: u32) -> bool {
-        self.run_id == run_id && self.number == number
+    /// Whether this is webhook `webhook` of run `run_id`.
+    pub fn is(&self, run_id: RunId, webhook: WebhookId) -> bool {
+        self.run_id == run_id && self.number == webhook.0
+    }
+
+    pub fn webhook(&self) -> WebhookId {
+        WebhookId(self.number)
     }
 
     pub fn expired(&self, now_ms: u64) -> bool {
@@ -289,6 +328,9 @@ pub struct InboxEntry {
     pub request: RequestRecord,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// Being taken into the run's log: its caller can no longer withdraw it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub taking: bool,
 }
 
 /// Why a call that reached a run's inbox was not taken by the run.
@@ -374,16 +416,9 @@ pub enum AnswerFrom {
 /// A public view of a webhook, as the run and operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookInfo {
-    pub id: String,
-    pub token: String,
+    pub id: WebhookId,
+    pub token: Token,
     pub url: String,
-}
-
-impl WebhookInfo {
-    /// The webhook's number within its run (its id is `wh-N`).
-    pub fn number(&self) -> Option<u32> {
-        self.id.strip_prefix("wh-")?.parse().ok()
-    }
 }
 
 /// One thing a wait is for, as recorded: timers as absolute times, so a replay waits
@@ -392,11 +427,11 @@ impl WebhookInfo {
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum WaitTarget {
     Webhook {
-        id: String,
+        id: WebhookId,
     },
     /// A call to the module's named trigger for this run.
     Trigger {
-        name: String,
+        name: TriggerName,
     },
     Timer {
         at_ms: u64,
@@ -437,7 +472,7 @@ pub enum Event {
         webhook: Result<WebhookInfo, Failure>,
     },
     WebhookClosed {
-        id: String,
+        id: WebhookId,
     },
     WaitStarted {
         on: Vec<WaitTarget>,

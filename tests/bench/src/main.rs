@@ -297,15 +297,30 @@ async fn throughput(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// Sends one call to a manual-response hook and returns how long the answer took.
+/// Sends one call to a manual-response hook (its chosen token, resumed with an API key)
+/// and returns how long the answer took.
 async fn round_trip(latch: &Latch, token: &str) -> anyhow::Result<Duration> {
     let began = Instant::now();
     let (status, body) = latch.resume(token, &json!({ "ping": true })).await;
     let elapsed = began.elapsed();
+    answered(status, &body)?;
+    Ok(elapsed)
+}
+
+/// Sends one call to a manual-response hook's URL and returns how long the answer took.
+async fn url_round_trip(latch: &Latch, url: &str) -> anyhow::Result<Duration> {
+    let began = Instant::now();
+    let (status, body) = send(latch.http.post(url).json(&json!({ "ping": true }))).await;
+    let elapsed = began.elapsed();
+    answered(status, &body)?;
+    Ok(elapsed)
+}
+
+fn answered(status: StatusCode, body: &Value) -> anyhow::Result<()> {
     if status != StatusCode::OK {
         bail!("manual answer was {status} {body}");
     }
-    Ok(elapsed)
+    Ok(())
 }
 
 async fn hot_resume(latch: &Latch, samples: usize) -> anyhow::Result<Row> {
@@ -439,7 +454,7 @@ async fn replayed_guest_resume(binary: &Path, language: &str, suffix: &str, samp
         tokio::time::sleep(Duration::from_millis(5)).await;
         let (_, run) = latch.get(&format!("/v1/runs/{id}")).await;
         let callback = run["waiting_on"][0]["url"].as_str().context("the run's callback URL")?.to_string();
-        latencies.push(round_trip(&latch, &callback).await?);
+        latencies.push(url_round_trip(&latch, &callback).await?);
     }
     let measure = format!("resume by replay, {language} guest ({}): callback to the run's answer", size(&component));
     Ok(row(measure, percentiles(&mut latencies)))
@@ -479,7 +494,9 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
             queued_bytes: 1 << 20,
         },
     };
-    let runtime = Runtime::new(Shared::new(store, settings)?, dir.path())?;
+    let clock: latch::clock::SharedClock = std::sync::Arc::new(latch::clock::SystemClock);
+    let run_state = std::sync::Arc::new(latch::executor::RunStateWriter::new(store.clone(), clock.clone()));
+    let runtime = Runtime::new(Shared::new(store, clock, run_state, settings).await?, dir.path())?;
     let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));
     runtime.prepare(&version, component).await?;
     let mut latencies = Vec::with_capacity(samples);

@@ -1,0 +1,888 @@
+//! The embedded backend: sled. Typed records in, typed records out; the only code that
+//! knows tree names, key layouts and encodings.
+//!
+//! It never uses a sled transaction: the first transaction in a process turns on sled's
+//! global reader-writer lock for good, after which every write waits behind every fsync.
+//! Multi-record writes follow the order and recovery rules of `store`'s doc instead, with
+//! compare-and-swap where two writers race. Durable writes share fsyncs (`GroupCommit`).
+
+mod compact;
+mod group_commit;
+mod keys;
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::records::{
+    ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
+    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus, WaitOutcome,
+};
+use super::{Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, StoreError, Timers, Unreadable};
+use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
+use group_commit::GroupCommit;
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Where the id counter of a compacted store starts.
+const ID_BASE_META: &str = "id-base";
+
+/// At most this many refused calls are kept per run; more are only logged.
+const REFUSED_KEPT_PER_RUN: usize = 100;
+
+/// The next id a store would hand out: its base plus sled's counter.
+fn next_id_of(db: &sled::Db) -> Result<u64> {
+    let meta = db.open_tree("meta")?;
+    let base = meta.get(ID_BASE_META)?.and_then(|v| v.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes);
+    Ok(base + db.generate_id()?)
+}
+
+/// What a single-use webhook's slot holds once its call was taken, or once it closed
+/// empty: it takes no other call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mark {
+    Taken,
+    Closed,
+}
+
+/// An inbox value: a call, or a slot's mark.
+// Decoded and consumed at once: boxing the call would add an allocation to every read.
+#[allow(clippy::large_enum_variant)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Slot {
+    Call(InboxEntry),
+    Mark { mark: Mark },
+}
+
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    commit: GroupCommit,
+    /// Added to sled's id counter, which a compaction starts afresh (see `compact`).
+    id_base: u64,
+    meta: sled::Tree,
+    modules: sled::Tree,
+    blobs: sled::Tree,
+    runs: sled::Tree,
+    events: sled::Tree,
+    hooks: sled::Tree,
+    inbox: sled::Tree,
+    timers: sled::Tree,
+    /// API keys by the sha256 of the key; `key_names` maps a name to that digest.
+    api_keys: sled::Tree,
+    key_names: sled::Tree,
+    secrets: sled::Tree,
+    /// Senders' message ids of accepted calls, so that retries get the first answer.
+    messages: sled::Tree,
+    /// Calls that reached a run's inbox and that it never took, per run, by arrival.
+    not_taken: sled::Tree,
+    /// Calls to named triggers, per run, until the run takes them.
+    trigger_inbox: sled::Tree,
+    /// Runs waiting at a module's named trigger; the value is when the wait began.
+    trigger_waiters: sled::Tree,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+/// Reads a stored record without serde_json's nesting limit: a record wraps what arrived
+/// in a few levels of its own, so a body accepted at ingress must still read back. The
+/// depth stays bounded (and the stack safe) because every writer parsed what it stores
+/// with the limit, and ingress caps nesting well below it.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, with sled's page cache bounded to
+    /// `cache_bytes`: past it, records are read back from disk. Space that deleted records
+    /// left is reused at once, and given back to the filesystem here, at start-up (see
+    /// `compact`).
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
+        compact::finish_interrupted(dir)?;
+        compact::compact_or_carry_on(dir);
+        let db = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes).open()?;
+        let meta = db.open_tree("meta")?;
+        let id_base = meta.get(ID_BASE_META)?.and_then(|v| be_u64(&v)).unwrap_or(0);
+        Ok(SledStore {
+            id_base,
+            meta,
+            modules: db.open_tree("modules")?,
+            blobs: db.open_tree("blobs")?,
+            runs: db.open_tree("runs")?,
+            events: db.open_tree("events")?,
+            hooks: db.open_tree("hooks")?,
+            inbox: db.open_tree("inbox")?,
+            timers: db.open_tree("timers")?,
+            api_keys: db.open_tree("api_keys")?,
+            key_names: db.open_tree("key_names")?,
+            secrets: db.open_tree("secrets")?,
+            messages: db.open_tree("messages")?,
+            not_taken: db.open_tree("not_taken")?,
+            trigger_inbox: db.open_tree("trigger_inbox")?,
+            trigger_waiters: db.open_tree("trigger_waiters")?,
+            commit: GroupCommit::start(db.clone())?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable; concurrent callers share one fsync.
+    async fn durable(&self) -> Result<()> {
+        self.commit.flush().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn inbox_of(&self, channel: &Channel) -> &sled::Tree {
+        match channel {
+            Channel::Webhook(_) => &self.inbox,
+            Channel::Trigger(_) => &self.trigger_inbox,
+        }
+    }
+
+    /// The calls waiting on a channel (marks passed over), oldest first, with their keys.
+    fn calls(&self, run: RunId, channel: &Channel) -> impl Iterator<Item = Result<(sled::IVec, InboxEntry)>> + '_ {
+        self.inbox_of(channel).scan_prefix(keys::channel_prefix(run, channel)).filter_map(|item| {
+            let decoded = item.map_err(StoreError::from).and_then(|(key, value)| Ok((key, decode::<Slot>(&value)?)));
+            match decoded {
+                Ok((key, Slot::Call(entry))) => Some(Ok((key, entry))),
+                Ok((_, Slot::Mark { .. })) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+    }
+
+    /// How many refused calls of the run are kept (counted up to the cap).
+    fn refused_kept(&self, run: RunId) -> Result<usize> {
+        let mut count = 0;
+        for value in self.not_taken.scan_prefix(run.bytes()).values() {
+            let record: NotTakenRecord = decode(&value?)?;
+            count += usize::from(!record.acknowledged);
+            if count >= REFUSED_KEPT_PER_RUN {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Lists a call the run will not take: an acknowledged one whole, a refused one by its
+    /// identity only (its caller was told; a flood of refused calls must not fill the disk).
+    fn note_not_taken(
+        &self,
+        run: RunId,
+        (arrival, entry): (u64, &InboxEntry),
+        reason: NotTakenReason,
+        now: u64,
+    ) -> Result<()> {
+        let record = if entry.held {
+            if self.refused_kept(run)? >= REFUSED_KEPT_PER_RUN {
+                return Ok(());
+            }
+            NotTakenRecord::refused(entry.request.clone(), reason, now)
+        } else {
+            NotTakenRecord { request: entry.request.clone(), acknowledged: true, reason, at_ms: now }
+        };
+        self.not_taken.insert(keys::not_taken(run, arrival), encode(&record)?)?;
+        Ok(())
+    }
+
+    /// Moves every call left on a channel to the run's not-taken list: written there
+    /// first, then taken out of the inbox (if it is still there, unclaimed).
+    fn move_to_not_taken(
+        &self,
+        run: RunId,
+        channel: &Channel,
+        reason: NotTakenReason,
+        now_ms: u64,
+    ) -> Result<Vec<InboxEntry>> {
+        let inbox = self.inbox_of(channel);
+        let mut moved = Vec::new();
+        for item in self.calls(run, channel).collect::<Vec<_>>() {
+            let (key, entry) = item?;
+            if entry.taking {
+                continue;
+            }
+            let arrival = keys::arrival(&key).unwrap_or_default();
+            self.note_not_taken(run, (arrival, &entry), reason, now_ms)?;
+            let current = encode(&Slot::Call(entry.clone()))?;
+            if inbox.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
+                moved.push(entry);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Whether the webhook's single-use slot holds a call or a mark.
+    fn slot_used(&self, hook: &HookRecord) -> Result<bool> {
+        let channel = Channel::Webhook(hook.webhook());
+        Ok(self.inbox.contains_key(keys::call(hook.run_id, &channel, keys::SLOT))?)
+    }
+
+    /// Whether a token's webhook no longer takes calls, so that another run may take the
+    /// token over.
+    fn hook_done(&self, hook: &HookRecord, now_ms: u64) -> Result<bool> {
+        Ok(!hook.takes_calls(now_ms) || (hook.single_use && self.slot_used(hook)?))
+    }
+
+    /// Whether the run's log holds a request (at a wait, or as its start).
+    fn in_log(&self, run: RunId, request_id: &str) -> Result<bool> {
+        for value in self.events.scan_prefix(run.bytes()).values() {
+            let found = match decode::<EventRecord>(&value?) {
+                Ok(EventRecord {
+                    event: Event::WaitEnded { result: WaitOutcome::Request { request }, .. }, ..
+                }) => request.id == request_id,
+                Ok(EventRecord { event: Event::Started { trigger: Some(request), .. }, .. }) => {
+                    request.id == request_id
+                }
+                _ => false,
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Repairs one inbox tree at start-up (see `repair_inbox`).
+    fn repair(&self, tree: &sled::Tree, webhooks: bool, now_ms: u64) -> Result<usize> {
+        let mut refused = 0;
+        for item in tree.iter() {
+            let (key, value) = item?;
+            let Some(run) = keys::run_of(&key) else { continue };
+            let entry = match decode::<Slot>(&value) {
+                Ok(Slot::Call(entry)) => entry,
+                Ok(Slot::Mark { .. }) => continue,
+                Err(e) => {
+                    tracing::error!("dropping an unreadable call from an inbox: {e}");
+                    tree.remove(&key)?;
+                    continue;
+                }
+            };
+            let channel = match webhooks {
+                true => keys::webhook_of(&key).map(Channel::Webhook),
+                false => keys::trigger_of(&key).map(Channel::Trigger),
+            };
+            let Some(channel) = channel else { continue };
+            let arrival = keys::arrival(&key).unwrap_or_default();
+            if entry.taking && self.in_log(run, &entry.request.id)? {
+                let slot = arrival == keys::SLOT && webhooks;
+                self.finish_take(run, &Claimed { channel, arrival, entry, slot })?;
+                continue;
+            }
+            if !entry.held {
+                if entry.taking {
+                    tree.insert(&key, encode(&Slot::Call(InboxEntry { taking: false, ..entry }))?)?;
+                }
+                continue;
+            }
+            // Held: its caller is gone with the last process, unanswered. The sender's
+            // retry is the one that counts; a single-use slot takes it.
+            self.note_not_taken(run, (arrival, &entry), NotTakenReason::Restarted, now_ms)?;
+            tree.remove(&key)?;
+            refused += 1;
+        }
+        Ok(refused)
+    }
+
+    fn finish_take(&self, run: RunId, claimed: &Claimed) -> Result<()> {
+        let key = keys::call(run, &claimed.channel, claimed.arrival);
+        let tree = self.inbox_of(&claimed.channel);
+        if claimed.slot {
+            tree.insert(key, encode(&Slot::Mark { mark: Mark::Taken })?)?;
+        } else {
+            tree.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Runs whose record exists without a `started` event: a creation a crash cut short.
+    fn remove_unstarted_runs(&self) -> Result<()> {
+        for key in self.runs.iter().keys() {
+            let key = key?;
+            let started = self.events.scan_prefix(&key).keys().next().is_some();
+            if !started {
+                tracing::info!("removing a run whose creation did not finish");
+                self.runs.remove(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RunLog for SledStore {
+    async fn create_run(&self, run: &RunRecord, started: &EventRecord) -> Result<()> {
+        self.runs.insert(run.id.bytes(), encode(run)?)?;
+        self.events.insert(keys::event(run.id, started.seq), encode(started)?)?;
+        self.durable().await
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        self.runs.get(id.bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.runs.insert(run.id.bytes(), encode(run)?)?;
+        Ok(())
+    }
+
+    async fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
+        let mut out = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in self.runs.iter() {
+            let (key, bytes) = item?;
+            match decode::<RunRecord>(&bytes) {
+                Ok(run) if status.is_none_or(|s| s == run.status) => out.push(run),
+                Ok(_) => {}
+                Err(e) => {
+                    let key = keys::run_of(&key).map_or_else(|| hex::encode(&key), |id| id.to_string());
+                    tracing::error!(run = %key, "skipping an unreadable run record: {e}");
+                    unreadable.push(Unreadable { key, error: e.to_string() });
+                }
+            }
+        }
+        Ok((out, unreadable))
+    }
+
+    async fn events(&self, id: RunId) -> Result<(Vec<EventRecord>, u64)> {
+        let mut bytes = 0;
+        let mut events = Vec::new();
+        for value in self.events.scan_prefix(id.bytes()).values() {
+            let value = value?;
+            bytes += value.len() as u64;
+            events.push(decode(&value)?);
+        }
+        Ok((events, bytes))
+    }
+
+    async fn readable_events(&self, id: RunId) -> Result<(Vec<EventRecord>, Vec<Unreadable>)> {
+        let (mut events, mut unreadable) = (Vec::new(), Vec::new());
+        for item in self.events.scan_prefix(id.bytes()) {
+            let (key, value) = item?;
+            match decode(&value) {
+                Ok(event) => events.push(event),
+                Err(e) => {
+                    let seq = keys::arrival(&key).map_or_else(|| hex::encode(&key), |seq| seq.to_string());
+                    unreadable.push(Unreadable { key: seq, error: e.to_string() });
+                }
+            }
+        }
+        Ok((events, unreadable))
+    }
+
+    async fn append(&self, id: RunId, events: &[EventRecord]) -> Result<()> {
+        for record in events {
+            self.events.insert(keys::event(id, record.seq), encode(record)?)?;
+        }
+        self.durable().await
+    }
+
+    async fn webhooks_of(&self, id: RunId) -> Result<Vec<(Token, WebhookId)>> {
+        let mut webhooks = Vec::new();
+        for value in self.events.scan_prefix(id.bytes()).values() {
+            if let Ok(EventRecord { event: Event::WebhookCreated { webhook: Ok(info) }, .. }) = decode(&value?) {
+                webhooks.push((info.token, info.id));
+            }
+        }
+        Ok(webhooks)
+    }
+
+    async fn finished_before(&self, before_ms: u64) -> Result<Vec<RunId>> {
+        let (runs, _) = self.runs(None).await?;
+        Ok(runs.into_iter().filter(|r| r.status.is_terminal() && r.updated_at_ms < before_ms).map(|r| r.id).collect())
+    }
+
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        for (token, webhook) in self.webhooks_of(id).await? {
+            if self.hook(&token).await?.is_some_and(|hook| hook.is(id, webhook)) {
+                self.hooks.remove(token.as_str().as_bytes())?;
+            }
+        }
+        for tree in [&self.events, &self.inbox, &self.trigger_inbox, &self.not_taken] {
+            for key in tree.scan_prefix(id.bytes()).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        self.meta.remove(format!("cancel:{id}"))?;
+        self.runs.remove(id.bytes())?;
+        self.durable().await
+    }
+
+    async fn request_cancel(&self, id: RunId) -> Result<()> {
+        self.meta.insert(format!("cancel:{id}"), &[1])?;
+        self.durable().await
+    }
+
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        Ok(self.meta.contains_key(format!("cancel:{id}"))?)
+    }
+
+    async fn clear_cancel(&self, id: RunId) -> Result<()> {
+        self.meta.remove(format!("cancel:{id}"))?;
+        self.durable().await
+    }
+}
+
+impl Inbox for SledStore {
+    async fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> Result<()> {
+        let token = hook.token.as_str().as_bytes();
+        let bytes = encode(hook)?;
+        loop {
+            let previous = self.hooks.get(token)?;
+            if let Some(bytes) = &previous {
+                let previous: HookRecord = decode(bytes)?;
+                // A live token of another webhook is refused; one left by a crash for this
+                // very webhook is taken over.
+                let same = previous.is(hook.run_id, hook.webhook());
+                if !same && !self.hook_done(&previous, now_ms)? {
+                    return Err(StoreError::TokenTaken);
+                }
+            }
+            if self.hooks.compare_and_swap(token, previous, Some(bytes.as_slice()))?.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn hook(&self, token: &Token) -> Result<Option<HookRecord>> {
+        self.hooks.get(token.as_str().as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn close_hook(
+        &self,
+        token: &Token,
+        run: RunId,
+        webhook: WebhookId,
+        reason: NotTakenReason,
+        now_ms: u64,
+    ) -> Result<Vec<InboxEntry>> {
+        let Some(mut hook) = self.hook(token).await? else { return Ok(Vec::new()) };
+        if !hook.is(run, webhook) {
+            return Ok(Vec::new());
+        }
+        if hook.state != HookState::Closed {
+            hook.state = HookState::Closed;
+            self.hooks.insert(token.as_str().as_bytes(), encode(&hook)?)?;
+        }
+        let channel = Channel::Webhook(webhook);
+        let moved = self.move_to_not_taken(run, &channel, reason, now_ms)?;
+        // An empty single-use slot is closed too: a call racing the close cannot take it.
+        if hook.single_use {
+            let slot = keys::call(run, &channel, keys::SLOT);
+            let closed = encode(&Slot::Mark { mark: Mark::Closed })?;
+            let _ = self.inbox.compare_and_swap(slot, None::<&[u8]>, Some(closed))?;
+        }
+        self.durable().await?;
+        Ok(moved)
+    }
+
+    async fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
+        // The caller was checked against `hook`: the token must still be that hook's.
+        let current = self.hook(&hook.token).await?;
+        let open = current.is_some_and(|c| c.is(hook.run_id, hook.webhook()) && c.takes_calls(now_ms));
+        if !open {
+            return Ok(Delivery::Gone);
+        }
+        let channel = Channel::Webhook(hook.webhook());
+        let entry = encode(&Slot::Call(InboxEntry { request: request.clone(), held, taking: false }))?;
+        if hook.single_use {
+            // The one slot: of two racing calls (or a call and the close), one wins.
+            let slot = keys::call(hook.run_id, &channel, keys::SLOT);
+            if self.inbox.compare_and_swap(slot, None::<&[u8]>, Some(entry))?.is_err() {
+                return Ok(Delivery::Gone);
+            }
+        } else {
+            let arrival = request.arrival().map_or_else(|| self.next_arrival(), Ok)?;
+            let key = keys::call(hook.run_id, &channel, arrival);
+            self.inbox.insert(&key, entry.clone())?;
+            // A close that came meanwhile may have missed this call: take it back out.
+            let closed = self.hook(&hook.token).await?.is_none_or(|c| !c.takes_calls(now_ms));
+            if closed && self.inbox.compare_and_swap(&key, Some(entry), None::<&[u8]>)?.is_ok() {
+                return Ok(Delivery::Gone);
+            }
+        }
+        self.durable().await?;
+        Ok(Delivery::Accepted)
+    }
+
+    async fn deliver_to_trigger(&self, run: RunId, name: &TriggerName, request: &RequestRecord) -> Result<()> {
+        let arrival = request.arrival().map_or_else(|| self.next_arrival(), Ok)?;
+        let entry = Slot::Call(InboxEntry { request: request.clone(), held: true, taking: false });
+        self.trigger_inbox.insert(keys::call(run, &Channel::Trigger(name.clone()), arrival), encode(&entry)?)?;
+        self.durable().await
+    }
+
+    async fn first_arrival(&self, run: RunId, channels: &[Channel]) -> Result<Option<Channel>> {
+        let mut first: Option<(u64, &Channel)> = None;
+        for channel in channels {
+            if let Some(call) = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |(_, e)| !e.taking)) {
+                let (_, entry) = call?;
+                let arrival = entry.request.arrival().unwrap_or(u64::MAX);
+                if first.is_none_or(|(earliest, _)| arrival < earliest) {
+                    first = Some((arrival, channel));
+                }
+            }
+        }
+        Ok(first.map(|(_, channel)| channel.clone()))
+    }
+
+    async fn claim(&self, run: RunId, channel: &Channel) -> Result<Option<Claimed>> {
+        let inbox = self.inbox_of(channel);
+        loop {
+            let next = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |(_, e)| !e.taking));
+            let Some(call) = next else { return Ok(None) };
+            let (key, entry) = call?;
+            let claimed = InboxEntry { taking: true, ..entry.clone() };
+            let swapped = inbox.compare_and_swap(
+                &key,
+                Some(encode(&Slot::Call(entry))?),
+                Some(encode(&Slot::Call(claimed.clone()))?),
+            )?;
+            // Withdrawn by its caller meanwhile: the next one.
+            if swapped.is_ok() {
+                let arrival = keys::arrival(&key).unwrap_or_default();
+                let slot = matches!(channel, Channel::Webhook(_)) && arrival == keys::SLOT;
+                return Ok(Some(Claimed { channel: channel.clone(), arrival, entry: claimed, slot }));
+            }
+        }
+    }
+
+    async fn taken(&self, run: RunId, claimed: &Claimed) -> Result<()> {
+        self.finish_take(run, claimed)
+    }
+
+    async fn withdraw(&self, run: RunId, channel: &Channel, request: &RequestRecord, now_ms: u64) -> Result<bool> {
+        let inbox = self.inbox_of(channel);
+        // A single-use webhook's call is in its slot; any other under its arrival number.
+        let arrival = request.arrival().unwrap_or(keys::SLOT);
+        let mut found = None;
+        for arrival in [keys::SLOT, arrival] {
+            let key = keys::call(run, channel, arrival);
+            if let Some(bytes) = inbox.get(&key)?
+                && let Slot::Call(entry) = decode::<Slot>(&bytes)?
+                && entry.request.id == request.id
+            {
+                found = Some((key, arrival, bytes, entry));
+                break;
+            }
+        }
+        let Some((key, arrival, bytes, entry)) = found else { return Ok(false) };
+        if entry.taking {
+            return Ok(false);
+        }
+        // The call leaves; a single-use slot is empty again, and takes a call again.
+        if inbox.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_err() {
+            return Ok(false);
+        }
+        self.note_not_taken(run, (arrival, &entry), NotTakenReason::TimedOut, now_ms)?;
+        Ok(true)
+    }
+
+    async fn queued(&self, run: RunId) -> Result<Vec<InboxEntry>> {
+        let mut queued = Vec::new();
+        for tree in [&self.inbox, &self.trigger_inbox] {
+            for value in tree.scan_prefix(run.bytes()).values() {
+                if let Slot::Call(entry) = decode(&value?)? {
+                    queued.push(entry);
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    async fn queued_load(&self, run: RunId) -> Result<(usize, u64)> {
+        let (mut count, mut bytes) = (0, 0);
+        for tree in [&self.inbox, &self.trigger_inbox] {
+            for value in tree.scan_prefix(run.bytes()).values() {
+                let value = value?;
+                // Marks are a few bytes; calls are what a quota counts.
+                if value.len() > 32 {
+                    count += 1;
+                    bytes += value.len() as u64;
+                }
+            }
+        }
+        Ok((count, bytes))
+    }
+
+    async fn has_any_request(&self, run: RunId) -> Result<bool> {
+        Ok(self.queued(run).await?.iter().any(|entry| !entry.taking))
+    }
+
+    async fn not_taken(&self, run: RunId) -> Result<Vec<NotTakenRecord>> {
+        self.not_taken.scan_prefix(run.bytes()).values().map(|v| decode(&v?)).collect()
+    }
+
+    async fn refuse_trigger_calls(&self, run: RunId, reason: NotTakenReason, now_ms: u64) -> Result<Vec<InboxEntry>> {
+        let mut names = Vec::new();
+        for key in self.trigger_inbox.scan_prefix(run.bytes()).keys() {
+            if let Some(name) = keys::trigger_of(&key?)
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        let mut refused = Vec::new();
+        for name in names {
+            refused.extend(self.move_to_not_taken(run, &Channel::Trigger(name), reason, now_ms)?);
+        }
+        Ok(refused)
+    }
+
+    async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {
+        self.remove_unstarted_runs()?;
+        let refused = self.repair(&self.inbox, true, now_ms)? + self.repair(&self.trigger_inbox, false, now_ms)?;
+        self.durable().await?;
+        Ok(refused)
+    }
+
+    async fn add_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId, since: u64) -> Result<()> {
+        let key = keys::trigger_waiter(module, name, run);
+        let _kept =
+            self.trigger_waiters.compare_and_swap(key, None as Option<&[u8]>, Some(&since.to_be_bytes()[..]))?;
+        Ok(())
+    }
+
+    async fn remove_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<()> {
+        self.trigger_waiters.remove(keys::trigger_waiter(module, name, run))?;
+        Ok(())
+    }
+
+    async fn trigger_waiters(&self, module: &ModuleName, name: &TriggerName) -> Result<Vec<(RunId, u64)>> {
+        let mut waiters = Vec::new();
+        for item in self.trigger_waiters.scan_prefix(keys::trigger_waiters_prefix(module, name)) {
+            let (key, since) = item?;
+            if let Some(run) = keys::trigger_waiter_run(&key) {
+                waiters.push((be_u64(&since).unwrap_or(u64::MAX), run));
+            }
+        }
+        waiters.sort();
+        Ok(waiters.into_iter().map(|(since, run)| (run, since)).collect())
+    }
+
+    async fn claim_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<bool> {
+        Ok(self.trigger_waiters.remove(keys::trigger_waiter(module, name, run))?.is_some())
+    }
+}
+
+impl SledStore {
+    /// An arrival number for a call that has none of its own.
+    fn next_arrival(&self) -> Result<u64> {
+        Ok(self.id_base + self.db.generate_id()?)
+    }
+}
+
+impl Timers for SledStore {
+    async fn add_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
+        self.timers.insert(keys::timer(due_ms, run), &[])?;
+        Ok(())
+    }
+
+    async fn remove_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
+        self.timers.remove(keys::timer(due_ms, run))?;
+        Ok(())
+    }
+
+    async fn due_timers(&self, now_ms: u64) -> Result<DueTimers> {
+        let mut due = Vec::new();
+        for item in self.timers.iter().keys() {
+            let Some((at, run)) = keys::parse_timer(&item?) else { continue };
+            if at > now_ms {
+                return Ok(DueTimers { due, next_ms: Some(at) });
+            }
+            due.push((at, run));
+        }
+        Ok(DueTimers { due, next_ms: None })
+    }
+
+    async fn has_timer(&self, due_ms: u64, run: RunId) -> Result<bool> {
+        Ok(self.timers.contains_key(keys::timer(due_ms, run))?)
+    }
+}
+
+impl Registry for SledStore {
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.meta.get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.meta.insert(key, value.as_bytes())?;
+        self.durable().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.durable().await
+    }
+
+    async fn next_id(&self) -> Result<u64> {
+        self.next_arrival()
+    }
+
+    async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>> {
+        self.modules.get(name.as_str())?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn put_module(&self, module: &ModuleRecord) -> Result<()> {
+        self.modules.insert(module.name.as_str().as_bytes(), encode(module)?)?;
+        self.durable().await
+    }
+
+    async fn blob(&self, version: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.blobs.get(version)?.map(|v| v.to_vec()))
+    }
+
+    async fn put_blob(&self, version: &str, bytes: &[u8]) -> Result<()> {
+        self.blobs.insert(version, bytes)?;
+        self.durable().await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let (name, digest) = (key.name.as_str().as_bytes(), key.key_sha256.as_bytes());
+        // The name first: of two keys made with one name, one wins. A name whose key is
+        // gone (a revocation cut short) is free again.
+        loop {
+            let current = self.key_names.get(name)?;
+            if let Some(held) = &current
+                && self.api_keys.contains_key(held)?
+            {
+                return Err(StoreError::NameTaken);
+            }
+            if self.key_names.compare_and_swap(name, current, Some(digest))?.is_ok() {
+                break;
+            }
+        }
+        self.api_keys.insert(digest, encode(key)?)?;
+        self.durable().await
+    }
+
+    async fn api_key(&self, key_sha256: &str) -> Result<Option<ApiKeyRecord>> {
+        self.api_keys.get(key_sha256.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.api_keys.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    async fn revoke_api_key(&self, name: &KeyName) -> Result<bool> {
+        let Some(digest) = self.key_names.get(name.as_str().as_bytes())? else { return Ok(false) };
+        // The key first: from here on it opens nothing.
+        let revoked = self.api_keys.remove(&digest)?.is_some();
+        self.key_names.remove(name.as_str().as_bytes())?;
+        self.durable().await?;
+        Ok(revoked)
+    }
+
+    async fn put_secret(&self, name: &KeyName, value: &str) -> Result<bool> {
+        let created = self.secrets.insert(name.as_str().as_bytes(), value.as_bytes())?.is_none();
+        self.durable().await?;
+        Ok(created)
+    }
+
+    async fn secret(&self, name: &KeyName) -> Result<Option<String>> {
+        Ok(self.secrets.get(name.as_str().as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    async fn secret_names(&self) -> Result<Vec<String>> {
+        self.secrets.iter().keys().map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())).collect()
+    }
+
+    async fn delete_secret(&self, name: &KeyName) -> Result<bool> {
+        let deleted = self.secrets.remove(name.as_str().as_bytes())?.is_some();
+        self.durable().await?;
+        Ok(deleted)
+    }
+
+    async fn listen_for_sample(&self, module: &ModuleName, trigger: &str) -> Result<()> {
+        self.meta.insert(format!("listen:{module}:{trigger}"), &[1])?;
+        self.durable().await
+    }
+
+    async fn take_listening(&self, module: &ModuleName, trigger: &str) -> Result<bool> {
+        let key = format!("listen:{module}:{trigger}");
+        Ok(self.meta.compare_and_swap(key, Some(&[1][..]), None as Option<&[u8]>)?.is_ok())
+    }
+
+    async fn put_sample(&self, module: &ModuleName, trigger: &str, sample: &serde_json::Value) -> Result<()> {
+        self.meta.insert(format!("sample:{module}:{trigger}"), encode(sample)?)?;
+        self.durable().await
+    }
+
+    async fn sample(&self, module: &ModuleName, trigger: &str) -> Result<Option<serde_json::Value>> {
+        self.meta.get(format!("sample:{module}:{trigger}"))?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn begin_message(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        now_ms: u64,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let bytes = encode(record)?;
+        loop {
+            let previous = self.messages.get(key.as_bytes())?;
+            if let Some(bytes) = &previous {
+                let existing: IdempotencyRecord = decode(bytes)?;
+                if existing.forget_at_ms > now_ms {
+                    return Ok(Some(existing));
+                }
+            }
+            if self.messages.compare_and_swap(key.as_bytes(), previous, Some(bytes.as_slice()))?.is_ok() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn message(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        self.messages.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    async fn put_message(&self, key: &str, record: &IdempotencyRecord) -> Result<()> {
+        self.messages.insert(key.as_bytes(), encode(record)?)?;
+        self.durable().await
+    }
+
+    async fn forget_message(&self, key: &str) -> Result<()> {
+        self.messages.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    async fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
+        let mut forgotten = 0;
+        let mut live = Vec::new();
+        for entry in self.messages.iter() {
+            let (key, bytes) = entry?;
+            let record: Option<IdempotencyRecord> = decode(&bytes).ok();
+            match record {
+                Some(record) if record.forget_at_ms > now_ms => live.push((record.created_at_ms, key, bytes)),
+                // Only if unchanged: a concurrent call may have just renewed it.
+                _ => {
+                    forgotten += usize::from(self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok())
+                }
+            }
+        }
+        if live.len() > max_kept {
+            live.sort_by_key(|(created, ..)| *created);
+            let excess = live.len() - max_kept;
+            for (created, key, bytes) in live.into_iter().take(excess) {
+                if created < keep_after_ms && self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok()
+                {
+                    forgotten += 1;
+                }
+            }
+        }
+        Ok(forgotten)
+    }
+}
