@@ -10,6 +10,7 @@ pub mod executor;
 pub mod http;
 pub mod ids;
 pub mod json;
+pub mod metrics;
 pub mod rules;
 pub mod runtime;
 pub mod store;

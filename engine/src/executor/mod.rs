@@ -149,6 +149,10 @@ impl Executor {
         &self.shared
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
     fn now_ms(&self) -> u64 {
         self.shared.clock.now_ms()
     }
@@ -212,6 +216,7 @@ impl Executor {
         let trigger = trigger.map(Box::new);
         let started = event_record(0, now, Event::Started { input, start_ms: now, seed: rand::random(), trigger });
         store.create_run(&run, &started).await?;
+        self.shared.metrics.run_started();
         self.wake(run.id);
         Ok(run)
     }
@@ -259,7 +264,7 @@ impl Executor {
     async fn drive(&self, run_id: RunId) {
         let mut guard = DriverGuard { shared: &self.shared, run: run_id, armed: true };
         // Past the cap of runs executing at once, it waits its turn here.
-        let _slot = self.shared.activations.slot().await;
+        let slot = self.shared.activations.slot().await;
         let store = &self.shared.store;
         let run = match store.run(run_id).await {
             Ok(Some(run)) if !run.status.is_terminal() => run,
@@ -279,7 +284,7 @@ impl Executor {
                 return;
             }
         };
-        let end = match self.runtime.execute(run.clone(), events).await {
+        let end = match self.runtime.execute(run.clone(), events, slot).await {
             // The wait that suspended already handed the driver slot back.
             Outcome::Suspended => {
                 guard.armed = false;
@@ -362,6 +367,7 @@ impl Executor {
             tracing::error!(run = %run.id, "cannot record the run's end: {e}");
         }
         self.shared.live.cancel_done(run.id);
+        self.shared.metrics.run_ended(status_name(run.status));
         // A call that reached a named trigger while the run was ending finds it ended now.
         match store.refuse_trigger_calls(run.id, NotTakenReason::RunEnded, self.now_ms()).await {
             Ok(late) => {

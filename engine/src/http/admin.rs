@@ -30,6 +30,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/keys/{name}", axum::routing::delete(revoke_key))
         .route("/v1/secrets", get(list_secrets))
         .route("/v1/secrets/{name}", axum::routing::put(put_secret).delete(delete_secret))
+        .route("/v1/metrics", get(metrics))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state, require_admin_key))
 }
@@ -210,4 +211,10 @@ async fn get_sample(
     sample
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no-sample", format!("no sample was captured for `{name}`/`{trigger}`")))
+}
+
+/// What the engine counts, in Prometheus' text format.
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], app.executor.metrics().encode()).into_response()
 }

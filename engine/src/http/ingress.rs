@@ -35,7 +35,7 @@ async fn call_hook(
     let method = allowed_method(&hook.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
     let executor = app.executor.clone();
-    detached(async move { executor.call_webhook(hook, incoming).await }).await
+    detached(&app, async move { executor.call_webhook(hook, incoming).await }).await
 }
 
 /// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
@@ -54,7 +54,7 @@ async fn resume_hook(
         .map_err(|e| ApiError::from(e).before_body())?;
     let incoming = incoming(&app, Method::Post, &uri, &headers, body).await?;
     let executor = app.executor.clone();
-    detached(async move { executor.resume_webhook(target, incoming).await }).await
+    detached(&app, async move { executor.resume_webhook(target, incoming).await }).await
 }
 
 /// `/t/{module}/{suffix}`: a start trigger, or with `?execution=<run id>|any|all` (or
@@ -73,25 +73,34 @@ async fn call_trigger(
         let method = allowed_method(&[Method::Get, Method::Post], &method).map_err(ApiError::before_body)?;
         let incoming = without_execution(incoming(&app, method, &uri, &headers, body).await?);
         let executor = app.executor.clone();
-        return detached(async move { executor.call_named_trigger(&module, &name, execution, incoming).await }).await;
+        return detached(&app, async move { executor.call_named_trigger(&module, &name, execution, incoming).await })
+            .await;
     }
     let (module, trigger) =
         app.executor.start_trigger(&module, &suffix).await.map_err(|e| ApiError::from(e).before_body())?;
     let method = allowed_method(&trigger.methods, &method).map_err(ApiError::before_body)?;
     let incoming = incoming(&app, method, &uri, &headers, body).await?;
     let executor = app.executor.clone();
-    detached(async move { executor.call_start_trigger(&module, &trigger, incoming).await }).await
+    detached(&app, async move { executor.call_start_trigger(&module, &trigger, incoming).await }).await
 }
 
 /// Hands a call over to a task of its own: a caller that hangs up does not cut its call
 /// short (a held call is still withdrawn, or taken, and accounted for).
 async fn detached(
+    app: &AppState,
     call: impl std::future::Future<Output = Result<Answer, crate::executor::ExecError>> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    match tokio::spawn(call).await {
-        Ok(answered) => Ok(answer(answered?)),
+    let answered = match tokio::spawn(call).await {
+        Ok(Ok(answered)) => Ok(answer(answered)),
+        Ok(Err(e)) => Err(ApiError::from(e)),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the call failed: {e}"))),
+    };
+    let metrics = app.executor.metrics();
+    match &answered {
+        Ok(response) => metrics.call_answered(response.status().as_u16(), None),
+        Err(error) => metrics.call_answered(error.status.as_u16(), Some(error.code)),
     }
+    answered
 }
 
 /// The `execution` (or `executionId`) parameter of a named-trigger call.

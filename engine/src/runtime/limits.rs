@@ -100,6 +100,42 @@ impl ResourceLimiter for MemoryCeiling {
     }
 }
 
+/// Instances alive at once beyond the runs executing: an upload's `describe()` (uploads
+/// go one at a time) and one to spare.
+const INSTANCES_BESIDE_RUNS: u32 = 2;
+/// What one component instance may use of the pool: its core modules (a guest, its libc,
+/// the WASI adapter...), their memories and tables. Python and JavaScript components use
+/// a handful of each.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+/// How much of a memory and of a table slot is reset in place (a memset) rather than
+/// given back: about what a small guest touches in one activation. More costs memsets
+/// every activation pays, less costs page faults and TLB flushes.
+const MEMORY_KEPT_RESIDENT: usize = 64 << 10;
+const TABLE_KEPT_RESIDENT: usize = 16 << 10;
+
+/// The pooling allocator, sized so that it never runs out: every live instance belongs to
+/// an executing run (at most `executing` at once) or to an upload's `describe()`. Its
+/// slots, fiber stacks included, are reused from one activation to the next: no mapping
+/// and unmapping per activation, nor the TLB shootdowns that unmapping costs.
+pub fn pool(executing: usize, limits: GuestLimits) -> wasmtime::PoolingAllocationConfig {
+    let instances = u32::try_from(executing).unwrap_or(u32::MAX / 64).saturating_add(INSTANCES_BESIDE_RUNS);
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(instances)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // A slot's first pages are reset in place for its next instance; past them
+        // it is given back with madvise, whose TLB flush interrupts every core.
+        .linear_memory_keep_resident(MEMORY_KEPT_RESIDENT)
+        .table_keep_resident(TABLE_KEPT_RESIDENT);
+    pool
+}
+
 /// Advances the engine's epoch every tick, for as long as the engine exists.
 pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     let engine = engine.weak();

@@ -135,6 +135,7 @@ pub struct Shared {
     pub live: LiveRuns,
     pub activations: activations::Activations,
     pub holds: Arc<Holds>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub url_keys: UrlKeys,
     pub settings: Settings,
 }
@@ -155,6 +156,7 @@ impl Shared {
             live: LiveRuns::default(),
             activations: activations::Activations::new(settings.max_active_runs, settings.max_queued_runs),
             holds: Arc::new(Holds::new(settings.max_held_calls)),
+            metrics: Arc::default(),
             settings,
         }))
     }
@@ -206,6 +208,8 @@ pub struct Runtime {
     compiled_dir: PathBuf,
     compat: String,
     loaded: Mutex<HashMap<String, WorkflowPre<HostState>>>,
+    /// The named triggers each loaded version declares.
+    declared: Mutex<HashMap<String, Arc<Vec<TriggerName>>>>,
     shared: Arc<Shared>,
 }
 
@@ -224,7 +228,7 @@ pub struct HostState {
     /// takes finish, and their held callers hear of it, at the next commit.
     claimed: Vec<Claimed>,
     /// The named triggers the run's module version declares: the only ones it may wait at.
-    declared_triggers: Vec<TriggerName>,
+    declared_triggers: Arc<Vec<TriggerName>>,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
     determinism: determinism::Determinism,
@@ -262,6 +266,9 @@ impl Runtime {
     pub fn new(shared: Arc<Shared>, data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        let settings = &shared.settings;
+        let pool = limits::pool(settings.max_active_runs, settings.limits);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(wasmtime_error)?;
         limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
@@ -283,7 +290,15 @@ impl Runtime {
             engine.precompile_compatibility_hash().hash(&mut hasher);
             format!("{:016x}", hasher.finish())
         };
-        Ok(Runtime { engine, linker, compiled_dir, compat, loaded: Mutex::default(), shared })
+        Ok(Runtime {
+            engine,
+            linker,
+            compiled_dir,
+            compat,
+            loaded: Mutex::default(),
+            declared: Mutex::default(),
+            shared,
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -375,7 +390,7 @@ impl Runtime {
             wake_at_ms: None,
         };
         let journal = Journal::probe(self.redactor(""), self.shared.clock.clone());
-        let (mut store, _) = self.new_store(probe, journal, Vec::new(), 0, 0);
+        let (mut store, _) = self.new_store(probe, journal, Arc::default(), 0, 0);
         let instance =
             pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::DescribeFailed(format!("{e:#}")))?;
         let info =
@@ -401,7 +416,7 @@ impl Runtime {
         &self,
         run: RunRecord,
         journal: Journal,
-        declared_triggers: Vec<TriggerName>,
+        declared_triggers: Arc<Vec<TriggerName>>,
         start_ms: u64,
         seed: u64,
     ) -> (wasmtime::Store<HostState>, MemoryOutputPipe) {
@@ -428,9 +443,15 @@ impl Runtime {
         (store, stderr)
     }
 
-    /// Runs (replaying, then live) a run until it completes, fails or suspends. A
-    /// completion or failure is appended to the log before it is returned.
-    pub async fn execute(&self, run: RunRecord, (events, bytes): (Vec<EventRecord>, u64)) -> Outcome {
+    /// Runs (replaying, then live) a run until it completes, fails or suspends, in an
+    /// activation `slot`. A completion or failure is appended to the log before it is
+    /// returned; the instance and the slot are given up before that write.
+    pub async fn execute(
+        &self,
+        run: RunRecord,
+        (events, bytes): (Vec<EventRecord>, u64),
+        slot: activations::Slot,
+    ) -> Outcome {
         let Some(Event::Started { input, start_ms, seed, trigger }) = events.first().map(|e| e.event.clone()) else {
             return Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`"));
         };
@@ -473,8 +494,10 @@ impl Runtime {
             Outcome::Cancelled => Event::Cancelled,
             Outcome::Suspended => return outcome,
         };
+        // Another run may execute while this one's end is written.
+        let mut state = store.into_data();
+        drop(slot);
         // The outcome leaves as it was written: with URL keys replaced by placeholders.
-        let state = store.data_mut();
         let ended = match state.journal.record_end(terminal) {
             Ok(Event::Completed { output }) => Outcome::Completed(output),
             Ok(Event::Failed { error }) => Outcome::Failed(error),
@@ -496,11 +519,19 @@ impl Runtime {
         self.redactor(&run.to_string()).expand_value(record)
     }
 
-    /// The names of the named triggers the run's module version declares.
-    async fn declared_triggers(&self, run: &RunRecord) -> Result<Vec<TriggerName>, StoreError> {
+    /// The names of the named triggers the run's module version declares; a version never
+    /// changes, so they are read once.
+    async fn declared_triggers(&self, run: &RunRecord) -> Result<Arc<Vec<TriggerName>>, StoreError> {
+        if let Some(names) = self.declared.lock().unwrap_or_else(|p| p.into_inner()).get(&run.version) {
+            return Ok(names.clone());
+        }
         let module = self.shared.store.module(&run.module).await?;
         let version = module.as_ref().and_then(|m| m.versions.iter().find(|v| v.version == run.version));
-        Ok(version.map(|v| v.info.named_triggers.iter().map(|t| t.name.clone()).collect()).unwrap_or_default())
+        let Some(version) = version else { return Ok(Arc::default()) };
+        let names: Arc<Vec<TriggerName>> =
+            Arc::new(version.info.named_triggers.iter().map(|t| t.name.clone()).collect());
+        self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(run.version.clone(), names.clone());
+        Ok(names)
     }
 
     /// Instantiates the component and calls its `run`, replaying then live.

@@ -194,6 +194,7 @@ impl HostState {
         // durable before anyone can see it waiting.
         self.commit().await?;
         self.run = shared.run_state.parked(&self.run, &awaited.wait).await?;
+        shared.metrics.wait_parked();
         let hot = shared.live.try_hot(shared.settings.max_hot_runs);
         let hot_until = Instant::now() + if hot.is_some() { shared.settings.hot_hold } else { Duration::ZERO };
         loop {

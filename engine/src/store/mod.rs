@@ -32,10 +32,13 @@
 //!   token of another webhook is refused), staged, then the `webhook-created` event in the
 //!   run's log. Recovery: a replay creates the webhook again; a hook record left by a crash
 //!   for the same run and webhook is taken over.
-//! - **Closing a webhook, or ending a run**: the hook record is marked closed; then each
-//!   call left in its inbox is written to the not-taken list and removed from the inbox.
-//!   Recovery: a run whose log ends is finished again at start-up, which repeats every
-//!   step; writing a not-taken record twice is harmless.
+//! - **Closing a webhook, or ending a run** (staged: the run's log already holds the
+//!   `webhook-closed` or terminal event, or will before anything else is seen): the hook
+//!   record is marked closed; then each call left in its inbox is written to the
+//!   not-taken list and removed from the inbox. Recovery: a run whose log ends is
+//!   finished again at start-up, which repeats every step; a replay closes the webhook
+//!   again; writing a not-taken record twice is harmless. A held caller told its call was
+//!   not taken is right either way: recovery refuses a held call left in an inbox.
 //! - **An API key**: created by claiming its name (compare-and-swap), then writing the key
 //!   under its digest; revoked in the other order. Recovery: a name whose key is gone is
 //!   free again.
@@ -142,6 +145,7 @@ pub trait RunLog: Send + Sync {
     /// Notes that an operator asked the run to end.
     fn request_cancel(&self, id: RunId) -> impl Future<Output = Result<()>> + Send;
     fn cancel_requested(&self, id: RunId) -> impl Future<Output = Result<bool>> + Send;
+    /// Staged: a cancellation left noted for an ended run is never read.
     fn clear_cancel(&self, id: RunId) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -151,8 +155,8 @@ pub trait Inbox: Send + Sync {
     /// is refused (`TokenTaken`); one left by a crash for this very webhook is taken over.
     fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> impl Future<Output = Result<()>> + Send;
     fn hook(&self, token: &Token) -> impl Future<Output = Result<Option<HookRecord>>> + Send;
-    /// Closes a run's webhook; the calls left in its inbox go to the not-taken list and
-    /// are returned (the held ones' callers are to be told).
+    /// Closes a run's webhook, staged; the calls left in its inbox go to the not-taken
+    /// list and are returned (the held ones' callers are to be told).
     fn close_hook(
         &self,
         token: &Token,

@@ -31,11 +31,24 @@ impl Progress {
     }
 }
 
-#[derive(Clone)]
 pub struct GroupCommit {
     requested: Arc<AtomicU64>,
-    wake: mpsc::Sender<()>,
+    /// `None` only while dropping: closing the channel ends the flushing thread.
+    wake: Option<mpsc::Sender<()>>,
     progress: watch::Receiver<Progress>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for GroupCommit {
+    /// Waits for the flushing thread to end: it holds a handle on the database, and the
+    /// database's file lock must be free once the store is dropped (a reopen in the same
+    /// process would otherwise race it).
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
 }
 
 impl GroupCommit {
@@ -45,10 +58,10 @@ impl GroupCommit {
         let (wake, woken) = mpsc::channel();
         let (report, progress) = watch::channel(Progress::default());
         let tickets = requested.clone();
-        std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("latch-fsync".into())
             .spawn(move || flush_loop(&db, &tickets, &woken, &report))?;
-        Ok(GroupCommit { requested, wake, progress })
+        Ok(GroupCommit { requested, wake: Some(wake), progress, flusher: Some(flusher) })
     }
 
     /// Returns once every write made before this call is on disk.
@@ -57,7 +70,7 @@ impl GroupCommit {
         // the ticket counter before it starts, so it starts after those writes.
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut progress = self.progress.clone();
-        if self.wake.send(()).is_err() {
+        if self.wake.as_ref().is_none_or(|wake| wake.send(()).is_err()) {
             return Err(Arc::new(sled::Error::ReportableBug("the flushing thread is gone".into())));
         }
         let reached = progress.wait_for(|p| p.done >= ticket).await;
@@ -95,7 +108,7 @@ mod tests {
     async fn many_concurrent_flushes_all_complete() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::open(dir.path()).expect("sled opens");
-        let commit = GroupCommit::start(db.clone()).expect("thread starts");
+        let commit = Arc::new(GroupCommit::start(db.clone()).expect("thread starts"));
         // Far more concurrent callers than sled's IO pool has threads.
         let waiters: Vec<_> = (0..500u32)
             .map(|n| {

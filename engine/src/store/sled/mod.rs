@@ -21,6 +21,8 @@ use super::records::{
 };
 use super::{Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, StoreError, Timers, Unreadable};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
+use std::sync::Arc;
+
 use group_commit::GroupCommit;
 
 impl From<sled::Error> for StoreError {
@@ -64,7 +66,7 @@ enum Slot {
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
-    commit: GroupCommit,
+    commit: Arc<GroupCommit>,
     /// Added to sled's id counter, which a compaction starts afresh (see `compact`).
     id_base: u64,
     meta: sled::Tree,
@@ -105,6 +107,27 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
+/// How long `open` waits for another handle on the same files to let go of their lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled, waiting a little while its files are locked: a store dropped a moment ago
+/// may still hold the lock while sled's background threads end. Past `LOCK_WAIT` the lock
+/// is someone else's (another server on the same data dir) and the error says so.
+fn open_waiting_for_the_lock(config: &sled::Config) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(format!("the data dir is in use by another process ({e})")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
@@ -117,7 +140,7 @@ impl SledStore {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
         compact::finish_interrupted(dir)?;
         compact::compact_or_carry_on(dir);
-        let db = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes).open()?;
+        let db = open_waiting_for_the_lock(&sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes))?;
         let meta = db.open_tree("meta")?;
         let id_base = meta.get(ID_BASE_META)?.and_then(|v| be_u64(&v)).unwrap_or(0);
         Ok(SledStore {
@@ -137,7 +160,7 @@ impl SledStore {
             not_taken: db.open_tree("not_taken")?,
             trigger_inbox: db.open_tree("trigger_inbox")?,
             trigger_waiters: db.open_tree("trigger_waiters")?,
-            commit: GroupCommit::start(db.clone())?,
+            commit: Arc::new(GroupCommit::start(db.clone())?),
             db,
         })
     }
@@ -432,7 +455,7 @@ impl RunLog for SledStore {
 
     async fn clear_cancel(&self, id: RunId) -> Result<()> {
         self.meta.remove(format!("cancel:{id}"))?;
-        self.durable().await
+        Ok(())
     }
 }
 
@@ -485,7 +508,6 @@ impl Inbox for SledStore {
             let closed = encode(&Slot::Mark { mark: Mark::Closed })?;
             let _ = self.inbox.compare_and_swap(slot, None::<&[u8]>, Some(closed))?;
         }
-        self.durable().await?;
         Ok(moved)
     }
 

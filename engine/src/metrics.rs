@@ -1,0 +1,95 @@
+//! What the engine counts, for Prometheus (`GET /v1/metrics`, text exposition format):
+//! runs started, parked at a wait and ended (by status), and the answers given to calls
+//! from outside (by status class and error code).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    /// `2xx`, `4xx` or `5xx`.
+    class: &'static str,
+    /// The error's code (`overloaded`, `gone`...); `accepted` for a 2xx.
+    code: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    runs_started: Counter,
+    waits_parked: Counter,
+    runs_ended: Family<StatusLabel, Counter>,
+    calls: Family<AnswerLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("latch");
+        let runs_started = Counter::default();
+        registry.register("runs_started", "Runs created", runs_started.clone());
+        let waits_parked = Counter::default();
+        registry.register("waits_parked", "Times a run parked at a wait for a call or a timer", waits_parked.clone());
+        let runs_ended = Family::<StatusLabel, Counter>::default();
+        registry.register("runs_ended", "Runs that ended, by status", runs_ended.clone());
+        let calls = Family::<AnswerLabels, Counter>::default();
+        registry.register("calls", "Calls to webhooks and triggers, by the answer they got", calls.clone());
+        Metrics { registry, runs_started, waits_parked, runs_ended, calls }
+    }
+}
+
+impl Metrics {
+    pub fn run_started(&self) {
+        self.runs_started.inc();
+    }
+
+    pub fn wait_parked(&self) {
+        self.waits_parked.inc();
+    }
+
+    pub fn run_ended(&self, status: &'static str) {
+        self.runs_ended.get_or_create(&StatusLabel { status }).inc();
+    }
+
+    /// A call from outside was answered `status`, with the error `code` unless a 2xx.
+    pub fn call_answered(&self, status: u16, code: Option<&'static str>) {
+        let class = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.calls.get_or_create(&AnswerLabels { class, code: code.unwrap_or("accepted") }).inc();
+    }
+
+    /// Everything counted, in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_text_format() {
+        let metrics = Metrics::default();
+        metrics.run_started();
+        metrics.run_ended("completed");
+        metrics.call_answered(202, None);
+        metrics.call_answered(429, Some("overloaded"));
+        let text = metrics.encode();
+        assert!(text.contains("latch_runs_started_total 1"), "{text}");
+        assert!(text.contains(r#"latch_runs_ended_total{status="completed"} 1"#), "{text}");
+        assert!(text.contains(r#"latch_calls_total{class="2xx",code="accepted"} 1"#), "{text}");
+        assert!(text.contains(r#"latch_calls_total{class="4xx",code="overloaded"} 1"#), "{text}");
+    }
+}
