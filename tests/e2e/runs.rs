@@ -143,3 +143,36 @@ async fn an_operator_sees_what_arrived_delivered_or_queued_with_credentials_reda
     let states: Vec<_> = listed["requests"].as_array().expect("requests").iter().map(|r| r["state"].clone()).collect();
     assert_eq!(states, vec![json!("delivered"), json!("delivered")]);
 }
+
+/// Reads one sample of `/v1/metrics` (0 when the series is not there yet).
+async fn metric(latch: &crate::harness::Latch, series: &str) -> u64 {
+    let request = latch.http.get(format!("{}/v1/metrics", latch.base)).bearer_auth(crate::harness::ADMIN_KEY);
+    let response = request.send().await.expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0, |value| value.trim().parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn metrics_count_runs_and_the_answers_callers_got_and_need_the_admin_key() {
+    let latch = start().await;
+    latch.upload_plugin("order-payment").await;
+    let anonymous = latch.http.get(format!("{}/v1/metrics", latch.base)).send().await.expect("metrics");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-m", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    assert_eq!(metric(&latch, "latch_runs_started_total").await, 1);
+    assert_eq!(metric(&latch, "latch_waits_parked_total").await, 1);
+    let (status, _) = send(latch.http.post(&url).json(&json!({ "status": "succeeded" }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = send(latch.http.post(&url).json(&json!({ "status": "succeeded" }))).await;
+    assert_eq!(status, StatusCode::GONE);
+    latch.wait_for(&id, "completed").await;
+
+    assert_eq!(metric(&latch, r#"latch_runs_ended_total{status="completed"}"#).await, 1);
+    assert_eq!(metric(&latch, r#"latch_calls_total{class="2xx",code="accepted"}"#).await, 1);
+    assert_eq!(metric(&latch, r#"latch_calls_total{class="4xx",code="gone"}"#).await, 1);
+}
