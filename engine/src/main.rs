@@ -33,6 +33,10 @@ struct ServeArgs {
     /// Data directory (sled store and compiled-code cache).
     #[arg(long, default_value = "./latch-data")]
     data: PathBuf,
+    /// Keep state in this PostgreSQL database (postgres://user@host:port/db) instead of the
+    /// embedded sled store; the data dir then holds only compiled code.
+    #[arg(long, env = "LATCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -161,7 +165,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let store = Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?;
+    let store = match &args.database_url {
+        Some(url) => Store::connect(url).await.context("connecting to the PostgreSQL database")?,
+        None => Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?,
+    };
     // Durable before anyone sees it.
     let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref()).await?;
     if let Some(key) = new_key {

@@ -12,11 +12,14 @@ use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
 const NOW: u64 = 1_000_000;
 
-/// A fresh store of every backend, each in its own directory.
-fn backends() -> Vec<(tempfile::TempDir, Store)> {
+/// A fresh store of every backend: sled in its own directory, PostgreSQL in its own
+/// database on the test process's throwaway server.
+async fn backends() -> Vec<(Option<tempfile::TempDir>, Store)> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Store::open(dir.path(), 8 << 20).expect("the store opens");
-    vec![(dir, store)]
+    let sled = Store::open(dir.path(), 8 << 20).expect("the store opens");
+    let url = latch_testkit::postgres_database().await;
+    let postgres = Store::connect(&url).await.expect("the database connects");
+    vec![(Some(dir), sled), (None, postgres)]
 }
 
 fn run_record(id: RunId) -> RunRecord {
@@ -91,7 +94,7 @@ fn webhook(number: u32) -> Channel {
 
 #[tokio::test]
 async fn a_run_is_its_record_and_its_log_and_a_creation_cut_short_is_removed() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         assert_eq!(store.run(run).await.unwrap().unwrap().id, run);
         store.append(run, &[event_record(1, NOW, Event::Now { ms: NOW })]).await.unwrap();
@@ -109,7 +112,7 @@ async fn a_run_is_its_record_and_its_log_and_a_creation_cut_short_is_removed() {
 
 #[tokio::test]
 async fn of_two_calls_racing_for_a_single_use_webhook_one_is_accepted() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-single", true);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -123,7 +126,7 @@ async fn of_two_calls_racing_for_a_single_use_webhook_one_is_accepted() {
 
 #[tokio::test]
 async fn a_taken_single_use_call_leaves_a_mark_that_refuses_any_other() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-mark", true);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -141,7 +144,7 @@ async fn a_taken_single_use_call_leaves_a_mark_that_refuses_any_other() {
 
 #[tokio::test]
 async fn a_claimed_call_cannot_be_withdrawn_and_a_withdrawn_one_cannot_be_claimed() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-withdraw", false);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -164,7 +167,7 @@ async fn a_claimed_call_cannot_be_withdrawn_and_a_withdrawn_one_cannot_be_claime
 
 #[tokio::test]
 async fn a_withdrawn_single_use_call_frees_the_slot_for_the_senders_retry() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-retry", true);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -178,7 +181,7 @@ async fn a_withdrawn_single_use_call_frees_the_slot_for_the_senders_retry() {
 
 #[tokio::test]
 async fn a_take_cut_short_before_its_event_goes_back_to_the_inbox_and_after_it_is_finished() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-repair", false);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -203,7 +206,7 @@ async fn a_take_cut_short_before_its_event_goes_back_to_the_inbox_and_after_it_i
 
 #[tokio::test]
 async fn held_calls_are_refused_at_start_up_and_acknowledged_ones_are_kept() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-held", false);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -225,7 +228,7 @@ async fn held_calls_are_refused_at_start_up_and_acknowledged_ones_are_kept() {
 
 #[tokio::test]
 async fn a_live_token_is_refused_to_another_webhook_and_taken_over_by_its_own() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let (one, two) = (new_run(&store).await, new_run(&store).await);
         store.create_hook(&hook(one, 1, "shared-token", false), NOW).await.unwrap();
         let taken = store.create_hook(&hook(two, 1, "shared-token", false), NOW).await;
@@ -250,7 +253,7 @@ async fn a_live_token_is_refused_to_another_webhook_and_taken_over_by_its_own() 
 
 #[tokio::test]
 async fn closing_a_webhook_lists_what_it_held_as_not_taken_and_refuses_later_calls() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 3, "tok-close", false);
         store.create_hook(&hook, NOW).await.unwrap();
@@ -272,7 +275,7 @@ async fn closing_a_webhook_lists_what_it_held_as_not_taken_and_refuses_later_cal
 
 #[tokio::test]
 async fn the_oldest_call_across_channels_comes_first() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let (one, two) = (hook(run, 1, "tok-a", false), hook(run, 2, "tok-b", false));
         store.create_hook(&one, NOW).await.unwrap();
@@ -289,7 +292,7 @@ async fn the_oldest_call_across_channels_comes_first() {
 
 #[tokio::test]
 async fn trigger_waiters_queue_longest_first_and_each_is_claimed_once() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let module = ModuleName::parse("orders").unwrap();
         let name = TriggerName::parse("approved").unwrap();
         let (early, late) = (RunId::new(), RunId::new());
@@ -309,7 +312,7 @@ async fn trigger_waiters_queue_longest_first_and_each_is_claimed_once() {
 
 #[tokio::test]
 async fn timers_come_due_in_order() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let (a, b) = (RunId::new(), RunId::new());
         store.add_timer(NOW + 20, b).await.unwrap();
         store.add_timer(NOW + 10, a).await.unwrap();
@@ -323,7 +326,7 @@ async fn timers_come_due_in_order() {
 
 #[tokio::test]
 async fn an_api_key_name_is_taken_once_and_free_again_after_revoking() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let name = KeyName::parse("ci").unwrap();
         let key = |digest: &str| ApiKeyRecord {
             name: name.clone(),
@@ -345,7 +348,7 @@ async fn an_api_key_name_is_taken_once_and_free_again_after_revoking() {
 
 #[tokio::test]
 async fn a_message_id_is_noted_once_until_it_expires() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let record = IdempotencyRecord {
             fingerprint: "f".into(),
             deliveries: Vec::new(),
@@ -366,7 +369,7 @@ async fn a_message_id_is_noted_once_until_it_expires() {
 
 #[tokio::test]
 async fn deep_data_accepted_at_ingress_reads_back() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let mut deep = json!("bottom");
         for _ in 0..crate::json::MAX_DEPTH {
@@ -397,7 +400,7 @@ async fn ids_keep_rising_across_a_reopen() {
 
 #[tokio::test]
 async fn deleting_a_run_removes_everything_it_owns() {
-    for (_dir, store) in backends() {
+    for (_dir, store) in backends().await {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-delete", false);
         store.create_hook(&hook, NOW).await.unwrap();

@@ -47,6 +47,9 @@
 //! - A run's status, what it waits on, its timer and its places at named triggers are a
 //!   view of its log, staged; recovery writes them again from the log (`restore_parked`).
 
+mod backend;
+mod codec;
+mod postgres;
 pub mod records;
 mod sled;
 
@@ -58,7 +61,9 @@ use records::{
     RequestRecord, RunRecord, RunStatus,
 };
 
-pub use self::sled::SledStore as Store;
+pub use self::backend::Store;
+pub use self::postgres::PgStore;
+pub use self::sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod postgres;
+pub use postgres::postgres_database;
+
 pub const ADMIN_KEY: &str = "test-admin-key";
 
 /// The workspace root (this crate is tests/support/).

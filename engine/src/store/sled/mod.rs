@@ -12,9 +12,7 @@ mod keys;
 
 use std::path::Path;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use super::codec::{decode, encode, event_type};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
     NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus, WaitOutcome,
@@ -91,22 +89,6 @@ pub struct SledStore {
     trigger_waiters: sled::Tree,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    Ok(serde_json::to_vec(value)?)
-}
-
-/// Reads a stored record without serde_json's nesting limit: a record wraps what arrived
-/// in a few levels of its own, so a body accepted at ingress must still read back. The
-/// depth stays bounded (and the stack safe) because every writer parsed what it stores
-/// with the limit, and ingress caps nesting well below it.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    deserializer.disable_recursion_limit();
-    let value = T::deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
-}
-
 /// How long `open` waits for another handle on the same files to let go of their lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -126,18 +108,6 @@ fn open_waiting_for_the_lock(config: &sled::Config) -> Result<sled::Db> {
             other => return Ok(other?),
         }
     }
-}
-
-/// The type of a stored event, read without decoding the rest of it.
-fn event_type(bytes: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct EventType<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: std::borrow::Cow<'a, str>,
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    deserializer.disable_recursion_limit();
-    serde::Deserialize::deserialize(&mut deserializer).ok().map(|event: EventType| event.kind.into_owned())
 }
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
@@ -431,7 +401,7 @@ impl RunLog for SledStore {
             let value = value?;
             // Only the event's type is read from the others: a full decode of every event
             // (request bodies and all) made this a tenth of ending a run.
-            if !event_type(&value).is_some_and(|kind| kind == "webhook-created") {
+            if event_type(&value).is_none_or(|kind| kind != "webhook-created") {
                 continue;
             }
             if let Ok(EventRecord { event: Event::WebhookCreated { webhook: Ok(info) }, .. }) = decode(&value) {

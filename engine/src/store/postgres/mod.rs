@@ -1,0 +1,957 @@
+//! The network backend: PostgreSQL, for when several `latch` nodes share one database.
+//!
+//! Every write is committed before it returns (PostgreSQL's commit is durable; concurrent
+//! commits share its WAL flush), so the writes the store's doc calls staged are durable
+//! here too. Where sled orders single-record writes and repairs crashes between them, a
+//! multi-record write here is one transaction; the recovery rules still hold, and cost
+//! nothing. Records are the same JSON as in sled; columns beside them are what queries
+//! select on. The schema is created and migrated on connect (`migrations`).
+
+mod migrations;
+
+use deadpool_postgres::{GenericClient, Object, Pool, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::codec::{decode, encode};
+use super::records::{
+    ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
+    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus, WaitOutcome,
+};
+use super::{Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, StoreError, Timers, Unreadable};
+use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
+
+/// At most this many refused calls are kept per run; more are only logged.
+const REFUSED_KEPT_PER_RUN: i64 = 100;
+
+/// Connections a node keeps open.
+const POOL_SIZE: usize = 32;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The database's own message says what failed; the driver's says only "db error".
+        StoreError::Unavailable(match e.as_db_error() {
+            Some(db) => format!("postgres {}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// How a channel is keyed: its kind (0 a webhook, 1 a named trigger) and its name.
+fn channel_key(channel: &Channel) -> (i16, String) {
+    match channel {
+        Channel::Webhook(WebhookId(number)) => (0, format!("{number:010}")),
+        Channel::Trigger(name) => (1, name.as_str().to_string()),
+    }
+}
+
+fn channel_of(kind: i16, name: &str) -> Option<Channel> {
+    match kind {
+        0 => name.parse().ok().map(|n| Channel::Webhook(WebhookId(n))),
+        _ => TriggerName::parse(name).ok().map(Channel::Trigger),
+    }
+}
+
+/// Numbers are stored as `bigint`; none that Latch writes comes near 2^63.
+fn int(n: u64) -> i64 {
+    n as i64
+}
+
+fn run_id(bytes: &[u8]) -> Option<RunId> {
+    bytes.try_into().ok().map(RunId::from_bytes)
+}
+
+/// The calls the inbox query helpers select, in this column order.
+const ENTRY_COLUMNS: &str = "kind, channel, arrival, held, taking, request";
+
+/// A call read from the inbox, with where it sits.
+struct Row {
+    channel: Channel,
+    arrival: u64,
+    entry: InboxEntry,
+}
+
+fn entry_row(row: &tokio_postgres::Row) -> Result<Option<Row>> {
+    let request: Vec<u8> = row.get(5);
+    let Some(channel) = channel_of(row.get(0), row.get(1)) else { return Ok(None) };
+    let entry = InboxEntry { request: decode(&request)?, held: row.get(3), taking: row.get(4) };
+    Ok(Some(Row { channel, arrival: row.get::<_, i64>(2) as u64, entry }))
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and brings its schema to this binary's version;
+    /// a database migrated by a newer binary is refused.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config = deadpool_postgres::Config {
+            url: Some(url.to_string()),
+            pool: Some(deadpool_postgres::PoolConfig::new(POOL_SIZE)),
+            ..Default::default()
+        };
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        let mut client = pool.get().await?;
+        migrations::migrate(&mut client).await?;
+        Ok(PgStore { pool })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        Ok(self.client().await?.execute(sql, params).await?)
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>> {
+        Ok(self.client().await?.query_opt(sql, params).await?)
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        Ok(self.client().await?.query(sql, params).await?)
+    }
+
+    /// A record in column 0 of one row, decoded.
+    async fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<T>> {
+        self.query_opt(sql, params).await?.map(|row| decode(row.get::<_, &[u8]>(0))).transpose()
+    }
+}
+
+/// Lists a call the run will not take: an acknowledged one whole, a refused one by its
+/// identity only, and at most `REFUSED_KEPT_PER_RUN` of those.
+async fn note_not_taken(
+    client: &impl GenericClient,
+    run: RunId,
+    row: &Row,
+    reason: NotTakenReason,
+    now_ms: u64,
+) -> Result<()> {
+    let record = if row.entry.held {
+        let kept: i64 = client
+            .query_one("SELECT count(*) FROM not_taken WHERE run = $1 AND NOT acknowledged", &[&run.bytes().as_slice()])
+            .await?
+            .get(0);
+        if kept >= REFUSED_KEPT_PER_RUN {
+            return Ok(());
+        }
+        NotTakenRecord::refused(row.entry.request.clone(), reason, now_ms)
+    } else {
+        NotTakenRecord { request: row.entry.request.clone(), acknowledged: true, reason, at_ms: now_ms }
+    };
+    client
+        .execute(
+            "INSERT INTO not_taken (run, arrival, acknowledged, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (run, arrival) DO UPDATE SET acknowledged = $3, record = $4",
+            &[&run.bytes().as_slice(), &int(row.arrival), &record.acknowledged, &encode(&record)?],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Moves the calls left (not being taken) on a run's channels of `kind`, or on one channel,
+/// to its not-taken list, in the caller's transaction; returns them.
+async fn move_to_not_taken(
+    client: &impl GenericClient,
+    run: RunId,
+    kind: i16,
+    channel: Option<&str>,
+    reason: NotTakenReason,
+    now_ms: u64,
+) -> Result<Vec<InboxEntry>> {
+    let rows = client
+        .query(
+            &format!(
+                "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND ($3::text IS NULL OR channel = $3)
+                 AND mark IS NULL AND NOT taking RETURNING {ENTRY_COLUMNS}"
+            ),
+            &[&run.bytes().as_slice(), &kind, &channel],
+        )
+        .await?;
+    let mut rows: Vec<Row> = rows.iter().map(entry_row).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    rows.sort_by_key(|row| row.arrival);
+    for row in &rows {
+        note_not_taken(client, run, row, reason, now_ms).await?;
+    }
+    Ok(rows.into_iter().map(|row| row.entry).collect())
+}
+
+/// Whether the run's log holds a request (at a wait, or as its start).
+async fn in_log(client: &impl GenericClient, run: RunId, request_id: &str) -> Result<bool> {
+    let rows = client
+        .query(
+            "SELECT record FROM events WHERE run = $1 AND kind IN ('wait-ended', 'started')",
+            &[&run.bytes().as_slice()],
+        )
+        .await?;
+    Ok(rows.iter().any(|row| match decode::<EventRecord>(row.get::<_, &[u8]>(0)) {
+        Ok(EventRecord { event: Event::WaitEnded { result: WaitOutcome::Request { request }, .. }, .. }) => {
+            request.id == request_id
+        }
+        Ok(EventRecord { event: Event::Started { trigger: Some(request), .. }, .. }) => request.id == request_id,
+        _ => false,
+    }))
+}
+
+async fn finish_take(
+    client: &impl GenericClient,
+    run: RunId,
+    channel: &Channel,
+    arrival: u64,
+    slot: bool,
+) -> Result<()> {
+    let (kind, name) = channel_key(channel);
+    let (run, arrival) = (run.bytes(), int(arrival));
+    let key: [&(dyn ToSql + Sync); 4] = [&run.as_slice(), &kind, &name, &arrival];
+    let sql = if slot {
+        "UPDATE inbox SET mark = 'taken', request = NULL, request_id = NULL, taking = false, held = false
+         WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4"
+    } else {
+        "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4"
+    };
+    client.execute(sql, &key).await?;
+    Ok(())
+}
+
+impl RunLog for PgStore {
+    async fn create_run(&self, run: &RunRecord, started: &EventRecord) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO runs (id, ended, updated_at_ms, record) VALUES ($1, $2, $3, $4)",
+            &[&run.id.bytes().as_slice(), &run.status.is_terminal(), &int(run.updated_at_ms), &encode(run)?],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO events (run, seq, kind, record) VALUES ($1, $2, 'started', $3)",
+            &[&run.id.bytes().as_slice(), &int(started.seq), &encode(started)?],
+        )
+        .await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        self.record("SELECT record FROM runs WHERE id = $1", &[&id.bytes().as_slice()]).await
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.execute(
+            "INSERT INTO runs (id, ended, updated_at_ms, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET ended = $2, updated_at_ms = $3, record = $4",
+            &[&run.id.bytes().as_slice(), &run.status.is_terminal(), &int(run.updated_at_ms), &encode(run)?],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
+        let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+        for row in self.query("SELECT id, record FROM runs ORDER BY id", &[]).await? {
+            match decode::<RunRecord>(row.get::<_, &[u8]>(1)) {
+                Ok(run) if status.is_none_or(|s| s == run.status) => out.push(run),
+                Ok(_) => {}
+                Err(e) => {
+                    let id: &[u8] = row.get(0);
+                    let key = run_id(id).map_or_else(|| hex::encode(id), |id| id.to_string());
+                    tracing::error!(run = %key, "skipping an unreadable run record: {e}");
+                    unreadable.push(Unreadable { key, error: e.to_string() });
+                }
+            }
+        }
+        Ok((out, unreadable))
+    }
+
+    async fn events(&self, id: RunId) -> Result<(Vec<EventRecord>, u64)> {
+        let rows =
+            self.query("SELECT record FROM events WHERE run = $1 ORDER BY seq", &[&id.bytes().as_slice()]).await?;
+        let mut bytes = 0;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record: &[u8] = row.get(0);
+            bytes += record.len() as u64;
+            events.push(decode(record)?);
+        }
+        Ok((events, bytes))
+    }
+
+    async fn readable_events(&self, id: RunId) -> Result<(Vec<EventRecord>, Vec<Unreadable>)> {
+        let rows =
+            self.query("SELECT seq, record FROM events WHERE run = $1 ORDER BY seq", &[&id.bytes().as_slice()]).await?;
+        let (mut events, mut unreadable) = (Vec::new(), Vec::new());
+        for row in rows {
+            match decode(row.get::<_, &[u8]>(1)) {
+                Ok(event) => events.push(event),
+                Err(e) => unreadable.push(Unreadable { key: row.get::<_, i64>(0).to_string(), error: e.to_string() }),
+            }
+        }
+        Ok((events, unreadable))
+    }
+
+    async fn append(&self, id: RunId, events: &[EventRecord]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let insert = tx.prepare("INSERT INTO events (run, seq, kind, record) VALUES ($1, $2, $3, $4)").await?;
+        for event in events {
+            let record = encode(event)?;
+            let kind = super::codec::event_type(&record).unwrap_or_default();
+            tx.execute(&insert, &[&id.bytes().as_slice(), &int(event.seq), &kind, &record]).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn webhooks_of(&self, id: RunId) -> Result<Vec<(Token, WebhookId)>> {
+        let rows = self
+            .query(
+                "SELECT record FROM events WHERE run = $1 AND kind = 'webhook-created' ORDER BY seq",
+                &[&id.bytes().as_slice()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match decode(row.get::<_, &[u8]>(0)) {
+                Ok(EventRecord { event: Event::WebhookCreated { webhook: Ok(info) }, .. }) => {
+                    Some((info.token, info.id))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn finished_before(&self, before_ms: u64) -> Result<Vec<RunId>> {
+        let rows = self
+            .query("SELECT id FROM runs WHERE ended AND updated_at_ms < $1 ORDER BY id", &[&int(before_ms)])
+            .await?;
+        Ok(rows.iter().filter_map(|row| run_id(row.get(0))).collect())
+    }
+
+    async fn delete_run(&self, id: RunId) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let run = id.bytes();
+        for table in ["hooks", "events", "inbox", "not_taken", "cancels"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE run = $1"), &[&run.as_slice()]).await?;
+        }
+        tx.execute("DELETE FROM runs WHERE id = $1", &[&run.as_slice()]).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn request_cancel(&self, id: RunId) -> Result<()> {
+        self.execute("INSERT INTO cancels (run) VALUES ($1) ON CONFLICT DO NOTHING", &[&id.bytes().as_slice()]).await?;
+        Ok(())
+    }
+
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        Ok(self.query_opt("SELECT 1 FROM cancels WHERE run = $1", &[&id.bytes().as_slice()]).await?.is_some())
+    }
+
+    async fn clear_cancel(&self, id: RunId) -> Result<()> {
+        self.execute("DELETE FROM cancels WHERE run = $1", &[&id.bytes().as_slice()]).await?;
+        Ok(())
+    }
+}
+
+impl Inbox for PgStore {
+    async fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let token = hook.token.as_str();
+        // Locks the token's row (or, through the insert's conflict, its absence).
+        tx.execute(
+            "INSERT INTO hooks (token, run, record) VALUES ($1, $2, '') ON CONFLICT DO NOTHING",
+            &[&token, &hook.run_id.bytes().as_slice()],
+        )
+        .await?;
+        let row = tx.query_one("SELECT record FROM hooks WHERE token = $1 FOR UPDATE", &[&token]).await?;
+        let previous: &[u8] = row.get(0);
+        if !previous.is_empty() {
+            let previous: HookRecord = decode(previous)?;
+            // A live token of another webhook is refused; one left by a crash for this
+            // very webhook is taken over.
+            if !previous.is(hook.run_id, hook.webhook()) && !hook_done(&tx, &previous, now_ms).await? {
+                return Err(StoreError::TokenTaken);
+            }
+        }
+        tx.execute(
+            "UPDATE hooks SET run = $2, record = $3 WHERE token = $1",
+            &[&token, &hook.run_id.bytes().as_slice(), &encode(hook)?],
+        )
+        .await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn hook(&self, token: &Token) -> Result<Option<HookRecord>> {
+        let row = self.query_opt("SELECT record FROM hooks WHERE token = $1", &[&token.as_str()]).await?;
+        match row {
+            Some(row) if !row.get::<_, &[u8]>(0).is_empty() => Ok(Some(decode(row.get::<_, &[u8]>(0))?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn close_hook(
+        &self,
+        token: &Token,
+        run: RunId,
+        webhook: WebhookId,
+        reason: NotTakenReason,
+        now_ms: u64,
+    ) -> Result<Vec<InboxEntry>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) =
+            tx.query_opt("SELECT record FROM hooks WHERE token = $1 FOR UPDATE", &[&token.as_str()]).await?
+        else {
+            return Ok(Vec::new());
+        };
+        let bytes: &[u8] = row.get(0);
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut hook: HookRecord = decode(bytes)?;
+        if !hook.is(run, webhook) {
+            return Ok(Vec::new());
+        }
+        if hook.state != HookState::Closed {
+            hook.state = HookState::Closed;
+            tx.execute("UPDATE hooks SET record = $2 WHERE token = $1", &[&token.as_str(), &encode(&hook)?]).await?;
+        }
+        let (kind, name) = channel_key(&Channel::Webhook(webhook));
+        let moved = move_to_not_taken(&tx, run, kind, Some(&name), reason, now_ms).await?;
+        // An empty single-use slot is closed too: a call racing the close cannot take it.
+        if hook.single_use {
+            tx.execute(
+                "INSERT INTO inbox (run, kind, channel, arrival, mark) VALUES ($1, 0, $2, 0, 'closed')
+                 ON CONFLICT DO NOTHING",
+                &[&run.bytes().as_slice(), &name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Shares the token's row lock with other callers; a close waits for this call.
+        let current =
+            tx.query_opt("SELECT record FROM hooks WHERE token = $1 FOR SHARE", &[&hook.token.as_str()]).await?;
+        let current: Option<HookRecord> = match current {
+            Some(row) if !row.get::<_, &[u8]>(0).is_empty() => Some(decode(row.get::<_, &[u8]>(0))?),
+            _ => None,
+        };
+        if !current.is_some_and(|c| c.is(hook.run_id, hook.webhook()) && c.takes_calls(now_ms)) {
+            return Ok(Delivery::Gone);
+        }
+        let (kind, name) = channel_key(&Channel::Webhook(hook.webhook()));
+        let arrival = match hook.single_use {
+            true => 0,
+            false => match request.arrival() {
+                Some(arrival) => arrival,
+                None => self.next_id().await?,
+            },
+        };
+        // The one slot of a single-use webhook: of two racing calls, one wins.
+        let inserted = tx
+            .execute(
+                "INSERT INTO inbox (run, kind, channel, arrival, request_id, held, request)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[&hook.run_id.bytes().as_slice(), &kind, &name, &int(arrival), &request.id, &held, &encode(request)?],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(Delivery::Gone);
+        }
+        tx.commit().await?;
+        Ok(Delivery::Accepted)
+    }
+
+    async fn deliver_to_trigger(&self, run: RunId, name: &TriggerName, request: &RequestRecord) -> Result<()> {
+        let arrival = match request.arrival() {
+            Some(arrival) => arrival,
+            None => self.next_id().await?,
+        };
+        self.execute(
+            "INSERT INTO inbox (run, kind, channel, arrival, request_id, held, request)
+             VALUES ($1, 1, $2, $3, $4, true, $5)",
+            &[&run.bytes().as_slice(), &name.as_str(), &int(arrival), &request.id, &encode(request)?],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn first_arrival(&self, run: RunId, channels: &[Channel]) -> Result<Option<Channel>> {
+        let mut first: Option<(u64, &Channel)> = None;
+        for channel in channels {
+            if let Some(row) = self.first_call(run, channel).await? {
+                let arrival = row.entry.request.arrival().unwrap_or(u64::MAX);
+                if first.is_none_or(|(earliest, _)| arrival < earliest) {
+                    first = Some((arrival, channel));
+                }
+            }
+        }
+        Ok(first.map(|(_, channel)| channel.clone()))
+    }
+
+    async fn claim(&self, run: RunId, channel: &Channel) -> Result<Option<Claimed>> {
+        let (kind, name) = channel_key(channel);
+        // The oldest call not being taken; one a concurrent withdrawal took out is skipped.
+        let row = self
+            .query_opt(
+                &format!(
+                    "UPDATE inbox SET taking = true WHERE (run, kind, channel, arrival) = (
+                       SELECT run, kind, channel, arrival FROM inbox
+                       WHERE run = $1 AND kind = $2 AND channel = $3 AND mark IS NULL AND NOT taking
+                       ORDER BY arrival LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {ENTRY_COLUMNS}"
+                ),
+                &[&run.bytes().as_slice(), &kind, &name],
+            )
+            .await?;
+        let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() else { return Ok(None) };
+        let slot = matches!(channel, Channel::Webhook(_)) && row.arrival == 0;
+        Ok(Some(Claimed { channel: channel.clone(), arrival: row.arrival, entry: row.entry, slot }))
+    }
+
+    async fn taken(&self, run: RunId, claimed: &Claimed) -> Result<()> {
+        finish_take(&self.client().await?, run, &claimed.channel, claimed.arrival, claimed.slot).await
+    }
+
+    async fn withdraw(&self, run: RunId, channel: &Channel, request: &RequestRecord, now_ms: u64) -> Result<bool> {
+        let (kind, name) = channel_key(channel);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The call leaves unless it is being taken; a single-use slot is empty again.
+        let row = tx
+            .query_opt(
+                &format!(
+                    "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND request_id = $4
+                     AND NOT taking AND mark IS NULL RETURNING {ENTRY_COLUMNS}"
+                ),
+                &[&run.bytes().as_slice(), &kind, &name, &request.id],
+            )
+            .await?;
+        let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() else { return Ok(false) };
+        note_not_taken(&tx, run, &row, NotTakenReason::TimedOut, now_ms).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn queued(&self, run: RunId) -> Result<Vec<InboxEntry>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND mark IS NULL ORDER BY kind, channel, arrival"
+                ),
+                &[&run.bytes().as_slice()],
+            )
+            .await?;
+        Ok(rows.iter().map(entry_row).collect::<Result<Vec<_>>>()?.into_iter().flatten().map(|r| r.entry).collect())
+    }
+
+    async fn queued_load(&self, run: RunId) -> Result<(usize, u64)> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*), coalesce(sum(length(request)), 0)::bigint FROM inbox WHERE run = $1 AND mark IS NULL",
+                &[&run.bytes().as_slice()],
+            )
+            .await?;
+        Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as u64))
+    }
+
+    async fn has_any_request(&self, run: RunId) -> Result<bool> {
+        let row = self
+            .query_opt(
+                "SELECT 1 FROM inbox WHERE run = $1 AND mark IS NULL AND NOT taking LIMIT 1",
+                &[&run.bytes().as_slice()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn not_taken(&self, run: RunId) -> Result<Vec<NotTakenRecord>> {
+        let rows = self
+            .query("SELECT record FROM not_taken WHERE run = $1 ORDER BY arrival", &[&run.bytes().as_slice()])
+            .await?;
+        rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
+    }
+
+    async fn refuse_trigger_calls(&self, run: RunId, reason: NotTakenReason, now_ms: u64) -> Result<Vec<InboxEntry>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let refused = move_to_not_taken(&tx, run, 1, None, reason, now_ms).await?;
+        tx.commit().await?;
+        Ok(refused)
+    }
+
+    async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let unstarted =
+            tx.execute("DELETE FROM runs r WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.run = r.id)", &[]).await?;
+        if unstarted > 0 {
+            tracing::info!(unstarted, "removed runs whose creation did not finish");
+        }
+        let rows = tx
+            .query(
+                &format!("SELECT run, {ENTRY_COLUMNS} FROM inbox WHERE mark IS NULL AND (taking OR held) FOR UPDATE"),
+                &[],
+            )
+            .await?;
+        let mut refused = 0;
+        for row in rows {
+            let Some(run) = run_id(row.get(0)) else { continue };
+            let request: Vec<u8> = row.get(6);
+            let Some(channel) = channel_of(row.get(1), row.get(2)) else { continue };
+            let entry = InboxEntry { request: decode(&request)?, held: row.get(4), taking: row.get(5) };
+            let call = Row { channel, arrival: row.get::<_, i64>(3) as u64, entry };
+            let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
+            if call.entry.taking && in_log(&tx, run, &call.entry.request.id).await? {
+                finish_take(&tx, run, &call.channel, call.arrival, slot).await?;
+                continue;
+            }
+            let (kind, name) = channel_key(&call.channel);
+            let (run_bytes, arrival) = (run.bytes(), int(call.arrival));
+            let key: [&(dyn ToSql + Sync); 4] = [&run_bytes.as_slice(), &kind, &name, &arrival];
+            if !call.entry.held {
+                tx.execute(
+                    "UPDATE inbox SET taking = false WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
+                    &key,
+                )
+                .await?;
+                continue;
+            }
+            // Held: its caller is gone with the last process, unanswered.
+            note_not_taken(&tx, run, &call, NotTakenReason::Restarted, now_ms).await?;
+            tx.execute("DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4", &key)
+                .await?;
+            refused += 1;
+        }
+        tx.commit().await?;
+        Ok(refused)
+    }
+
+    async fn add_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId, since: u64) -> Result<()> {
+        self.execute(
+            "INSERT INTO trigger_waiters (module, name, run, since_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&module.as_str(), &name.as_str(), &run.bytes().as_slice(), &int(since)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<()> {
+        self.claim_trigger_waiter(module, name, run).await.map(|_| ())
+    }
+
+    async fn trigger_waiters(&self, module: &ModuleName, name: &TriggerName) -> Result<Vec<(RunId, u64)>> {
+        let rows = self
+            .query(
+                "SELECT run, since_ms FROM trigger_waiters WHERE module = $1 AND name = $2 ORDER BY since_ms, run",
+                &[&module.as_str(), &name.as_str()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|row| Some((run_id(row.get(0))?, row.get::<_, i64>(1) as u64))).collect())
+    }
+
+    async fn claim_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<bool> {
+        let deleted = self
+            .execute(
+                "DELETE FROM trigger_waiters WHERE module = $1 AND name = $2 AND run = $3",
+                &[&module.as_str(), &name.as_str(), &run.bytes().as_slice()],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+}
+
+impl PgStore {
+    /// The oldest call on a channel that is not being taken.
+    async fn first_call(&self, run: RunId, channel: &Channel) -> Result<Option<Row>> {
+        let (kind, name) = channel_key(channel);
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3
+                     AND mark IS NULL AND NOT taking ORDER BY arrival LIMIT 1"
+                ),
+                &[&run.bytes().as_slice(), &kind, &name],
+            )
+            .await?;
+        Ok(row.as_ref().map(entry_row).transpose()?.flatten())
+    }
+}
+
+/// Whether a token's webhook no longer takes calls, so that another run may take it over.
+async fn hook_done(client: &impl GenericClient, hook: &HookRecord, now_ms: u64) -> Result<bool> {
+    if !hook.takes_calls(now_ms) {
+        return Ok(true);
+    }
+    if !hook.single_use {
+        return Ok(false);
+    }
+    let (_, name) = channel_key(&Channel::Webhook(hook.webhook()));
+    let used = client
+        .query_opt(
+            "SELECT 1 FROM inbox WHERE run = $1 AND kind = 0 AND channel = $2 AND arrival = 0",
+            &[&hook.run_id.bytes().as_slice(), &name],
+        )
+        .await?;
+    Ok(used.is_some())
+}
+
+impl Timers for PgStore {
+    async fn add_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
+        self.execute(
+            "INSERT INTO timers (due_ms, run) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&int(due_ms), &run.bytes().as_slice()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
+        self.execute("DELETE FROM timers WHERE due_ms = $1 AND run = $2", &[&int(due_ms), &run.bytes().as_slice()])
+            .await?;
+        Ok(())
+    }
+
+    async fn due_timers(&self, now_ms: u64) -> Result<DueTimers> {
+        let rows = self
+            .query("SELECT due_ms, run FROM timers WHERE due_ms <= $1 ORDER BY due_ms, run", &[&int(now_ms)])
+            .await?;
+        let due = rows.iter().filter_map(|row| Some((row.get::<_, i64>(0) as u64, run_id(row.get(1))?))).collect();
+        let next = self.query_opt("SELECT min(due_ms) FROM timers WHERE due_ms > $1", &[&int(now_ms)]).await?;
+        let next_ms = next.and_then(|row| row.get::<_, Option<i64>>(0)).map(|ms| ms as u64);
+        Ok(DueTimers { due, next_ms })
+    }
+
+    async fn has_timer(&self, due_ms: u64, run: RunId) -> Result<bool> {
+        let row = self
+            .query_opt("SELECT 1 FROM timers WHERE due_ms = $1 AND run = $2", &[&int(due_ms), &run.bytes().as_slice()])
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+impl Registry for PgStore {
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.query_opt("SELECT value FROM settings WHERE key = $1", &[&key]).await?.map(|row| row.get(0)))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+            &[&key, &value],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.close();
+        Ok(())
+    }
+
+    async fn next_id(&self) -> Result<u64> {
+        let row = self.client().await?.query_one("SELECT nextval('ids')", &[]).await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>> {
+        self.record("SELECT record FROM modules WHERE name = $1", &[&name.as_str()]).await
+    }
+
+    async fn put_module(&self, module: &ModuleRecord) -> Result<()> {
+        self.execute(
+            "INSERT INTO modules (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2",
+            &[&module.name.as_str(), &encode(module)?],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn blob(&self, version: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.query_opt("SELECT bytes FROM blobs WHERE version = $1", &[&version]).await?.map(|row| row.get(0)))
+    }
+
+    async fn put_blob(&self, version: &str, bytes: &[u8]) -> Result<()> {
+        self.execute("INSERT INTO blobs (version, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&version, &bytes])
+            .await?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let inserted = self
+            .execute(
+                "INSERT INTO api_keys (digest, name, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&key.key_sha256, &key.name.as_str(), &encode(key)?],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::NameTaken);
+        }
+        Ok(())
+    }
+
+    async fn api_key(&self, key_sha256: &str) -> Result<Option<ApiKeyRecord>> {
+        self.record("SELECT record FROM api_keys WHERE digest = $1", &[&key_sha256]).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = self.query("SELECT record FROM api_keys ORDER BY digest", &[]).await?;
+        rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
+    }
+
+    async fn revoke_api_key(&self, name: &KeyName) -> Result<bool> {
+        Ok(self.execute("DELETE FROM api_keys WHERE name = $1", &[&name.as_str()]).await? == 1)
+    }
+
+    async fn put_secret(&self, name: &KeyName, value: &str) -> Result<bool> {
+        // `xmax = 0` only on a row this statement inserted.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2
+                 RETURNING xmax = 0",
+                &[&name.as_str(), &value],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn secret(&self, name: &KeyName) -> Result<Option<String>> {
+        Ok(self.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name.as_str()]).await?.map(|row| row.get(0)))
+    }
+
+    async fn secret_names(&self) -> Result<Vec<String>> {
+        Ok(self.query("SELECT name FROM secrets ORDER BY name", &[]).await?.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn delete_secret(&self, name: &KeyName) -> Result<bool> {
+        Ok(self.execute("DELETE FROM secrets WHERE name = $1", &[&name.as_str()]).await? == 1)
+    }
+
+    async fn listen_for_sample(&self, module: &ModuleName, trigger: &str) -> Result<()> {
+        self.set_meta(&format!("listen:{module}:{trigger}"), "1").await
+    }
+
+    async fn take_listening(&self, module: &ModuleName, trigger: &str) -> Result<bool> {
+        let key = format!("listen:{module}:{trigger}");
+        Ok(self.execute("DELETE FROM settings WHERE key = $1", &[&key]).await? == 1)
+    }
+
+    async fn put_sample(&self, module: &ModuleName, trigger: &str, sample: &serde_json::Value) -> Result<()> {
+        self.set_meta(&format!("sample:{module}:{trigger}"), &serde_json::to_string(sample)?).await
+    }
+
+    async fn sample(&self, module: &ModuleName, trigger: &str) -> Result<Option<serde_json::Value>> {
+        let text = self.meta(&format!("sample:{module}:{trigger}")).await?;
+        text.map(|text| decode(text.as_bytes())).transpose()
+    }
+
+    async fn begin_message(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        now_ms: u64,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
+            )
+            .await?;
+        if inserted == 1 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let row = tx.query_one("SELECT record FROM messages WHERE key = $1 FOR UPDATE", &[&key.as_bytes()]).await?;
+        let existing: IdempotencyRecord = decode(row.get::<_, &[u8]>(0))?;
+        if existing.forget_at_ms > now_ms {
+            return Ok(Some(existing));
+        }
+        // Past its time: this call is a first one again.
+        tx.execute(
+            "UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4 WHERE key = $1",
+            &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn message(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        self.record("SELECT record FROM messages WHERE key = $1", &[&key.as_bytes()]).await
+    }
+
+    async fn put_message(&self, key: &str, record: &IdempotencyRecord) -> Result<()> {
+        self.execute(
+            "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET created_at_ms = $2, forget_at_ms = $3, record = $4",
+            &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_message(&self, key: &str) -> Result<()> {
+        self.execute("DELETE FROM messages WHERE key = $1", &[&key.as_bytes()]).await?;
+        Ok(())
+    }
+
+    async fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
+        let expired = self.execute("DELETE FROM messages WHERE forget_at_ms <= $1", &[&int(now_ms)]).await?;
+        let live: i64 = self.client().await?.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
+        let excess = (live as u64).saturating_sub(max_kept as u64);
+        let trimmed = if excess == 0 {
+            0
+        } else {
+            self.execute(
+                "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE created_at_ms < $1
+                 ORDER BY created_at_ms LIMIT $2)",
+                &[&int(keep_after_ms), &int(excess)],
+            )
+            .await?
+        };
+        Ok((expired + trimmed) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
+        let url = latch_testkit::postgres_database().await;
+        let first = PgStore::connect(&url).await.expect("connects and migrates");
+        let id = first.next_id().await.expect("an id");
+        // A second node (or a restart) finds the schema in place, and ids go on rising.
+        let second = PgStore::connect(&url).await.expect("connects again");
+        assert!(second.next_id().await.expect("an id") > id);
+
+        second.execute("INSERT INTO latch_schema (version) VALUES (99)", &[]).await.expect("a newer version");
+        let refused = PgStore::connect(&url).await.err().expect("refused");
+        assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+    }
+}
