@@ -9,6 +9,14 @@ use subtle::ConstantTimeEq;
 
 use crate::store::{Registry, Store, StoreError};
 
+/// 256 random bits, URL-safe: API keys, admin keys, webhook tokens.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 const ADMIN_KEY_META: &str = "admin-key-sha256";
 
 /// The sha256 of a key, hex: what is stored in its place.
@@ -18,7 +26,7 @@ pub fn digest(key: &str) -> String {
 
 /// A new API key, shown to its owner once.
 pub fn new_api_key() -> String {
-    format!("latch_key_{}", crate::runtime::random_token())
+    format!("latch_key_{}", random_token())
 }
 
 /// Whether `presented` hashes to `stored_sha256_hex`, compared in constant time.
@@ -53,7 +61,7 @@ pub async fn admin_key(store: &Store, given: Option<&str>) -> Result<(String, Op
     if let Some(digest) = store.meta(ADMIN_KEY_META).await? {
         return Ok((digest, None));
     }
-    let key = format!("latch_admin_{}", crate::runtime::random_token());
+    let key = format!("latch_admin_{}", random_token());
     let digest = digest(&key);
     // Durable before anyone sees it.
     store.set_meta(ADMIN_KEY_META, &digest).await?;

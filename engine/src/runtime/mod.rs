@@ -23,7 +23,6 @@ mod webhooks;
 pub use egress::AllowedHosts;
 pub use limits::{GuestLimits, RunQuotas};
 pub use outbound::OutboundHttp;
-pub use webhooks::random_token;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -336,7 +335,7 @@ impl Runtime {
             tracing::info!(%version, "compiling module version");
             let compiled = engine.precompile_component(&bytes).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
             // A name of its own, so that concurrent compiles never write the same file.
-            let partial = path.with_extension(format!("partial-{}", random_token()));
+            let partial = path.with_extension(format!("partial-{}", crate::auth::random_token()));
             std::fs::write(&partial, &compiled)?;
             std::fs::rename(&partial, &path)?;
             // Loaded from the file, as a restart loads it: its memory images are mapped

@@ -1,8 +1,5 @@
 //! `latch:workflow/webhooks`: URLs a run hands out and later waits on.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use super::HostState;
 use super::bindings::types::{
     Auth, AuthFailure, Error as WitError, Method as WitMethod, Response, ResponseMode as WitResponseMode,
@@ -52,13 +49,6 @@ pub fn method_to_wit(method: Method) -> WitMethod {
         Method::Patch => WitMethod::Patch,
         Method::Delete => WitMethod::Delete,
     }
-}
-
-/// 256 random bits, URL-safe.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A final HTTP status a response may have (hyper cannot send a 1xx as the final answer).
@@ -141,7 +131,7 @@ impl HostState {
         let chosen_token = options.token.is_some();
         let token = match options.token {
             Some(token) => Token::parse(&token).map_err(|e| Failure::new("bad-token", e.to_string()))?,
-            None => Token::parse(&random_token()).map_err(|e| Failure::new("bad-token", e.to_string()))?,
+            None => Token::parse(&crate::auth::random_token()).map_err(|e| Failure::new("bad-token", e.to_string()))?,
         };
         let mut methods: Vec<Method> = options.methods.into_iter().map(method_from_wit).collect();
         if methods.is_empty() {
