@@ -38,7 +38,14 @@ struct Args {
     /// Only the hot path: starts, callbacks accepted, runs finished, hot resume.
     #[arg(long)]
     hot_path_only: bool,
+    /// Keep the measured servers' state in PostgreSQL (a throwaway server provisioned as
+    /// the tests' is, a fresh database for each) instead of sled.
+    #[arg(long)]
+    postgres: bool,
 }
+
+/// Set once from `--postgres`: where the servers measured keep their state.
+static ON_POSTGRES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// One line of the printed table.
 struct Row {
@@ -53,6 +60,7 @@ fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    ON_POSTGRES.get_or_init(|| args.postgres);
     let binary = build_server()?;
     let mut rows = Vec::new();
     if args.hot_path_only {
@@ -203,7 +211,12 @@ fn build_server() -> anyhow::Result<PathBuf> {
 }
 
 async fn server(binary: &Path, args: &[&str], component: &[u8]) -> anyhow::Result<Latch> {
-    let latch = Latch::start(binary, args).await;
+    let database = match ON_POSTGRES.get() {
+        Some(true) => vec!["--database-url".to_string(), latch_testkit::postgres_database().await],
+        _ => Vec::new(),
+    };
+    let args: Vec<&str> = args.iter().copied().chain(database.iter().map(String::as_str)).collect();
+    let latch = Latch::start(binary, &args).await;
     let (status, body) = latch.upload("bench-echo", component.to_vec()).await;
     if !status.is_success() {
         bail!("upload failed: {status} {body}");
@@ -571,7 +584,11 @@ fn percentiles(latencies: &mut [Duration]) -> String {
 
 fn print_table(rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("\nLatch benchmark: {cores} cores, loopback HTTP, sled on local disk\n");
+    let store = match ON_POSTGRES.get() {
+        Some(true) => "PostgreSQL on loopback (one node)",
+        _ => "sled on local disk",
+    };
+    println!("\nLatch benchmark: {cores} cores, loopback HTTP, {store}\n");
     println!("| measure | result |");
     println!("|---|---|");
     for row in rows {

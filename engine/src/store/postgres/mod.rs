@@ -1,8 +1,9 @@
 //! The network backend: PostgreSQL, for when several `latch` nodes share one database.
 //!
-//! Every write is committed before it returns (PostgreSQL's commit is durable; concurrent
-//! commits share its WAL flush), so the writes the store's doc calls staged are durable
-//! here too. Where sled orders single-record writes and repairs crashes between them, a
+//! Every durable write is committed before it returns (concurrent commits share one WAL
+//! flush). The writes the store's doc calls staged go through a second pool whose sessions
+//! commit without waiting for the flush (`synchronous_commit = off`): PostgreSQL writes its
+//! log in order, so the next durable commit makes them durable too, as the doc asks. Where sled orders single-record writes and repairs crashes between them, a
 //! multi-record write here is one transaction; the recovery rules still hold, and cost
 //! nothing. Records are the same JSON as in sled; columns beside them are what queries
 //! select on. The schema is created and migrated on connect (`migrations`).
@@ -46,6 +47,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Sessions that commit without waiting for the WAL flush, for staged writes.
+    staged: Pool,
 }
 
 /// How a channel is keyed: its kind (0 a webhook, 1 a named trigger) and its name.
@@ -93,21 +96,36 @@ impl PgStore {
     /// Connects to the database at `url` and brings its schema to this binary's version;
     /// a database migrated by a newer binary is refused.
     pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = Self::pool(url, None)?;
+        let staged = Self::pool(url, Some("-c synchronous_commit=off"))?;
+        let mut client = pool.get().await?;
+        migrations::migrate(&mut client).await?;
+        Ok(PgStore { pool, staged })
+    }
+
+    fn pool(url: &str, options: Option<&str>) -> Result<Pool> {
         let config = deadpool_postgres::Config {
             url: Some(url.to_string()),
+            options: options.map(str::to_string),
             pool: Some(deadpool_postgres::PoolConfig::new(POOL_SIZE)),
             ..Default::default()
         };
-        let pool = config
+        config
             .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
-        let mut client = pool.get().await?;
-        migrations::migrate(&mut client).await?;
-        Ok(PgStore { pool })
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
     }
 
     async fn client(&self) -> Result<Object> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A session for staged writes (see the module's doc).
+    async fn staged(&self) -> Result<Object> {
+        Ok(self.staged.get().await?)
+    }
+
+    async fn execute_staged(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        Ok(self.staged().await?.execute(sql, params).await?)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
@@ -249,7 +267,7 @@ impl RunLog for PgStore {
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<()> {
-        self.execute(
+        self.execute_staged(
             "INSERT INTO runs (id, ended, updated_at_ms, record) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET ended = $2, updated_at_ms = $3, record = $4",
             &[&run.id.bytes().as_slice(), &run.status.is_terminal(), &int(run.updated_at_ms), &encode(run)?],
@@ -359,14 +377,14 @@ impl RunLog for PgStore {
     }
 
     async fn clear_cancel(&self, id: RunId) -> Result<()> {
-        self.execute("DELETE FROM cancels WHERE run = $1", &[&id.bytes().as_slice()]).await?;
+        self.execute_staged("DELETE FROM cancels WHERE run = $1", &[&id.bytes().as_slice()]).await?;
         Ok(())
     }
 }
 
 impl Inbox for PgStore {
     async fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> Result<()> {
-        let mut client = self.client().await?;
+        let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         let token = hook.token.as_str();
         // Locks the token's row (or, through the insert's conflict, its absence).
@@ -409,7 +427,7 @@ impl Inbox for PgStore {
         reason: NotTakenReason,
         now_ms: u64,
     ) -> Result<Vec<InboxEntry>> {
-        let mut client = self.client().await?;
+        let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         let Some(row) =
             tx.query_opt("SELECT record FROM hooks WHERE token = $1 FOR UPDATE", &[&token.as_str()]).await?
@@ -510,6 +528,8 @@ impl Inbox for PgStore {
         let (kind, name) = channel_key(channel);
         // The oldest call not being taken; one a concurrent withdrawal took out is skipped.
         let row = self
+            .staged()
+            .await?
             .query_opt(
                 &format!(
                     "UPDATE inbox SET taking = true WHERE (run, kind, channel, arrival) = (
@@ -527,12 +547,12 @@ impl Inbox for PgStore {
     }
 
     async fn taken(&self, run: RunId, claimed: &Claimed) -> Result<()> {
-        finish_take(&self.client().await?, run, &claimed.channel, claimed.arrival, claimed.slot).await
+        finish_take(&self.staged().await?, run, &claimed.channel, claimed.arrival, claimed.slot).await
     }
 
     async fn withdraw(&self, run: RunId, channel: &Channel, request: &RequestRecord, now_ms: u64) -> Result<bool> {
         let (kind, name) = channel_key(channel);
-        let mut client = self.client().await?;
+        let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         // The call leaves unless it is being taken; a single-use slot is empty again.
         let row = tx
@@ -592,7 +612,7 @@ impl Inbox for PgStore {
     }
 
     async fn refuse_trigger_calls(&self, run: RunId, reason: NotTakenReason, now_ms: u64) -> Result<Vec<InboxEntry>> {
-        let mut client = self.client().await?;
+        let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         let refused = move_to_not_taken(&tx, run, 1, None, reason, now_ms).await?;
         tx.commit().await?;
@@ -647,7 +667,7 @@ impl Inbox for PgStore {
     }
 
     async fn add_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId, since: u64) -> Result<()> {
-        self.execute(
+        self.execute_staged(
             "INSERT INTO trigger_waiters (module, name, run, since_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             &[&module.as_str(), &name.as_str(), &run.bytes().as_slice(), &int(since)],
         )
@@ -717,7 +737,7 @@ async fn hook_done(client: &impl GenericClient, hook: &HookRecord, now_ms: u64) 
 
 impl Timers for PgStore {
     async fn add_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
-        self.execute(
+        self.execute_staged(
             "INSERT INTO timers (due_ms, run) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&int(due_ms), &run.bytes().as_slice()],
         )
@@ -726,8 +746,11 @@ impl Timers for PgStore {
     }
 
     async fn remove_timer(&self, due_ms: u64, run: RunId) -> Result<()> {
-        self.execute("DELETE FROM timers WHERE due_ms = $1 AND run = $2", &[&int(due_ms), &run.bytes().as_slice()])
-            .await?;
+        self.execute_staged(
+            "DELETE FROM timers WHERE due_ms = $1 AND run = $2",
+            &[&int(due_ms), &run.bytes().as_slice()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -854,7 +877,7 @@ impl Registry for PgStore {
 
     async fn take_listening(&self, module: &ModuleName, trigger: &str) -> Result<bool> {
         let key = format!("listen:{module}:{trigger}");
-        Ok(self.execute("DELETE FROM settings WHERE key = $1", &[&key]).await? == 1)
+        Ok(self.execute_staged("DELETE FROM settings WHERE key = $1", &[&key]).await? == 1)
     }
 
     async fn put_sample(&self, module: &ModuleName, trigger: &str, sample: &serde_json::Value) -> Result<()> {
@@ -872,7 +895,7 @@ impl Registry for PgStore {
         record: &IdempotencyRecord,
         now_ms: u64,
     ) -> Result<Option<IdempotencyRecord>> {
-        let mut client = self.client().await?;
+        let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute(
@@ -915,18 +938,18 @@ impl Registry for PgStore {
     }
 
     async fn forget_message(&self, key: &str) -> Result<()> {
-        self.execute("DELETE FROM messages WHERE key = $1", &[&key.as_bytes()]).await?;
+        self.execute_staged("DELETE FROM messages WHERE key = $1", &[&key.as_bytes()]).await?;
         Ok(())
     }
 
     async fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
-        let expired = self.execute("DELETE FROM messages WHERE forget_at_ms <= $1", &[&int(now_ms)]).await?;
-        let live: i64 = self.client().await?.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
+        let expired = self.execute_staged("DELETE FROM messages WHERE forget_at_ms <= $1", &[&int(now_ms)]).await?;
+        let live: i64 = self.staged().await?.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
         let excess = (live as u64).saturating_sub(max_kept as u64);
         let trimmed = if excess == 0 {
             0
         } else {
-            self.execute(
+            self.execute_staged(
                 "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE created_at_ms < $1
                  ORDER BY created_at_ms LIMIT $2)",
                 &[&int(keep_after_ms), &int(excess)],

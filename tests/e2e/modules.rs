@@ -1,0 +1,23 @@
+// The suite's modules, shared by both test targets (main.rs on sled, postgres.rs on PostgreSQL).
+
+mod acknowledged;
+mod auth;
+mod cancel;
+mod crash;
+mod durability;
+mod exhaustion;
+mod harness;
+mod hostile;
+mod ingress;
+mod languages;
+mod ledger;
+mod limits;
+mod retries;
+mod rules;
+mod runs;
+mod steps;
+mod time;
+mod triggers;
+mod uploads;
+mod vendor;
+mod waits;

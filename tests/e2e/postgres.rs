@@ -1,0 +1,4 @@
+//! The end-to-end suite of `main.rs`, with every server on a fresh PostgreSQL database
+//! (`harness::on_postgres` tells the harness which target it is in).
+
+include!("modules.rs");
