@@ -1,4 +1,7 @@
-//! The `latch` binary: `latch serve` runs the engine with its embedded sled store.
+//! The `latch` binary: `latch serve` runs the engine (with its embedded sled store, or
+//! PostgreSQL); the other commands talk to a running server (`cli`).
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,12 +23,18 @@ use latch::store::{Registry, Store};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
 }
 
+// Parsed once per process: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admin API and webhook ingress.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Operation(cli::Operation),
 }
 
 #[derive(Parser)]
@@ -158,8 +167,17 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    let parsed = Cli::parse();
+    match parsed.command {
         Command::Serve(args) => serve(args).await,
+        Command::Operation(operation) => {
+            if let Err(e) = cli::run(parsed.connection, operation).await {
+                // One line, for a person or a script to read.
+                eprintln!("latch: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

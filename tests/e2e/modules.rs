@@ -3,6 +3,7 @@
 mod acknowledged;
 mod auth;
 mod cancel;
+mod cli;
 mod crash;
 mod durability;
 mod exhaustion;

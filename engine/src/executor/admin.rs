@@ -41,6 +41,10 @@ impl Executor {
         self.shared.store.module(&self.module_name(name)?).await?.ok_or_else(unknown)
     }
 
+    pub async fn modules(&self) -> Result<Vec<ModuleRecord>, ExecError> {
+        Ok(self.shared.store.modules().await?)
+    }
+
     /// The newest version's description of a module: its triggers above all.
     pub async fn module_info(&self, name: &str) -> Result<ModuleInfo, ExecError> {
         let module = self.module(name).await?;

@@ -18,6 +18,7 @@ use crate::store::records::RunStatus;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
+        .route("/v1/modules", get(list_modules))
         .route("/v1/modules/{name}", get(get_module).put(put_module))
         .route("/v1/modules/{name}/runs", post(start_run))
         .route("/v1/modules/{name}/triggers/{trigger}/sample", get(get_sample).post(listen_for_sample))
@@ -60,6 +61,21 @@ async fn put_module(
     let (version, created) = app.executor.upload(&name, &bytes).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "name": name, "created": created, "version": version }))).into_response())
+}
+
+/// Every module by name, with its newest version and what that version's `describe()` said.
+async fn list_modules(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let modules: Vec<Value> = app
+        .executor
+        .modules()
+        .await?
+        .into_iter()
+        .map(|module| {
+            let latest = module.latest().cloned();
+            json!({ "name": module.name, "versions": module.versions.len(), "latest": latest })
+        })
+        .collect();
+    Ok(Json(json!({ "modules": modules })))
 }
 
 async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

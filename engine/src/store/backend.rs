@@ -102,6 +102,7 @@ impl Registry for Store {
         fn next_id(&self) -> Result<u64>;
         fn close(&self) -> Result<()>;
         fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>>;
+        fn modules(&self) -> Result<Vec<ModuleRecord>>;
         fn put_module(&self, module: &ModuleRecord) -> Result<()>;
         fn blob(&self, version: &str) -> Result<Option<Vec<u8>>>;
         fn put_blob(&self, version: &str, bytes: &[u8]) -> Result<()>;

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::records::{
     ApiKeyRecord, Caller, Event, EventRecord, HookAuth, HookRecord, HookState, HttpResponse, IdempotencyRecord, Method,
-    NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, RunStatus, WaitOutcome, WebhookInfo,
+    ModuleRecord, NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, RunStatus, WaitOutcome,
+    WebhookInfo,
 };
 use super::{Channel, Delivery, Inbox, Registry, RunLog, Storage, Store, StoreError, Timers, event_record};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
@@ -417,5 +418,17 @@ async fn deleting_a_run_removes_everything_it_owns() {
         assert!(store.events(run).await.unwrap().0.is_empty());
         assert!(store.not_taken(run).await.unwrap().is_empty());
         assert!(store.hook(&hook.token).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn modules_are_listed_by_name() {
+    for (_dir, store) in backends().await {
+        for name in ["zeta", "alpha"] {
+            let module = ModuleRecord { name: ModuleName::parse(name).unwrap(), versions: Vec::new() };
+            store.put_module(&module).await.unwrap();
+        }
+        let names: Vec<String> = store.modules().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
+        assert_eq!(names, ["alpha", "zeta"]);
     }
 }

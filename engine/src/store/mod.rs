@@ -269,6 +269,8 @@ pub trait Registry: Send + Sync {
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 
     fn module(&self, name: &ModuleName) -> impl Future<Output = Result<Option<ModuleRecord>>> + Send;
+    /// Every module, by name.
+    fn modules(&self) -> impl Future<Output = Result<Vec<ModuleRecord>>> + Send;
     fn put_module(&self, module: &ModuleRecord) -> impl Future<Output = Result<()>> + Send;
     fn blob(&self, version: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn put_blob(&self, version: &str, bytes: &[u8]) -> impl Future<Output = Result<()>> + Send;

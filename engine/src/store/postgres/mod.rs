@@ -800,6 +800,11 @@ impl Registry for PgStore {
         self.record("SELECT record FROM modules WHERE name = $1", &[&name.as_str()]).await
     }
 
+    async fn modules(&self) -> Result<Vec<ModuleRecord>> {
+        let rows = self.query("SELECT record FROM modules ORDER BY name", &[]).await?;
+        rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
+    }
+
     async fn put_module(&self, module: &ModuleRecord) -> Result<()> {
         self.execute(
             "INSERT INTO modules (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2",

@@ -745,6 +745,10 @@ impl Registry for SledStore {
         self.modules.get(name.as_str())?.map(|v| decode(&v)).transpose()
     }
 
+    async fn modules(&self) -> Result<Vec<ModuleRecord>> {
+        self.modules.iter().values().map(|v| decode(&v?)).collect()
+    }
+
     async fn put_module(&self, module: &ModuleRecord) -> Result<()> {
         self.modules.insert(module.name.as_str().as_bytes(), encode(module)?)?;
         self.durable().await
