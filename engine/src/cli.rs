@@ -252,21 +252,14 @@ async fn start(client: &Client, module: &str, input: &str, wait: bool) -> anyhow
 }
 
 async fn runs(client: &Client, status: Option<String>, module: Option<String>, limit: usize) -> anyhow::Result<()> {
-    let path = match &status {
-        Some(status) => format!("/v1/runs?status={status}"),
-        None => "/v1/runs".to_string(),
-    };
-    let answer = client.get(&path).await?;
-    let mut runs: Vec<Value> = answer["runs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|run| module.as_deref().is_none_or(|m| run["module"] == m))
-        .collect();
-    runs.sort_by_key(|run| std::cmp::Reverse(run["created_at_ms"].as_u64().unwrap_or(0)));
-    runs.truncate(limit);
-    let listed = json!({ "runs": runs });
+    let mut path = format!("/v1/runs?limit={limit}");
+    for (name, value) in [("status", status), ("module", module)] {
+        if let Some(value) = value {
+            path += &format!("&{name}={value}");
+        }
+    }
+    let listed = client.get(&path).await?;
+    let runs = listed["runs"].as_array().cloned().unwrap_or_default();
     client.print(&listed, |_| {
         let rows = runs.iter().map(|run| {
             let waiting = run["waiting_on"].as_array().map_or(0, Vec::len);

@@ -198,8 +198,7 @@ async fn sigkill_at_many_points_of_the_hot_path_loses_nothing_acknowledged_and_r
 
     // Every run finishes: runs whose start was never acknowledged are paid too, and every
     // many-call run gets new calls until it has all it wants.
-    let (_, listed) = latch.get("/v1/runs").await;
-    let runs = listed["runs"].as_array().expect("runs").clone();
+    let runs = latch.all_runs(None).await;
     let started = ledger.started.lock().unwrap().clone();
     for run in runs.iter().filter(|run| run["module"] == "order-payment") {
         let id = run["id"].as_str().expect("id");
@@ -237,15 +236,15 @@ async fn sigkill_at_many_points_of_the_hot_path_loses_nothing_acknowledged_and_r
 /// Every run, once every one has completed (each was paid), by id.
 async fn all_finished(latch: &Latch) -> BTreeMap<String, Value> {
     for _ in 0..600 {
-        let (_, listed) = latch.get("/v1/runs").await;
-        let runs = listed["runs"].as_array().expect("runs");
+        let runs = latch.all_runs(None).await;
         if runs.iter().all(|run| run["status"] == "completed") {
             return runs.iter().map(|run| (run["id"].as_str().expect("id").to_string(), run.clone())).collect();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, listed) = latch.get("/v1/runs").await;
-    panic!("every run finishes: {listed}");
+    let unfinished: Vec<Value> =
+        latch.all_runs(None).await.into_iter().filter(|run| run["status"] != "completed").collect();
+    panic!("every run finishes: {unfinished:?}");
 }
 
 /// The quiet case the flood above hides (there, the next caller's write makes an earlier

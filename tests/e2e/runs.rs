@@ -176,3 +176,80 @@ async fn metrics_count_runs_and_the_answers_callers_got_and_need_the_admin_key()
     assert_eq!(metric(&latch, r#"latch_calls_total{class="2xx",code="accepted"}"#).await, 1);
     assert_eq!(metric(&latch, r#"latch_calls_total{class="4xx",code="gone"}"#).await, 1);
 }
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_a_page_at_a_time_and_filtered() {
+    let latch = start().await;
+    latch.upload_plugin("order-payment").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = latch.start_run("order-payment", json!({ "order_id": format!("o-{n}"), "amount": 1 })).await;
+        latch.waiting_url(&id).await;
+        ids.push(id);
+    }
+    let mut listed = Vec::new();
+    let mut path = "/v1/runs?limit=2".to_string();
+    loop {
+        let (status, page) = latch.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let runs = page["runs"].as_array().expect("runs");
+        assert!(runs.len() <= 2);
+        listed.extend(runs.iter().map(|run| run["id"].as_str().expect("id").to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/runs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    let (_, waiting) = latch.get("/v1/runs?module=order-payment&status=waiting").await;
+    assert_eq!(waiting["runs"].as_array().map(Vec::len), Some(5));
+    let (_, other) = latch.get("/v1/runs?module=ticket-triage").await;
+    assert_eq!(other["runs"], json!([]));
+    let (_, later) = latch.get("/v1/runs?since_ms=99999999999999").await;
+    assert_eq!(later["runs"], json!([]));
+    for (query, code) in [("limit=0", "bad-limit"), ("limit=1001", "bad-limit"), ("cursor=zzz", "bad-cursor")] {
+        let (status, body) = latch.get(&format!("/v1/runs?{query}")).await;
+        assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::BAD_REQUEST, code), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn events_follow_as_server_sent_events_until_the_run_ends_and_resume_from_the_last_id() {
+    let latch = start().await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-sse", "amount": 2 })).await;
+    let url = latch.waiting_url(&id).await;
+    let follow = latch
+        .http
+        .get(format!("{}/v1/runs/{id}/events?follow=true", latch.base))
+        .bearer_auth(crate::harness::ADMIN_KEY)
+        .send()
+        .await
+        .expect("a stream");
+    assert_eq!(follow.status(), StatusCode::OK);
+    assert_eq!(follow.headers()["content-type"], "text/event-stream");
+    // The stream is open while the run waits; the callback ends the run and the stream.
+    let streamed = tokio::spawn(async move { follow.text().await.expect("the stream ends") });
+    send(latch.http.post(&url).json(&json!({ "status": "succeeded" }))).await;
+    let text = tokio::time::timeout(std::time::Duration::from_secs(30), streamed).await.expect("ended").expect("task");
+    let kinds: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("event: ")).collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"completed"));
+    assert!(kinds.contains(&"wait-ended"), "{text}");
+
+    // Resuming after the event with id 1 sends only the later ones.
+    let resumed = latch
+        .http
+        .get(format!("{}/v1/runs/{id}/events?follow=true", latch.base))
+        .bearer_auth(crate::harness::ADMIN_KEY)
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .expect("a stream");
+    let text = resumed.text().await.expect("it ends at once: the run has ended");
+    let ids: Vec<u64> = text.lines().filter_map(|line| line.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect();
+    assert!(!ids.is_empty() && ids.iter().all(|&seq| seq > 1), "{text}");
+    let (status, _) = latch.get("/v1/runs/00000000-0000-7000-8000-000000000000/events?follow=true").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use super::{ExecError, Executor};
 use crate::ids::{KeyName, ModuleName, RunId};
 use crate::store::records::{
-    ApiKeyRecord, Event, EventRecord, ModuleInfo, ModuleRecord, RequestRecord, RunRecord, RunStatus, TriggerInfo,
-    WaitOutcome, Waiting, WebhookInfo,
+    ApiKeyRecord, Event, EventRecord, ModuleInfo, ModuleRecord, RequestRecord, RunRecord, TriggerInfo, WaitOutcome,
+    Waiting, WebhookInfo,
 };
-use crate::store::{Inbox, Registry, RunLog, StoreError, Unreadable};
+use crate::store::{Inbox, Registry, RunLog, RunPage, RunQuery, StoreError, Unreadable};
 
 /// A run as the API shows it: its record, its webhooks and their URLs, and where to call
 /// what it waits on.
@@ -61,8 +61,9 @@ impl Executor {
         Ok((name, trigger))
     }
 
-    pub async fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>), ExecError> {
-        Ok(self.shared.store.runs(status).await?)
+    /// A page of runs, newest first.
+    pub async fn run_page(&self, query: &RunQuery) -> Result<RunPage, ExecError> {
+        Ok(self.shared.store.run_page(query).await?)
     }
 
     pub async fn run(&self, id: &str) -> Result<RunRecord, ExecError> {

@@ -404,7 +404,7 @@ impl Executor {
         }
         let mut resumed = 0;
         // An unreadable run record is reported by the listing and skipped: it stops no other.
-        let (runs, _unreadable) = store.runs(None).await?;
+        let (runs, _unreadable) = store.runs().await?;
         for run in runs.into_iter().filter(|run| !run.status.is_terminal()) {
             // A run whose records cannot be read is driven too: it fails, alone.
             let due = self.recover_run(&run).await.unwrap_or_else(|e| {

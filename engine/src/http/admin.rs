@@ -1,12 +1,17 @@
 //! The admin API: modules, runs and their logs. Every route needs the admin key.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, extract::DefaultBodyLimit};
@@ -14,7 +19,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_json, read_body, read_json};
-use crate::store::records::RunStatus;
+use crate::ids::{ModuleName, RunId};
+use crate::store::RunQuery;
+use crate::store::records::{EventRecord, RunStatus};
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -93,16 +100,51 @@ async fn start_run(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// Runs a page lists unless asked for fewer, and the most it lists.
+const RUNS_PER_PAGE: usize = 100;
+const MOST_RUNS_PER_PAGE: usize = 1_000;
+
 #[derive(Deserialize)]
 struct RunFilter {
     status: Option<RunStatus>,
+    module: Option<String>,
+    /// Only runs created at or after this time (ms since the Unix epoch).
+    since_ms: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    limit: Option<usize>,
 }
 
-/// Runs, oldest first; a record that cannot be read is listed under `unreadable` instead.
+impl RunFilter {
+    fn query(self) -> Result<RunQuery, ApiError> {
+        let bad = |code, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
+        let module = self.module.map(|m| ModuleName::parse(&m).map_err(|e| bad("bad-module-name", e.to_string())));
+        let before =
+            self.cursor.map(|c| RunId::parse(&c).map_err(|_| bad("bad-cursor", format!("`{c}` is no cursor"))));
+        let limit = self.limit.unwrap_or(RUNS_PER_PAGE);
+        if !(1..=MOST_RUNS_PER_PAGE).contains(&limit) {
+            return Err(bad("bad-limit", format!("limit is 1 to {MOST_RUNS_PER_PAGE}")));
+        }
+        Ok(RunQuery {
+            status: self.status,
+            module: module.transpose()?,
+            since_ms: self.since_ms,
+            before: before.transpose()?,
+            limit,
+        })
+    }
+}
+
+/// Runs, newest first, a page at a time (`next_cursor` asks for the next); a record that
+/// cannot be read is listed under `unreadable` instead.
 async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
-    let (runs, unreadable) = app.executor.runs(filter.status).await?;
-    let unreadable: Vec<Value> = unreadable.into_iter().map(|u| json!({ "id": u.key, "error": u.error })).collect();
-    let mut view = json!({ "runs": runs });
+    let page = app.executor.run_page(&filter.query()?).await?;
+    let unreadable: Vec<Value> =
+        page.unreadable.into_iter().map(|u| json!({ "id": u.key, "error": u.error })).collect();
+    let mut view = json!({ "runs": page.runs });
+    if let Some(next) = page.next {
+        view["next_cursor"] = json!(next.to_string());
+    }
     if !unreadable.is_empty() {
         view["unreadable"] = json!(unreadable);
     }
@@ -114,15 +156,68 @@ async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Re
     Ok(Json(json!(app.executor.run_view(&id).await?)))
 }
 
-/// A run's log; a record that cannot be read is listed under `unreadable` instead.
-async fn get_events(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Stream the log as Server-Sent Events, new events as they come, until the run ends.
+    #[serde(default)]
+    follow: bool,
+}
+
+/// A run's log; a record that cannot be read is listed under `unreadable` instead. With
+/// `follow=true`, a stream of Server-Sent Events (see `follow_events`).
+async fn get_events(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if query.follow {
+        let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        app.executor.run(&id).await?;
+        return Ok(follow_events(app, id, after).into_response());
+    }
     let (events, unreadable) = app.executor.events(&id).await?;
     let mut view = json!({ "events": events });
     if !unreadable.is_empty() {
         view["unreadable"] =
             json!(unreadable.into_iter().map(|u| json!({ "seq": u.key, "error": u.error })).collect::<Vec<_>>());
     }
-    Ok(Json(view))
+    Ok(Json(view).into_response())
+}
+
+/// How often a followed log is read again for new events.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// A run's events after `after` (a `Last-Event-ID`, to resume), each as an SSE event whose
+/// id is its sequence number and whose type is the event's; it ends with the run's end.
+fn follow_events(
+    app: Arc<AppState>,
+    id: String,
+    after: Option<u64>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let pages = futures::stream::unfold((app, id, after, false), |(app, id, after, ended)| async move {
+        if ended {
+            return None;
+        }
+        loop {
+            let Ok((events, _)) = app.executor.events(&id).await else { return None };
+            let new: Vec<EventRecord> = events.into_iter().filter(|e| after.is_none_or(|seen| e.seq > seen)).collect();
+            let Some(last) = new.last() else {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                continue;
+            };
+            let (after, ended) = (Some(last.seq), new.iter().any(|e| e.event.is_terminal()));
+            let sse: Vec<Result<Event, Infallible>> = new.iter().map(|e| Ok(sse_event(e))).collect();
+            return Some((futures::stream::iter(sse), (app, id, after, ended)));
+        }
+    });
+    Sse::new(pages.flatten()).keep_alive(KeepAlive::default())
+}
+
+fn sse_event(record: &EventRecord) -> Event {
+    let data = serde_json::to_value(record).unwrap_or(Value::Null);
+    let kind = data["type"].as_str().unwrap_or("event").to_string();
+    Event::default().id(record.seq.to_string()).event(kind).data(data.to_string())
 }
 
 /// Ends a run as cancelled: its webhooks answer 410 and its timers are dropped. 200 with

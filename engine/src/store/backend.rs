@@ -5,10 +5,11 @@ use std::path::Path;
 
 use super::records::{
     ApiKeyRecord, EventRecord, HookRecord, IdempotencyRecord, InboxEntry, ModuleRecord, NotTakenReason, NotTakenRecord,
-    RequestRecord, RunRecord, RunStatus,
+    RequestRecord, RunRecord,
 };
 use super::{
-    Channel, Claimed, Delivery, DueTimers, Inbox, PgStore, Registry, Result, RunLog, SledStore, Timers, Unreadable,
+    Channel, Claimed, Delivery, DueTimers, Inbox, PgStore, Registry, Result, RunLog, RunPage, RunQuery, SledStore,
+    Timers, Unreadable,
 };
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
@@ -49,7 +50,8 @@ impl RunLog for Store {
         fn create_run(&self, run: &RunRecord, started: &EventRecord) -> Result<()>;
         fn run(&self, id: RunId) -> Result<Option<RunRecord>>;
         fn put_run(&self, run: &RunRecord) -> Result<()>;
-        fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)>;
+        fn runs(&self) -> Result<(Vec<RunRecord>, Vec<Unreadable>)>;
+        fn run_page(&self, query: &RunQuery) -> Result<RunPage>;
         fn events(&self, id: RunId) -> Result<(Vec<EventRecord>, u64)>;
         fn readable_events(&self, id: RunId) -> Result<(Vec<EventRecord>, Vec<Unreadable>)>;
         fn append(&self, id: RunId, events: &[EventRecord]) -> Result<()>;

@@ -8,7 +8,7 @@ use super::records::{
     ModuleRecord, NotTakenReason, OnAuthFailure, RequestRecord, ResponseMode, RunRecord, RunStatus, WaitOutcome,
     WebhookInfo,
 };
-use super::{Channel, Delivery, Inbox, Registry, RunLog, Storage, Store, StoreError, Timers, event_record};
+use super::{Channel, Delivery, Inbox, Registry, RunLog, RunQuery, Storage, Store, StoreError, Timers, event_record};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
 const NOW: u64 = 1_000_000;
@@ -430,5 +430,44 @@ async fn modules_are_listed_by_name() {
         }
         let names: Vec<String> = store.modules().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
         assert_eq!(names, ["alpha", "zeta"]);
+    }
+}
+
+#[tokio::test]
+async fn runs_are_paged_newest_first_and_filtered() {
+    for (_dir, store) in backends().await {
+        let mut ids = Vec::new();
+        for n in 0..5u64 {
+            // Ids sort by creation to the millisecond.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let mut run = run_record(RunId::new());
+            run.module = ModuleName::parse(if n % 2 == 0 { "orders" } else { "billing" }).unwrap();
+            run.created_at_ms = NOW + n;
+            store.create_run(&run, &started()).await.unwrap();
+            ids.push(run.id);
+        }
+        let newest_first: Vec<RunId> = ids.iter().rev().copied().collect();
+        let all = RunQuery { status: None, module: None, since_ms: None, before: None, limit: 2 };
+        let mut seen = Vec::new();
+        let mut query = all.clone();
+        loop {
+            let page = store.run_page(&query).await.unwrap();
+            assert!(page.runs.len() <= 2);
+            seen.extend(page.runs.iter().map(|run| run.id));
+            match page.next {
+                Some(next) => query.before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, newest_first);
+
+        let orders = RunQuery { module: Some(ModuleName::parse("orders").unwrap()), limit: 10, ..all.clone() };
+        let page = store.run_page(&orders).await.unwrap();
+        assert_eq!(page.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[4], ids[2], ids[0]]);
+        assert!(page.next.is_none());
+        let recent = RunQuery { since_ms: Some(NOW + 3), limit: 10, ..all.clone() };
+        assert_eq!(store.run_page(&recent).await.unwrap().runs.len(), 2);
+        let ended = RunQuery { status: Some(RunStatus::Completed), limit: 10, ..all };
+        assert!(store.run_page(&ended).await.unwrap().runs.is_empty());
     }
 }

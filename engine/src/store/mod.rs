@@ -94,6 +94,52 @@ pub struct Unreadable {
     pub error: String,
 }
 
+/// Which runs a page lists: newest first (ids sort by creation), older than `before` (the
+/// previous page's cursor), at most `limit`, of one status, one module, created at or
+/// after `since_ms`, as asked.
+#[derive(Debug, Clone)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    pub module: Option<ModuleName>,
+    pub since_ms: Option<u64>,
+    pub before: Option<RunId>,
+    pub limit: usize,
+}
+
+impl RunQuery {
+    fn matches(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| s == run.status)
+            && self.module.as_ref().is_none_or(|m| *m == run.module)
+            && self.since_ms.is_none_or(|since| run.created_at_ms >= since)
+    }
+}
+
+/// A page of runs, and the cursor of the next when there are more.
+#[derive(Debug, Default)]
+pub struct RunPage {
+    pub runs: Vec<RunRecord>,
+    pub unreadable: Vec<Unreadable>,
+    pub next: Option<RunId>,
+}
+
+impl RunPage {
+    /// Takes the next run a backend read (newest first); false once the page is full.
+    fn take(&mut self, query: &RunQuery, key: impl FnOnce() -> String, read: Result<RunRecord>) -> bool {
+        match read {
+            Ok(run) if query.matches(&run) => {
+                if self.runs.len() == query.limit {
+                    self.next = self.runs.last().map(|last| last.id);
+                    return false;
+                }
+                self.runs.push(run);
+            }
+            Ok(_) => {}
+            Err(e) => self.unreadable.push(Unreadable { key: key(), error: e.to_string() }),
+        }
+        true
+    }
+}
+
 /// What became of a call delivered to a webhook.
 #[derive(Debug)]
 pub enum Delivery {
@@ -132,9 +178,10 @@ pub trait RunLog: Send + Sync {
     fn run(&self, id: RunId) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
     /// Writes the run's record (its status and what it waits on), staged.
     fn put_run(&self, run: &RunRecord) -> impl Future<Output = Result<()>> + Send;
-    /// Every run, oldest first, optionally of one status; unreadable records are reported.
-    fn runs(&self, status: Option<RunStatus>)
-    -> impl Future<Output = Result<(Vec<RunRecord>, Vec<Unreadable>)>> + Send;
+    /// Every run, oldest first (recovery reads them all); unreadable records are reported.
+    fn runs(&self) -> impl Future<Output = Result<(Vec<RunRecord>, Vec<Unreadable>)>> + Send;
+    /// A page of runs, newest first (see `RunQuery`); unreadable records are reported.
+    fn run_page(&self, query: &RunQuery) -> impl Future<Output = Result<RunPage>> + Send;
     /// The run's log, and the bytes it takes; an unreadable event is an error.
     fn events(&self, id: RunId) -> impl Future<Output = Result<(Vec<EventRecord>, u64)>> + Send;
     /// The run's log for people to read: unreadable events are passed over and reported.

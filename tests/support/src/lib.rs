@@ -418,6 +418,28 @@ impl Latch {
         send(self.admin(self.http.get(format!("{}{path}", self.base)))).await
     }
 
+    /// Every run (of `status`, if given), newest first, following the listing's pages.
+    pub async fn all_runs(&self, status: Option<&str>) -> Vec<Value> {
+        let mut runs = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = String::from("/v1/runs?limit=1000");
+            if let Some(status) = status {
+                path += &format!("&status={status}");
+            }
+            if let Some(cursor) = &cursor {
+                path += &format!("&cursor={cursor}");
+            }
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return runs,
+            }
+        }
+    }
+
     pub async fn run(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/runs/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");

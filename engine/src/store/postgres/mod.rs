@@ -17,9 +17,12 @@ use tokio_postgres::types::ToSql;
 use super::codec::{decode, encode};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
-    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus, WaitOutcome,
+    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, WaitOutcome,
 };
-use super::{Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, StoreError, Timers, Unreadable};
+use super::{
+    Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, RunPage, RunQuery, StoreError, Timers,
+    Unreadable,
+};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
 /// At most this many refused calls are kept per run; more are only logged.
@@ -276,12 +279,11 @@ impl RunLog for PgStore {
         Ok(())
     }
 
-    async fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
+    async fn runs(&self) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
         for row in self.query("SELECT id, record FROM runs ORDER BY id", &[]).await? {
             match decode::<RunRecord>(row.get::<_, &[u8]>(1)) {
-                Ok(run) if status.is_none_or(|s| s == run.status) => out.push(run),
-                Ok(_) => {}
+                Ok(run) => out.push(run),
                 Err(e) => {
                     let id: &[u8] = row.get(0);
                     let key = run_id(id).map_or_else(|| hex::encode(id), |id| id.to_string());
@@ -291,6 +293,32 @@ impl RunLog for PgStore {
             }
         }
         Ok((out, unreadable))
+    }
+
+    async fn run_page(&self, query: &RunQuery) -> Result<RunPage> {
+        /// Rows read at a time: a filter may pass over many before the page is full.
+        const BATCH: i64 = 500;
+        let mut page = RunPage::default();
+        let mut before = query.before.map(|id| id.bytes().to_vec());
+        loop {
+            let rows = self
+                .query(
+                    "SELECT id, record FROM runs WHERE ($1::bytea IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                    &[&before, &BATCH],
+                )
+                .await?;
+            for row in &rows {
+                let id: &[u8] = row.get(0);
+                let name = || run_id(id).map_or_else(|| hex::encode(id), |id| id.to_string());
+                if !page.take(query, name, decode(row.get::<_, &[u8]>(1))) {
+                    return Ok(page);
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == BATCH => before = Some(last.get::<_, Vec<u8>>(0)),
+                _ => return Ok(page),
+            }
+        }
     }
 
     async fn events(&self, id: RunId) -> Result<(Vec<EventRecord>, u64)> {

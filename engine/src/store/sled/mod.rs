@@ -15,9 +15,12 @@ use std::path::Path;
 use super::codec::{decode, encode, event_type};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
-    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, RunStatus, WaitOutcome,
+    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, WaitOutcome,
 };
-use super::{Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, StoreError, Timers, Unreadable};
+use super::{
+    Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, RunPage, RunQuery, StoreError, Timers,
+    Unreadable,
+};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 use std::sync::Arc;
 
@@ -344,14 +347,13 @@ impl RunLog for SledStore {
         Ok(())
     }
 
-    async fn runs(&self, status: Option<RunStatus>) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
+    async fn runs(&self) -> Result<(Vec<RunRecord>, Vec<Unreadable>)> {
         let mut out = Vec::new();
         let mut unreadable = Vec::new();
         for item in self.runs.iter() {
             let (key, bytes) = item?;
             match decode::<RunRecord>(&bytes) {
-                Ok(run) if status.is_none_or(|s| s == run.status) => out.push(run),
-                Ok(_) => {}
+                Ok(run) => out.push(run),
                 Err(e) => {
                     let key = keys::run_of(&key).map_or_else(|| hex::encode(&key), |id| id.to_string());
                     tracing::error!(run = %key, "skipping an unreadable run record: {e}");
@@ -360,6 +362,22 @@ impl RunLog for SledStore {
             }
         }
         Ok((out, unreadable))
+    }
+
+    async fn run_page(&self, query: &RunQuery) -> Result<RunPage> {
+        let mut page = RunPage::default();
+        let older = match query.before {
+            Some(before) => self.runs.range(..before.bytes()),
+            None => self.runs.iter(),
+        };
+        for item in older.rev() {
+            let (key, bytes) = item?;
+            let name = || keys::run_of(&key).map_or_else(|| hex::encode(&key), |id| id.to_string());
+            if !page.take(query, name, decode(&bytes)) {
+                break;
+            }
+        }
+        Ok(page)
     }
 
     async fn events(&self, id: RunId) -> Result<(Vec<EventRecord>, u64)> {
@@ -412,7 +430,7 @@ impl RunLog for SledStore {
     }
 
     async fn finished_before(&self, before_ms: u64) -> Result<Vec<RunId>> {
-        let (runs, _) = self.runs(None).await?;
+        let (runs, _) = self.runs().await?;
         Ok(runs.into_iter().filter(|r| r.status.is_terminal() && r.updated_at_ms < before_ms).map(|r| r.id).collect())
     }
 
