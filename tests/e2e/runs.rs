@@ -175,6 +175,12 @@ async fn metrics_count_runs_and_the_answers_callers_got_and_need_the_admin_key()
     assert_eq!(metric(&latch, r#"latch_runs_ended_total{status="completed"}"#).await, 1);
     assert_eq!(metric(&latch, r#"latch_calls_total{class="2xx",code="accepted"}"#).await, 1);
     assert_eq!(metric(&latch, r#"latch_calls_total{class="4xx",code="gone"}"#).await, 1);
+    assert_eq!(metric(&latch, "latch_resume_seconds_count").await, 1, "the callback was taken once");
+    assert!(metric(&latch, "latch_activations_total").await >= 1);
+
+    let failing = latch.start_run("order-payment", json!({ "amount": 1 })).await;
+    latch.wait_for(&failing, "failed").await;
+    assert_eq!(metric(&latch, r#"latch_runs_failed_total{code="guest"}"#).await, 1, "bad-input is the guest's code");
 }
 
 #[tokio::test]

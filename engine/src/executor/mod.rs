@@ -339,6 +339,7 @@ impl Executor {
             }
             End::Failed(failure) => {
                 tracing::warn!(run = %run.id, code = %failure.code, "run failed: {}", failure.message);
+                self.shared.metrics.run_failed(&failure.code);
                 run.status = RunStatus::Failed;
                 run.error = Some(failure);
             }

@@ -541,6 +541,7 @@ impl Runtime {
         start: Start,
         stderr: &MemoryOutputPipe,
     ) -> Outcome {
+        self.shared.metrics.activated();
         let result = match pre.instantiate_async(&mut *store).await {
             Ok(instance) => instance.call_run(&mut *store, &start).await,
             Err(e) => Err(e),

@@ -156,6 +156,8 @@ impl HostState {
                 store.taken(run, &claimed).await?;
                 continue;
             }
+            let waited = self.shared.clock.now_ms().saturating_sub(claimed.entry.request.received_at_ms);
+            self.shared.metrics.call_taken(waited);
             let index = index_of(&awaited.targets, &channel);
             let result = WaitOutcome::Request { request: Box::new(claimed.entry.request.clone()) };
             self.journal.record(Event::WaitEnded { index, result: result.clone() })?;

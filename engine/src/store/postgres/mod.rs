@@ -490,6 +490,13 @@ impl Inbox for PgStore {
     }
 
     async fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
+        // Numbered before the transaction: it holds a pooled connection, and waiting for a
+        // second one while holding it could exhaust the pool.
+        let arrival = match (hook.single_use, request.arrival()) {
+            (true, _) => 0,
+            (false, Some(arrival)) => arrival,
+            (false, None) => self.next_id().await?,
+        };
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // Shares the token's row lock with other callers; a close waits for this call.
@@ -503,13 +510,6 @@ impl Inbox for PgStore {
             return Ok(Delivery::Gone);
         }
         let (kind, name) = channel_key(&Channel::Webhook(hook.webhook()));
-        let arrival = match hook.single_use {
-            true => 0,
-            false => match request.arrival() {
-                Some(arrival) => arrival,
-                None => self.next_id().await?,
-            },
-        };
         // The one slot of a single-use webhook: of two racing calls, one wins.
         let inserted = tx
             .execute(
