@@ -42,6 +42,9 @@ struct ServeArgs {
     /// Data directory (sled store and compiled-code cache).
     #[arg(long, default_value = "./latch-data")]
     data: PathBuf,
+    /// How log lines are written to stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Keep state in this PostgreSQL database (postgres://user@host:port/db) instead of the
     /// embedded sled store; the data dir then holds only compiled code.
     #[arg(long, env = "LATCH_DATABASE_URL", hide_env_values = true)]
@@ -160,16 +163,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "latch=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let parsed = Cli::parse();
     match parsed.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            serve(args).await
+        }
         Command::Operation(operation) => {
             if let Err(e) = cli::run(parsed.connection, operation).await {
                 // One line, for a person or a script to read.
@@ -178,6 +177,23 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    /// One JSON object a line, with the spans (a run's id among them) of each message.
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: the engine's info and up).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "latch=info,warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
     }
 }
 

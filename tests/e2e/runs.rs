@@ -259,3 +259,22 @@ async fn events_follow_as_server_sent_events_until_the_run_ends_and_resume_from_
     let (status, _) = latch.get("/v1/runs/00000000-0000-7000-8000-000000000000/events?follow=true").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_carrying_the_runs_id() {
+    let latch = crate::harness::start_with(&["--log-format", "json"]).await;
+    latch.upload_plugin("order-payment").await;
+    // A run that fails logs a warning while it is being driven.
+    let id = latch.start_run("order-payment", json!({ "amount": 1 })).await;
+    latch.wait_for(&id, "failed").await;
+    let log = latch.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let failed = lines.iter().find(|line| line["fields"]["message"].as_str().is_some_and(|m| m.starts_with("run failed")));
+    let failed = failed.unwrap_or_else(|| panic!("no `run failed` line in {log}"));
+    assert_eq!(failed["span"]["name"], "run");
+    assert_eq!(failed["span"]["run"], id.as_str(), "{failed}");
+}

@@ -471,3 +471,19 @@ async fn runs_are_paged_newest_first_and_filtered() {
         assert!(store.run_page(&ended).await.unwrap().runs.is_empty());
     }
 }
+
+#[tokio::test]
+async fn calls_left_on_two_single_use_webhooks_are_both_listed_as_not_taken() {
+    for (_dir, store) in backends().await {
+        let run = new_run(&store).await;
+        for number in [1, 2] {
+            let hook = hook(run, number, &format!("tok-single-{number}"), true);
+            store.create_hook(&hook, NOW).await.unwrap();
+            let call = request(&store, json!(number)).await;
+            assert!(matches!(store.deliver(&hook, &call, false, NOW).await.unwrap(), Delivery::Accepted));
+            store.close_hook(&hook.token, run, WebhookId(number), NotTakenReason::RunEnded, NOW).await.unwrap();
+        }
+        let listed: Vec<Value> = store.not_taken(run).await.unwrap().into_iter().map(|r| r.request.data).collect();
+        assert_eq!(listed, [json!(1), json!(2)]);
+    }
+}

@@ -1,4 +1,5 @@
-//! The network backend: PostgreSQL, for when several `latch` nodes share one database.
+//! The network backend: PostgreSQL. One `latch` node serves a database at a time (it holds
+//! an advisory lock); several nodes sharing one are the next step.
 //!
 //! Every durable write is committed before it returns (concurrent commits share one WAL
 //! flush). The writes the store's doc calls staged go through a second pool whose sessions
@@ -10,7 +11,9 @@
 
 mod migrations;
 
-use deadpool_postgres::{GenericClient, Object, Pool, Runtime};
+use std::sync::Arc;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
@@ -52,6 +55,45 @@ pub struct PgStore {
     pool: Pool,
     /// Sessions that commit without waiting for the WAL flush, for staged writes.
     staged: Pool,
+    /// Held while the store lives: one node serves a database.
+    _node: Arc<NodeLock>,
+}
+
+/// Any number no other program takes as an advisory lock on the database.
+const NODE_LOCK: i64 = 0x006c_6174_6368_6e6f;
+
+/// How long a node waits for the database's lock: a node killed a moment ago may still
+/// hold it until the server notices its connection is gone.
+const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A session-level advisory lock, held on a connection of its own. Start-up repairs the
+/// inbox as if nobody else served it, which is true only with one node per database.
+struct NodeLock {
+    _client: tokio_postgres::Client,
+}
+
+impl NodeLock {
+    async fn take(config: &tokio_postgres::Config) -> Result<NodeLock> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!("the database connection holding this node's lock ended: {e}");
+            }
+        });
+        let deadline = std::time::Instant::now() + NODE_LOCK_WAIT;
+        loop {
+            let taken: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK]).await?.get(0);
+            if taken {
+                return Ok(NodeLock { _client: client });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "another latch node serves this database (one node per database, for now)".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// How a channel is keyed: its kind (0 a webhook, 1 a named trigger) and its name.
@@ -69,9 +111,10 @@ fn channel_of(kind: i16, name: &str) -> Option<Channel> {
     }
 }
 
-/// Numbers are stored as `bigint`; none that Latch writes comes near 2^63.
+/// Numbers are stored as `bigint`; a larger one (a guest may sleep until the end of time)
+/// is kept as the largest.
 fn int(n: u64) -> i64 {
-    n as i64
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn run_id(bytes: &[u8]) -> Option<RunId> {
@@ -99,23 +142,31 @@ impl PgStore {
     /// Connects to the database at `url` and brings its schema to this binary's version;
     /// a database migrated by a newer binary is refused.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let pool = Self::pool(url, None)?;
-        let staged = Self::pool(url, Some("-c synchronous_commit=off"))?;
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        // Said outright, whatever the database or role defaults to: a 2xx follows a flush.
+        let pool = Self::pool(&config, "-c synchronous_commit=on")?;
+        let staged = Self::pool(&config, "-c synchronous_commit=off")?;
+        let node = Arc::new(NodeLock::take(&config).await?);
         let mut client = pool.get().await?;
         migrations::migrate(&mut client).await?;
-        Ok(PgStore { pool, staged })
+        Ok(PgStore { pool, staged, _node: node })
     }
 
-    fn pool(url: &str, options: Option<&str>) -> Result<Pool> {
-        let config = deadpool_postgres::Config {
-            url: Some(url.to_string()),
-            options: options.map(str::to_string),
-            pool: Some(deadpool_postgres::PoolConfig::new(POOL_SIZE)),
-            ..Default::default()
+    /// A pool of sessions with `setting` added to the URL's own options.
+    fn pool(config: &tokio_postgres::Config, setting: &str) -> Result<Pool> {
+        let mut config = config.clone();
+        let options = match config.get_options() {
+            Some(own) => format!("{own} {setting}"),
+            None => setting.to_string(),
         };
-        config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
+        config.options(&options);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot make a connection pool: {e}")))
     }
 
     async fn client(&self) -> Result<Object> {
@@ -162,6 +213,8 @@ async fn note_not_taken(
     reason: NotTakenReason,
     now_ms: u64,
 ) -> Result<()> {
+    // Keyed by the call's own number: every single-use webhook's slot is at arrival 0.
+    let not_taken_key = row.entry.request.arrival().unwrap_or(row.arrival);
     let record = if row.entry.held {
         let kept: i64 = client
             .query_one("SELECT count(*) FROM not_taken WHERE run = $1 AND NOT acknowledged", &[&run.bytes().as_slice()])
@@ -178,7 +231,7 @@ async fn note_not_taken(
         .execute(
             "INSERT INTO not_taken (run, arrival, acknowledged, record) VALUES ($1, $2, $3, $4)
              ON CONFLICT (run, arrival) DO UPDATE SET acknowledged = $3, record = $4",
-            &[&run.bytes().as_slice(), &int(row.arrival), &record.acknowledged, &encode(&record)?],
+            &[&run.bytes().as_slice(), &int(not_taken_key), &record.acknowledged, &encode(&record)?],
         )
         .await?;
     Ok(())
@@ -413,15 +466,21 @@ impl RunLog for PgStore {
 impl Inbox for PgStore {
     async fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> Result<()> {
         let mut client = self.staged().await?;
-        let tx = client.transaction().await?;
         let token = hook.token.as_str();
-        // Locks the token's row (or, through the insert's conflict, its absence).
-        tx.execute(
-            "INSERT INTO hooks (token, run, record) VALUES ($1, $2, '') ON CONFLICT DO NOTHING",
-            &[&token, &hook.run_id.bytes().as_slice()],
-        )
-        .await?;
-        let row = tx.query_one("SELECT record FROM hooks WHERE token = $1 FOR UPDATE", &[&token]).await?;
+        let run = hook.run_id.bytes();
+        let (tx, row) = loop {
+            let tx = client.transaction().await?;
+            // Locks the token's row (or, through the insert's conflict, its absence).
+            tx.execute(
+                "INSERT INTO hooks (token, run, record) VALUES ($1, $2, '') ON CONFLICT DO NOTHING",
+                &[&token, &run.as_slice()],
+            )
+            .await?;
+            // A row deleted meanwhile (its run's retention ended): try again.
+            if let Some(row) = tx.query_opt("SELECT record FROM hooks WHERE token = $1 FOR UPDATE", &[&token]).await? {
+                break (tx, row);
+            }
+        };
         let previous: &[u8] = row.get(0);
         if !previous.is_empty() {
             let previous: HookRecord = decode(previous)?;
@@ -554,7 +613,8 @@ impl Inbox for PgStore {
 
     async fn claim(&self, run: RunId, channel: &Channel) -> Result<Option<Claimed>> {
         let (kind, name) = channel_key(channel);
-        // The oldest call not being taken; one a concurrent withdrawal took out is skipped.
+        // The oldest call not being taken; one a concurrent withdrawal holds is waited for,
+        // and skipped if it went.
         let row = self
             .staged()
             .await?
@@ -563,7 +623,7 @@ impl Inbox for PgStore {
                     "UPDATE inbox SET taking = true WHERE (run, kind, channel, arrival) = (
                        SELECT run, kind, channel, arrival FROM inbox
                        WHERE run = $1 AND kind = $2 AND channel = $3 AND mark IS NULL AND NOT taking
-                       ORDER BY arrival LIMIT 1 FOR UPDATE SKIP LOCKED)
+                       ORDER BY arrival LIMIT 1 FOR UPDATE)
                      RETURNING {ENTRY_COLUMNS}"
                 ),
                 &[&run.bytes().as_slice(), &kind, &name],
@@ -602,7 +662,7 @@ impl Inbox for PgStore {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND mark IS NULL ORDER BY kind, channel, arrival"
+                    "SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND mark IS NULL ORDER BY kind, channel COLLATE \"C\", arrival"
                 ),
                 &[&run.bytes().as_slice()],
             )
@@ -666,7 +726,21 @@ impl Inbox for PgStore {
             let Some(run) = run_id(row.get(0)) else { continue };
             let request: Vec<u8> = row.get(6);
             let Some(channel) = channel_of(row.get(1), row.get(2)) else { continue };
-            let entry = InboxEntry { request: decode(&request)?, held: row.get(4), taking: row.get(5) };
+            let (kind, channel_name, arrival): (i16, String, i64) = (row.get(1), row.get(2), row.get(3));
+            let request = match decode(&request) {
+                Ok(request) => request,
+                Err(e) => {
+                    // One bad row must not stop the server from starting.
+                    tracing::error!("dropping an unreadable call from the inbox: {e}");
+                    tx.execute(
+                        "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
+                        &[&run.bytes().as_slice(), &kind, &channel_name, &arrival],
+                    )
+                    .await?;
+                    continue;
+                }
+            };
+            let entry = InboxEntry { request, held: row.get(4), taking: row.get(5) };
             let call = Row { channel, arrival: row.get::<_, i64>(3) as u64, entry };
             let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
             if call.entry.taking && in_log(&tx, run, &call.entry.request.id).await? {
@@ -814,7 +888,10 @@ impl Registry for PgStore {
         Ok(())
     }
 
+    /// A last synchronous commit flushes the staged ones before it (see the module's doc).
     async fn close(&self) -> Result<()> {
+        self.set_meta("closed-cleanly", "true").await?;
+        self.staged.close();
         self.pool.close();
         Ok(())
     }
@@ -829,7 +906,7 @@ impl Registry for PgStore {
     }
 
     async fn modules(&self) -> Result<Vec<ModuleRecord>> {
-        let rows = self.query("SELECT record FROM modules ORDER BY name", &[]).await?;
+        let rows = self.query("SELECT record FROM modules ORDER BY name COLLATE \"C\"", &[]).await?;
         rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
     }
 
@@ -870,7 +947,7 @@ impl Registry for PgStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        let rows = self.query("SELECT record FROM api_keys ORDER BY digest", &[]).await?;
+        let rows = self.query("SELECT record FROM api_keys ORDER BY digest COLLATE \"C\"", &[]).await?;
         rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
     }
 
@@ -886,18 +963,24 @@ impl Registry for PgStore {
             .query_one(
                 "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2
                  RETURNING xmax = 0",
-                &[&name.as_str(), &value],
+                &[&name.as_str(), &value.as_bytes()],
             )
             .await?;
         Ok(row.get(0))
     }
 
     async fn secret(&self, name: &KeyName) -> Result<Option<String>> {
-        Ok(self.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name.as_str()]).await?.map(|row| row.get(0)))
+        let row = self.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name.as_str()]).await?;
+        Ok(row.map(|row| String::from_utf8_lossy(row.get::<_, &[u8]>(0)).into_owned()))
     }
 
     async fn secret_names(&self) -> Result<Vec<String>> {
-        Ok(self.query("SELECT name FROM secrets ORDER BY name", &[]).await?.iter().map(|row| row.get(0)).collect())
+        Ok(self
+            .query("SELECT name FROM secrets ORDER BY name COLLATE \"C\"", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
     }
 
     async fn delete_secret(&self, name: &KeyName) -> Result<bool> {
@@ -929,31 +1012,36 @@ impl Registry for PgStore {
         now_ms: u64,
     ) -> Result<Option<IdempotencyRecord>> {
         let mut client = self.staged().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
-            )
-            .await?;
-        if inserted == 1 {
+        let bytes = encode(record)?;
+        let row: [&(dyn ToSql + Sync); 4] =
+            [&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &bytes];
+        loop {
+            let tx = client.transaction().await?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                    &row,
+                )
+                .await?;
+            if inserted == 1 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            // The note that was there may be forgotten meanwhile: then try again.
+            let found =
+                tx.query_opt("SELECT record FROM messages WHERE key = $1 FOR UPDATE", &[&key.as_bytes()]).await?;
+            let Some(found) = found else { continue };
+            let existing: IdempotencyRecord = decode(found.get::<_, &[u8]>(0))?;
+            if existing.forget_at_ms > now_ms {
+                return Ok(Some(existing));
+            }
+            // Past its time: this call is a first one again.
+            tx.execute("UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4 WHERE key = $1", &row)
+                .await?;
             tx.commit().await?;
             return Ok(None);
         }
-        let row = tx.query_one("SELECT record FROM messages WHERE key = $1 FOR UPDATE", &[&key.as_bytes()]).await?;
-        let existing: IdempotencyRecord = decode(row.get::<_, &[u8]>(0))?;
-        if existing.forget_at_ms > now_ms {
-            return Ok(Some(existing));
-        }
-        // Past its time: this call is a first one again.
-        tx.execute(
-            "UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4 WHERE key = $1",
-            &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(None)
     }
 
     async fn message(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
@@ -998,15 +1086,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    async fn the_schema_is_migrated_once_one_node_serves_it_and_a_newer_one_is_refused() {
         let url = latch_testkit::postgres_database().await;
         let first = PgStore::connect(&url).await.expect("connects and migrates");
         let id = first.next_id().await.expect("an id");
-        // A second node (or a restart) finds the schema in place, and ids go on rising.
+        let refused = PgStore::connect(&url).await.err().expect("a second node is refused");
+        assert!(refused.to_string().contains("another latch node"), "{refused}");
+        drop(first);
+
+        // A restart finds the schema in place, and ids go on rising.
         let second = PgStore::connect(&url).await.expect("connects again");
         assert!(second.next_id().await.expect("an id") > id);
-
         second.execute("INSERT INTO latch_schema (version) VALUES (99)", &[]).await.expect("a newer version");
+        drop(second);
         let refused = PgStore::connect(&url).await.err().expect("refused");
         assert!(refused.to_string().contains("newer than this binary"), "{refused}");
     }

@@ -52,7 +52,7 @@ CREATE TABLE trigger_waiters (
     PRIMARY KEY (module, name, run)
 );
 CREATE TABLE api_keys (digest text PRIMARY KEY, name text NOT NULL UNIQUE, record bytea NOT NULL);
-CREATE TABLE secrets (name text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);
 -- A sender's message id is kept under a key that may hold any byte (NUL separates its parts).
 CREATE TABLE messages (
     key bytea PRIMARY KEY,

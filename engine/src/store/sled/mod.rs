@@ -204,7 +204,9 @@ impl SledStore {
         } else {
             NotTakenRecord { request: entry.request.clone(), acknowledged: true, reason, at_ms: now }
         };
-        self.not_taken.insert(keys::not_taken(run, arrival), encode(&record)?)?;
+        // Keyed by the call's own number: every single-use webhook's slot is at arrival 0.
+        let key = keys::not_taken(run, entry.request.arrival().unwrap_or(arrival));
+        self.not_taken.insert(key, encode(&record)?)?;
         Ok(())
     }
 
