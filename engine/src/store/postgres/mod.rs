@@ -34,6 +34,12 @@ const REFUSED_KEPT_PER_RUN: i64 = 100;
 /// Connections a node keeps open.
 const POOL_SIZE: usize = 32;
 
+/// How long a request waits for a pooled connection before it fails as unavailable.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest a statement runs, and waits for a row's lock, before it fails.
+const TIMEOUTS: &str = "-c statement_timeout=30s -c lock_timeout=10s";
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The database's own message says what failed; the driver's says only "db error".
@@ -145,8 +151,9 @@ impl PgStore {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
         // Said outright, whatever the database or role defaults to: a 2xx follows a flush.
-        let pool = Self::pool(&config, "-c synchronous_commit=on")?;
-        let staged = Self::pool(&config, "-c synchronous_commit=off")?;
+        // A stuck database fails a request after the timeouts instead of hanging it.
+        let pool = Self::pool(&config, &format!("-c synchronous_commit=on {TIMEOUTS}"))?;
+        let staged = Self::pool(&config, &format!("-c synchronous_commit=off {TIMEOUTS}"))?;
         let node = Arc::new(NodeLock::take(&config).await?);
         let mut client = pool.get().await?;
         migrations::migrate(&mut client).await?;
@@ -164,6 +171,7 @@ impl PgStore {
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot make a connection pool: {e}")))
