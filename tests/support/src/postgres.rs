@@ -71,7 +71,10 @@ async fn start_server() -> Result<u16, String> {
 fn spawn_server() -> Result<(u16, PathBuf, mpsc::Receiver<String>), String> {
     let bin = server_binaries()?;
     let owner = server_owner()?;
-    let root = crate::target_dir().join("postgres");
+    // Under the system's temporary dir, not the target dir: the server may run as another
+    // user (see `server_owner`), who must be able to reach it, and a checkout under a
+    // private home (/root is 0700) is out of that user's reach.
+    let root = std::env::temp_dir().join("latch-postgres");
     std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     // The server may run as another user (see `server_owner`), who must reach its data dir.
     let traversable = std::fs::set_permissions(&root, Permissions::from_mode(0o755));
