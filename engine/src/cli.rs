@@ -221,7 +221,7 @@ async fn deploy(client: &Client, name: &str, file: &std::path::Path) -> anyhow::
     let answer = answer?;
     client.print(&answer, |a| {
         let new = if a["created"] == json!(true) { "new version" } else { "unchanged" };
-        format!("{name} {} ({new})\n", short(&a["version"]))
+        format!("{name} {} ({new})\n", short(&a["version"]["version"]))
     });
     Ok(())
 }

@@ -42,7 +42,10 @@ async fn the_cli_deploys_starts_shows_calls_and_lists() {
     let latch = start().await;
     let file = component_file("order-payment");
     let path = file.path().to_str().expect("a path");
-    assert!(ok(latch_cli(&latch, &["deploy", "order-payment", path])).contains("(new version)"));
+    let deployed = ok(latch_cli(&latch, &["deploy", "order-payment", path]));
+    let (_, module) = latch.get("/v1/modules/order-payment").await;
+    let version = module["versions"][0]["version"].as_str().expect("a version");
+    assert_eq!(deployed, format!("order-payment {} (new version)\n", &version[..12]));
     assert!(ok(latch_cli(&latch, &["deploy", "order-payment", path])).contains("(unchanged)"));
     let modules = ok(latch_cli(&latch, &["modules"]));
     assert!(modules.starts_with("NAME") && modules.contains("order-payment"), "{modules}");
