@@ -214,7 +214,13 @@ async fn runs_are_listed_newest_first_a_page_at_a_time_and_filtered() {
     assert_eq!(other["runs"], json!([]));
     let (_, later) = latch.get("/v1/runs?since_ms=99999999999999").await;
     assert_eq!(later["runs"], json!([]));
-    for (query, code) in [("limit=0", "bad-limit"), ("limit=1001", "bad-limit"), ("cursor=zzz", "bad-cursor")] {
+    let hostile = [
+        ("limit=0", "bad-limit"),
+        ("limit=1001", "bad-limit"),
+        ("cursor=zzz", "bad-cursor"),
+        ("module=Orders", "bad-module-name"),
+    ];
+    for (query, code) in hostile {
         let (status, body) = latch.get(&format!("/v1/runs?{query}")).await;
         assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::BAD_REQUEST, code), "{query}");
     }

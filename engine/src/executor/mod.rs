@@ -261,7 +261,8 @@ impl Executor {
 
     /// Executes the run until it completes, fails or suspends. The caller holds the
     /// run's driver slot.
-    #[tracing::instrument(name = "run", skip(self), fields(run = %run_id))]
+    // Only the run's id is recorded: a span is made for every activation.
+    #[tracing::instrument(name = "run", skip_all, fields(run = %run_id))]
     async fn drive(&self, run_id: RunId) {
         let mut guard = DriverGuard { shared: &self.shared, run: run_id, armed: true };
         // Past the cap of runs executing at once, it waits its turn here.

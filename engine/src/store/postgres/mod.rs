@@ -131,17 +131,17 @@ fn run_id(bytes: &[u8]) -> Option<RunId> {
 const ENTRY_COLUMNS: &str = "kind, channel, arrival, held, taking, request";
 
 /// A call read from the inbox, with where it sits.
-struct Row {
+struct QueuedCall {
     channel: Channel,
     arrival: u64,
     entry: InboxEntry,
 }
 
-fn entry_row(row: &tokio_postgres::Row) -> Result<Option<Row>> {
+fn entry_row(row: &tokio_postgres::Row) -> Result<Option<QueuedCall>> {
     let request: Vec<u8> = row.get(5);
     let Some(channel) = channel_of(row.get(0), row.get(1)) else { return Ok(None) };
     let entry = InboxEntry { request: decode(&request)?, held: row.get(3), taking: row.get(4) };
-    Ok(Some(Row { channel, arrival: row.get::<_, i64>(2) as u64, entry }))
+    Ok(Some(QueuedCall { channel, arrival: row.get::<_, i64>(2) as u64, entry }))
 }
 
 impl PgStore {
@@ -217,7 +217,7 @@ impl PgStore {
 async fn note_not_taken(
     client: &impl GenericClient,
     run: RunId,
-    row: &Row,
+    row: &QueuedCall,
     reason: NotTakenReason,
     now_ms: u64,
 ) -> Result<()> {
@@ -264,7 +264,8 @@ async fn move_to_not_taken(
             &[&run.bytes().as_slice(), &kind, &channel],
         )
         .await?;
-    let mut rows: Vec<Row> = rows.iter().map(entry_row).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    let mut rows: Vec<QueuedCall> =
+        rows.iter().map(entry_row).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
     rows.sort_by_key(|row| row.arrival);
     for row in &rows {
         note_not_taken(client, run, row, reason, now_ms).await?;
@@ -725,31 +726,28 @@ impl Inbox for PgStore {
         }
         let rows = tx
             .query(
-                &format!("SELECT run, {ENTRY_COLUMNS} FROM inbox WHERE mark IS NULL AND (taking OR held) FOR UPDATE"),
+                &format!("SELECT {ENTRY_COLUMNS}, run FROM inbox WHERE mark IS NULL AND (taking OR held) FOR UPDATE"),
                 &[],
             )
             .await?;
         let mut refused = 0;
         for row in rows {
-            let Some(run) = run_id(row.get(0)) else { continue };
-            let request: Vec<u8> = row.get(6);
-            let Some(channel) = channel_of(row.get(1), row.get(2)) else { continue };
-            let (kind, channel_name, arrival): (i16, String, i64) = (row.get(1), row.get(2), row.get(3));
-            let request = match decode(&request) {
-                Ok(request) => request,
+            let Some(run) = run_id(row.get(6)) else { continue };
+            let call = match entry_row(&row) {
+                Ok(Some(call)) => call,
+                Ok(None) => continue,
                 Err(e) => {
                     // One bad row must not stop the server from starting.
                     tracing::error!("dropping an unreadable call from the inbox: {e}");
+                    let (kind, channel, arrival): (i16, &str, i64) = (row.get(0), row.get(1), row.get(2));
                     tx.execute(
                         "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
-                        &[&run.bytes().as_slice(), &kind, &channel_name, &arrival],
+                        &[&run.bytes().as_slice(), &kind, &channel, &arrival],
                     )
                     .await?;
                     continue;
                 }
             };
-            let entry = InboxEntry { request, held: row.get(4), taking: row.get(5) };
-            let call = Row { channel, arrival: row.get::<_, i64>(3) as u64, entry };
             let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
             if call.entry.taking && in_log(&tx, run, &call.entry.request.id).await? {
                 finish_take(&tx, run, &call.channel, call.arrival, slot).await?;
@@ -812,7 +810,7 @@ impl Inbox for PgStore {
 
 impl PgStore {
     /// The oldest call on a channel that is not being taken.
-    async fn first_call(&self, run: RunId, channel: &Channel) -> Result<Option<Row>> {
+    async fn first_call(&self, run: RunId, channel: &Channel) -> Result<Option<QueuedCall>> {
         let (kind, name) = channel_key(channel);
         let row = self
             .query_opt(
