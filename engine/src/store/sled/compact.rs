@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ID_BASE_META, Result, StoreError};
+use super::{ID_BASE_META, Result, StoreError, open_waiting_for_the_lock};
 
 /// Files smaller than this are left alone.
 const WORTH_IT_BYTES: u64 = 16 << 20;
@@ -58,13 +58,13 @@ fn compact_if_worthwhile(dir: &Path) -> Result<()> {
     if on_disk < WORTH_IT_BYTES {
         return Ok(());
     }
-    let source = sled::Config::new().path(&live).open()?;
+    let source = open_waiting_for_the_lock(&sled::Config::new().path(&live))?;
     let held = held_bytes(&source)?;
     if on_disk < 2 * held + WORTH_IT_BYTES {
         return Ok(());
     }
     tracing::info!(on_disk, held, "compacting the store");
-    let target = sled::Config::new().path(&copy).open()?;
+    let target = open_waiting_for_the_lock(&sled::Config::new().path(&copy))?;
     for name in source.tree_names() {
         let (from, to) = (source.open_tree(&name)?, target.open_tree(&name)?);
         for item in from.iter() {
@@ -118,6 +118,12 @@ fn size_of(path: &Path) -> u64 {
 mod tests {
     use super::*;
 
+    /// sled lets go of its files' lock only when its background flusher ends, a moment
+    /// after the last handle is dropped.
+    fn reopen(path: &Path) -> sled::Db {
+        open_waiting_for_the_lock(&sled::Config::new().path(path)).expect("opens")
+    }
+
     #[test]
     fn a_store_mostly_deleted_is_copied_into_smaller_files_and_keeps_what_it_held() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -136,7 +142,7 @@ mod tests {
         let before = size_of(&path);
         compact_if_worthwhile(dir.path()).expect("compacted");
         assert!(size_of(&path) < before / 4, "{} of {before}", size_of(&path));
-        let db = sled::open(&path).expect("opens");
+        let db = reopen(&path);
         assert_eq!(db.open_tree("events").expect("tree").len(), 1);
     }
 
@@ -155,8 +161,24 @@ mod tests {
             id
         };
         compact_if_worthwhile(dir.path()).expect("compacted");
-        let db = sled::open(dir.path().join("sled")).expect("opens");
+        let db = reopen(&dir.path().join("sled"));
         assert!(super::super::next_id_of(&db).expect("id") > before);
+    }
+
+    #[test]
+    fn a_lock_let_go_of_soon_is_waited_for_and_one_held_on_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sled");
+        let held = reopen(&path);
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        drop(reopen(&path));
+        letting_go.join().expect("thread");
+        let _held = reopen(&path);
+        let refused = open_waiting_for_the_lock(&sled::Config::new().path(&path)).expect_err("the lock is held");
+        assert!(refused.to_string().contains("in use by another process"), "{refused}");
     }
 
     #[test]

@@ -98,11 +98,12 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Opens sled, waiting a little while its files are locked: a store dropped a moment ago
 /// may still hold the lock while sled's background threads end. Past `LOCK_WAIT` the lock
 /// is someone else's (another server on the same data dir) and the error says so.
-fn open_waiting_for_the_lock(config: &sled::Config) -> Result<sled::Db> {
+pub(super) fn open_waiting_for_the_lock(config: &sled::Config) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled reports a held lock as an `Other` error and keeps only its text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
                     return Err(StoreError::Unavailable(format!("the data dir is in use by another process ({e})")));
                 }
