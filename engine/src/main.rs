@@ -3,12 +3,14 @@
 
 mod cli;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
 use clap::{Parser, Subcommand};
 
 use latch::clock::{SharedClock, SystemClock};
@@ -33,6 +35,8 @@ struct Cli {
 enum Command {
     /// Serve the admin API and webhook ingress.
     Serve(ServeArgs),
+    /// Print the API's OpenAPI document (the one served at /openapi.json).
+    Openapi,
     #[command(flatten)]
     Operation(cli::Operation),
 }
@@ -168,6 +172,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging(args.log_format);
             serve(args).await
+        }
+        Command::Openapi => {
+            // A closed pipe (`latch openapi | head`) is no error of ours.
+            let _ = writeln!(std::io::stdout(), "{}", latch::http::openapi_document());
+            Ok(())
         }
         Command::Operation(operation) => {
             if let Err(e) = cli::run(parsed.connection, operation).await {

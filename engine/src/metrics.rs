@@ -1,7 +1,8 @@
 //! What the engine counts, for Prometheus (`GET /v1/metrics`, text exposition format):
 //! runs started, parked at a wait and ended (by status), failed runs by the engine's
 //! failure codes, guest activations, how long a call waited before its run took it, and
-//! the answers given to calls from outside (by status class and error code).
+//! the answers given to calls from outside (by status class and error code), and how long
+//! the store's durable commits take.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,8 +55,9 @@ pub struct Metrics {
     calls: Family<AnswerLabels, Counter>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The engine's metrics, with the store's commit latency (`store_commit_seconds`).
+    pub fn new(store_commits: Histogram) -> Self {
         let mut registry = Registry::with_prefix("latch");
         let runs_started = Counter::default();
         registry.register("runs_started", "Runs created", runs_started.clone());
@@ -80,11 +82,14 @@ impl Default for Metrics {
         );
         let calls = Family::<AnswerLabels, Counter>::default();
         registry.register("calls", "Calls to webhooks and triggers, by the answer they got", calls.clone());
+        registry.register(
+            "store_commit_seconds",
+            "From asking for a write's durability until the store had it on disk",
+            store_commits,
+        );
         Metrics { registry, runs_started, waits_parked, activations, runs_ended, runs_failed, resume_seconds, calls }
     }
-}
 
-impl Metrics {
     pub fn run_started(&self) {
         self.runs_started.inc();
     }
@@ -136,7 +141,9 @@ mod tests {
 
     #[test]
     fn counts_show_in_the_text_format() {
-        let metrics = Metrics::default();
+        let commits = Histogram::new([0.001, 0.01]);
+        let metrics = Metrics::new(commits.clone());
+        commits.observe(0.002);
         metrics.run_started();
         metrics.run_ended("completed");
         metrics.call_answered(202, None);
@@ -149,6 +156,7 @@ mod tests {
         assert!(text.contains(r#"latch_runs_failed_total{code="guest"} 1"#), "{text}");
         assert!(text.contains(r#"latch_resume_seconds_bucket{le="0.005"} 1"#), "{text}");
         assert!(text.contains("latch_runs_started_total 1"), "{text}");
+        assert!(text.contains(r#"latch_store_commit_seconds_bucket{le="0.01"} 1"#), "{text}");
         assert!(text.contains(r#"latch_runs_ended_total{status="completed"} 1"#), "{text}");
         assert!(text.contains(r#"latch_calls_total{class="2xx",code="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"latch_calls_total{class="4xx",code="overloaded"} 1"#), "{text}");

@@ -34,5 +34,5 @@ pub async fn start() -> Latch {
 pub async fn start_with(args: &[&str]) -> Latch {
     let backend = backend_args().await;
     let args: Vec<&str> = args.iter().copied().chain(backend.iter().map(String::as_str)).collect();
-    Latch::start(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await
+    Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await
 }

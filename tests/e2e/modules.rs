@@ -1,6 +1,7 @@
 // The suite's modules, shared by both test targets (main.rs on sled, postgres.rs on PostgreSQL).
 
 mod acknowledged;
+mod api;
 mod auth;
 mod cancel;
 mod cli;

@@ -177,6 +177,8 @@ async fn metrics_count_runs_and_the_answers_callers_got_and_need_the_admin_key()
     assert_eq!(metric(&latch, r#"latch_calls_total{class="4xx",code="gone"}"#).await, 1);
     assert_eq!(metric(&latch, "latch_resume_seconds_count").await, 1, "the callback was taken once");
     assert!(metric(&latch, "latch_activations_total").await >= 1);
+    let commits = metric(&latch, "latch_store_commit_seconds_count").await;
+    assert!(commits >= 3, "the run's start, the call and the run's end were each committed: {commits}");
 
     let failing = latch.start_run("order-payment", json!({ "amount": 1 })).await;
     latch.wait_for(&failing, "failed").await;

@@ -59,6 +59,14 @@ async fn require_admin_key(State(app): State<Arc<AppState>>, request: Request, n
     }
 }
 
+#[utoipa::path(put, path = "/v1/modules/{name}", params(("name" = String, Path, description = "The module's name")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component"),
+    responses(
+        (status = 201, description = "A new version: `{name, created, version}`", body = Value),
+        (status = 200, description = "That version was there already", body = Value),
+        (status = 400, description = "`bad-module-name`, `not-wasm`, `not-a-component`, `invalid-component`, `world-mismatch`, `describe-failed`, `bad-trigger`", body = super::openapi::ErrorBody),
+        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn put_module(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -71,6 +79,9 @@ async fn put_module(
 }
 
 /// Every module by name, with its newest version and what that version's `describe()` said.
+#[utoipa::path(get, path = "/v1/modules",
+    responses((status = 200, description = "`{modules: [{name, versions, latest}]}`", body = Value), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn list_modules(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let modules: Vec<Value> = app
         .executor
@@ -85,10 +96,21 @@ async fn list_modules(State(app): State<Arc<AppState>>) -> Result<Json<Value>, A
     Ok(Json(json!({ "modules": modules })))
 }
 
+#[utoipa::path(get, path = "/v1/modules/{name}", params(("name" = String, Path, description = "The module's name")),
+    responses((status = 200, description = "The module, its versions and what each `describe()` said", body = Value),
+        (status = 400, description = "`bad-module-name`", body = super::openapi::ErrorBody), (status = 404, description = "`unknown-module`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(app.executor.module(&name).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/modules/{name}/runs", params(("name" = String, Path, description = "The module's name")),
+    request_body(content = Value, description = "The run's input (an empty body is `null`)"),
+    responses((status = 201, description = "`{id, status, module, version}`", body = Value), (status = 404, description = "`unknown-module`", body = super::openapi::ErrorBody),
+        (status = 422, description = "`schema-mismatch`: the input fails the module's input schema", body = super::openapi::ErrorBody),
+        (status = 429, description = "`overloaded`: too many runs queued (`Retry-After`)", body = super::openapi::ErrorBody),
+        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn start_run(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -104,14 +126,18 @@ async fn start_run(
 const RUNS_PER_PAGE: usize = 100;
 const MOST_RUNS_PER_PAGE: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunFilter {
+    /// running, waiting, completed, failed or cancelled.
+    #[param(value_type = Option<String>)]
     status: Option<RunStatus>,
     module: Option<String>,
     /// Only runs created at or after this time (ms since the Unix epoch).
     since_ms: Option<u64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 1,000; 100 unless given.
     limit: Option<usize>,
 }
 
@@ -137,6 +163,11 @@ impl RunFilter {
 
 /// Runs, newest first, a page at a time (`next_cursor` asks for the next); a record that
 /// cannot be read is listed under `unreadable` instead.
+#[utoipa::path(get, path = "/v1/runs", params(RunFilter),
+    responses((status = 200, description = "`{runs, next_cursor?, unreadable?}`, newest first", body = Value),
+        (status = 400, description = "`bad-limit`, `bad-cursor`, `bad-module-name`, or a bad status", body = super::openapi::ErrorBody),
+        super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
     let page = app.executor.run_page(&filter.query()?).await?;
     let unreadable: Vec<Value> =
@@ -152,11 +183,16 @@ async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFil
 }
 
 /// A run with the URLs of its webhooks, and of those it waits on.
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "The run, with its webhooks' URLs and what it waits on", body = Value),
+        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(app.executor.run_view(&id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Stream the log as Server-Sent Events, new events as they come, until the run ends.
     #[serde(default)]
@@ -165,6 +201,11 @@ struct EventsQuery {
 
 /// A run's log; a record that cannot be read is listed under `unreadable` instead. With
 /// `follow=true`, a stream of Server-Sent Events (see `follow_events`).
+#[utoipa::path(get, path = "/v1/runs/{id}/events", params(("id" = String, Path, description = "The run's id"), EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "With `follow`: resume after this event")),
+    responses((status = 200, description = "`{events, unreadable?}`; with `follow=true`, `text/event-stream`: one event per log event (id = its sequence number, type = its type) until the run ends", content((Value = "application/json"), (String = "text/event-stream"))),
+        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn get_events(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -222,6 +263,12 @@ fn sse_event(record: &EventRecord) -> Event {
 
 /// Ends a run as cancelled: its webhooks answer 410 and its timers are dropped. 200 with
 /// the ended run, or 202 if its driver has not stopped yet (it will).
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "`{id, status}`: the run ended as cancelled", body = Value),
+        (status = 202, description = "`{id, status}`: it ends as soon as its driver stops", body = Value),
+        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), (status = 409, description = "`run-ended`: it had ended already", body = super::openapi::ErrorBody),
+        super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn cancel_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = app.executor.cancel(&id).await?;
     let status = if run.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -236,12 +283,21 @@ struct NewKey {
 }
 
 /// Makes an API key; the key is in this answer only (just its sha256 is stored).
+#[utoipa::path(post, path = "/v1/keys",
+    request_body(content = Value, description = "`{name, roles?}`"),
+    responses((status = 201, description = "`{name, roles, key}`: the key is in this answer only", body = Value),
+        (status = 409, description = "`name-taken`", body = super::openapi::ErrorBody),
+        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: NewKey = read_json(body, app.limits.body(), "bad-key-request", "{name, roles}").await?;
     let (record, key) = app.executor.create_api_key(&request.name, request.roles).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": record.name, "roles": record.roles, "key": key }))))
 }
 
+#[utoipa::path(get, path = "/v1/keys",
+    responses((status = 200, description = "`{keys: [{name, roles, created_at_ms}]}`", body = Value), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let keys: Vec<Value> = app
         .executor
@@ -253,6 +309,9 @@ async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "keys": keys })))
 }
 
+#[utoipa::path(delete, path = "/v1/keys/{name}", params(("name" = String, Path, description = "The key's name")),
+    responses((status = 200, description = "`{name, revoked: true}`", body = Value), (status = 404, description = "`unknown-key`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn revoke_key(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     app.executor.revoke_api_key(&name).await?;
     Ok(Json(json!({ "name": name, "revoked": true })))
@@ -264,6 +323,12 @@ struct SecretValue {
 }
 
 /// Stores a signing secret by name (`{"value": "..."}`); it is never shown again.
+#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "The secret's name")),
+    request_body(content = Value, description = "`{value}`: never shown again"),
+    responses((status = 201, description = "`{name, created: true}`", body = Value),
+        (status = 200, description = "`{name, created: false}`: replaced", body = Value),
+        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn put_secret(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -279,22 +344,34 @@ async fn put_secret(
     Ok((status, Json(json!({ "name": name, "created": created }))))
 }
 
+#[utoipa::path(get, path = "/v1/secrets",
+    responses((status = 200, description = "`{secrets: [name]}`: names only", body = Value), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn list_secrets(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "secrets": app.executor.secret_names().await? })))
 }
 
+#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "The secret's name")),
+    responses((status = 200, description = "`{name, deleted: true}`", body = Value), (status = 404, description = "`unknown-secret`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn delete_secret(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     app.executor.delete_secret(&name).await?;
     Ok(Json(json!({ "name": name, "deleted": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RequestFilter {
+    /// Only the calls to this webhook.
     webhook: Option<String>,
 }
 
 /// What arrived for a run (see `Executor::requests`). Headers were redacted of
 /// credentials when the calls arrived.
+#[utoipa::path(get, path = "/v1/runs/{id}/requests", params(("id" = String, Path, description = "The run's id"), RequestFilter),
+    responses((status = 200, description = "`{requests}`: every call that arrived for the run, with its state", body = Value),
+        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn get_requests(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -305,6 +382,9 @@ async fn get_requests(
 }
 
 /// Arms a start trigger to capture its next call as a sample event (it starts no run).
+#[utoipa::path(post, path = "/v1/modules/{name}/triggers/{trigger}/sample", params(("name" = String, Path, description = "The module's name"), ("trigger" = String, Path, description = "The start trigger's name")),
+    responses((status = 202, description = "`{listening: true}`", body = Value), (status = 404, description = "`unknown-module`, `unknown-trigger`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn listen_for_sample(
     State(app): State<Arc<AppState>>,
     Path((name, trigger)): Path<(String, String)>,
@@ -314,6 +394,10 @@ async fn listen_for_sample(
 }
 
 /// The captured sample event and the JSON Schema learnt from it.
+#[utoipa::path(get, path = "/v1/modules/{name}/triggers/{trigger}/sample", params(("name" = String, Path, description = "The module's name"), ("trigger" = String, Path, description = "The start trigger's name")),
+    responses((status = 200, description = "The captured event and the JSON Schema learnt from it", body = Value),
+        (status = 404, description = "`no-sample`, `unknown-module`, `unknown-trigger`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn get_sample(
     State(app): State<Arc<AppState>>,
     Path((name, trigger)): Path<(String, String)>,
@@ -325,6 +409,9 @@ async fn get_sample(
 }
 
 /// What the engine counts, in Prometheus' text format.
+#[utoipa::path(get, path = "/v1/metrics",
+    responses((status = 200, description = "Prometheus' text format", body = String, content_type = "application/openmetrics-text"), super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], app.executor.metrics().encode()).into_response()

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::openapi::{ErrorBody, ErrorDetail};
 use crate::auth::callers::Refusal;
 use crate::executor::ExecError;
 use crate::json::JsonError;
@@ -54,11 +55,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let body = Json(json!({ "error": error }));
+        let error = ErrorDetail { code: self.code.to_string(), message: self.message, details: self.details };
+        let body = Json(ErrorBody { error });
         let mut response = (self.status, body).into_response();
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);

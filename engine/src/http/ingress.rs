@@ -23,6 +23,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/t/{module}/{*suffix}", any(call_trigger))
 }
 
+#[utoipa::path(method(get, post, put, patch, delete, head, options), path = "/hooks/{token}",
+    params(("token" = String, Path, description = "The webhook's unguessable token")),
+    request_body(content = Value, description = "Any body the webhook's schema allows"),
+    responses((status = 202, description = "`{accepted, request_id}`: the call is durably in its run", body = Value),
+        (status = 200, description = "The call was a repeat of one already taken (idempotency key), or a run's answer", body = Value),
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall))]
 async fn call_hook(
     State(app): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -40,6 +46,13 @@ async fn call_hook(
 
 /// `POST /v1/hooks/{token}`: resumes a webhook from an API (Workflow DevKit's
 /// `resumeHook(token, payload)`), with an API key; the JSON body is the payload.
+#[utoipa::path(post, path = "/v1/hooks/{token}",
+    params(("token" = String, Path, description = "The webhook's token")),
+    request_body(content = Value, description = "The payload"),
+    responses((status = 202, description = "`{accepted, request_id}`: the call is durably in its run", body = Value),
+        (status = 200, description = "A repeat of a call already taken, or a run's answer", body = Value),
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall),
+    security(("admin_key" = [])))]
 async fn resume_hook(
     State(app): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -59,6 +72,15 @@ async fn resume_hook(
 
 /// `/t/{module}/{suffix}`: a start trigger, or with `?execution=<run id>|any|all` (or
 /// `executionId`) a named mid-flow trigger.
+#[utoipa::path(method(get, post, put, patch, delete, head, options), path = "/t/{module}/{trigger}",
+    params(("module" = String, Path, description = "The module's name"),
+        ("trigger" = String, Path, description = "The trigger's path (may hold `/`)"),
+        ("execution" = Option<String>, Query, description = "A named mid-flow trigger: a run id, `any` (one waiting run) or `all`")),
+    request_body(content = Value, description = "The trigger's event"),
+    responses((status = 202, description = "A run started (`{id}`) or the call is durably in its run(s)", body = Value),
+        (status = 200, description = "`{resumed: [run ids]}`, a repeat, or a run's answer", body = Value),
+        (status = 201, description = "A run started", body = Value),
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall))]
 async fn call_trigger(
     State(app): State<Arc<AppState>>,
     Path((module, suffix)): Path<(String, String)>,

@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod ingress;
+mod openapi;
 pub mod server;
 
 use std::sync::Arc;
@@ -60,13 +61,37 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(admin::routes(state.clone()))
         .merge(ingress::routes())
-        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({ "ok": true })) }))
+        .route("/healthz", axum::routing::get(openapi::health))
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("not-found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
         })
+        .route_layer(axum::middleware::from_fn(access_log))
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
+}
+
+/// The API's OpenAPI document, as JSON.
+pub fn openapi_document() -> String {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// One debug line per answer, under the target `latch::access`, naming the route it
+/// matched and whether the run wrote the answer itself (`RUST_LOG=latch::access=debug` shows them; the e2e suite checks each against
+/// the OpenAPI document).
+async fn access_log(
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let by_run = response.headers().contains_key(error::RUN_ANSWER_HEADER);
+    tracing::debug!(target: "latch::access", %method, route = route.as_str(), status, by_run, "answered");
+    response
 }
 
 /// Reads a body up to `limit` bytes (a larger one is a 413), within the body timeout plus

@@ -146,8 +146,10 @@ impl Shared {
         run_state: Arc<dyn RunState>,
         settings: Settings,
     ) -> Result<Arc<Shared>, StoreError> {
+        let metrics = Arc::new(crate::metrics::Metrics::new(store.commit_latency().histogram()));
         Ok(Arc::new(Shared {
             url_keys: UrlKeys::open(&store).await?,
+            metrics,
             store,
             clock,
             run_state,
@@ -155,7 +157,6 @@ impl Shared {
             live: LiveRuns::default(),
             activations: activations::Activations::new(settings.max_active_runs, settings.max_queued_runs),
             holds: Arc::new(Holds::new(settings.max_held_calls)),
-            metrics: Arc::default(),
             settings,
         }))
     }

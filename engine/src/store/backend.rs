@@ -8,8 +8,8 @@ use super::records::{
     RequestRecord, RunRecord,
 };
 use super::{
-    Channel, Claimed, Delivery, DueTimers, Inbox, PgStore, Registry, Result, RunLog, RunPage, RunQuery, SledStore,
-    Timers, Unreadable,
+    Channel, Claimed, CommitLatency, Delivery, DueTimers, Inbox, PgStore, Registry, Result, RunLog, RunPage, RunQuery,
+    SledStore, Timers, Unreadable,
 };
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
@@ -28,6 +28,14 @@ impl Store {
     /// The database at `url` (see `PgStore::connect`).
     pub async fn connect(url: &str) -> Result<Store> {
         PgStore::connect(url).await.map(Store::Postgres)
+    }
+
+    /// How long the backend's durable commits take.
+    pub fn commit_latency(&self) -> &CommitLatency {
+        match self {
+            Store::Sled(store) => store.commit_latency(),
+            Store::Postgres(store) => store.commit_latency(),
+        }
     }
 }
 

@@ -49,6 +49,7 @@
 
 mod backend;
 mod codec;
+mod commit_latency;
 mod postgres;
 pub mod records;
 mod sled;
@@ -62,6 +63,7 @@ use records::{
 };
 
 pub use self::backend::Store;
+pub use self::commit_latency::CommitLatency;
 pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 

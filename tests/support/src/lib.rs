@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod api_document;
 pub mod postgres;
 pub use postgres::postgres_database;
 
@@ -268,6 +269,8 @@ pub struct Latch {
     resume_key: tokio::sync::OnceCell<String>,
     /// The most file descriptors the process may open, when the test sets one.
     descriptor_limit: Option<u64>,
+    /// Whether every answer the server gives is checked against its OpenAPI document.
+    answers_checked: bool,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -275,6 +278,15 @@ impl Latch {
     /// Starts `binary serve` on a fresh data dir and a free port, with extra arguments.
     pub async fn start(binary: &Path, args: &[&str]) -> Latch {
         let mut latch = Latch::start_unspawned(binary, args);
+        latch.spawn().await;
+        latch
+    }
+
+    /// Starts `binary serve` as `start` does, and checks, when dropped, that every answer it
+    /// gave (route, method and status) is one its OpenAPI document lists.
+    pub async fn start_checking_answers(binary: &Path, args: &[&str]) -> Latch {
+        let mut latch = Latch::start_unspawned(binary, args);
+        latch.answers_checked = true;
         latch.spawn().await;
         latch
     }
@@ -301,6 +313,7 @@ impl Latch {
             http: http_client(),
             resume_key: tokio::sync::OnceCell::new(),
             descriptor_limit: None,
+            answers_checked: false,
             _tmp: Some(tmp),
         }
     }
@@ -323,6 +336,10 @@ impl Latch {
             .args(["--listen", &self.listen])
             .args(&self.args)
             .env("LATCH_ADMIN_KEY", ADMIN_KEY)
+            .env(
+                "RUST_LOG",
+                if self.answers_checked { "latch=info,latch::access=debug,warn" } else { "latch=info,warn" },
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -499,6 +516,15 @@ impl Latch {
 impl Drop for Latch {
     fn drop(&mut self) {
         self.kill();
+        if self.answers_checked && !std::thread::panicking() {
+            let logs = (1..=self.spawns).map(|n| std::fs::read_to_string(self.data.join(format!("latch-{n}.log"))));
+            let undocumented = api_document::undocumented_answers(&self.binary, logs.map(Result::unwrap_or_default));
+            assert!(
+                undocumented.is_empty(),
+                "answers the OpenAPI document does not list:\n{}",
+                undocumented.join("\n")
+            );
+        }
     }
 }
 

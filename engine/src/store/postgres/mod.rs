@@ -17,6 +17,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, Rec
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+use super::CommitLatency;
 use super::codec::{decode, encode};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
@@ -63,6 +64,7 @@ pub struct PgStore {
     staged: Pool,
     /// Held while the store lives: one node serves a database.
     _node: Arc<NodeLock>,
+    commits: CommitLatency,
 }
 
 /// Any number no other program takes as an advisory lock on the database.
@@ -157,7 +159,7 @@ impl PgStore {
         let node = Arc::new(NodeLock::take(&config).await?);
         let mut client = pool.get().await?;
         migrations::migrate(&mut client).await?;
-        Ok(PgStore { pool, staged, _node: node })
+        Ok(PgStore { pool, staged, _node: node, commits: CommitLatency::default() })
     }
 
     /// A pool of sessions with `setting` added to the URL's own options.
@@ -190,8 +192,14 @@ impl PgStore {
         Ok(self.staged().await?.execute(sql, params).await?)
     }
 
+    /// One statement, committed (synchronously) on its own.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        Ok(self.client().await?.execute(sql, params).await?)
+        let client = self.client().await?;
+        Ok(self.commits.time(client.execute(sql, params)).await?)
+    }
+
+    pub fn commit_latency(&self) -> &CommitLatency {
+        &self.commits
     }
 
     async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>> {
@@ -324,7 +332,7 @@ impl RunLog for PgStore {
             &[&run.id.bytes().as_slice(), &int(started.seq), &encode(started)?],
         )
         .await?;
-        Ok(tx.commit().await?)
+        Ok(self.commits.time(tx.commit()).await?)
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
@@ -418,7 +426,7 @@ impl RunLog for PgStore {
             let kind = super::codec::event_type(&record).unwrap_or_default();
             tx.execute(&insert, &[&id.bytes().as_slice(), &int(event.seq), &kind, &record]).await?;
         }
-        Ok(tx.commit().await?)
+        Ok(self.commits.time(tx.commit()).await?)
     }
 
     async fn webhooks_of(&self, id: RunId) -> Result<Vec<(Token, WebhookId)>> {
@@ -454,7 +462,7 @@ impl RunLog for PgStore {
             tx.execute(&format!("DELETE FROM {table} WHERE run = $1"), &[&run.as_slice()]).await?;
         }
         tx.execute("DELETE FROM runs WHERE id = $1", &[&run.as_slice()]).await?;
-        Ok(tx.commit().await?)
+        Ok(self.commits.time(tx.commit()).await?)
     }
 
     async fn request_cancel(&self, id: RunId) -> Result<()> {
@@ -504,7 +512,7 @@ impl Inbox for PgStore {
             &[&token, &hook.run_id.bytes().as_slice(), &encode(hook)?],
         )
         .await?;
-        Ok(tx.commit().await?)
+        Ok(self.commits.time(tx.commit()).await?)
     }
 
     async fn hook(&self, token: &Token) -> Result<Option<HookRecord>> {
@@ -553,7 +561,7 @@ impl Inbox for PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commits.time(tx.commit()).await?;
         Ok(moved)
     }
 
@@ -589,7 +597,7 @@ impl Inbox for PgStore {
         if inserted == 0 {
             return Ok(Delivery::Gone);
         }
-        tx.commit().await?;
+        self.commits.time(tx.commit()).await?;
         Ok(Delivery::Accepted)
     }
 
@@ -663,7 +671,7 @@ impl Inbox for PgStore {
             .await?;
         let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() else { return Ok(false) };
         note_not_taken(&tx, run, &row, NotTakenReason::TimedOut, now_ms).await?;
-        tx.commit().await?;
+        self.commits.time(tx.commit()).await?;
         Ok(true)
     }
 
@@ -712,7 +720,7 @@ impl Inbox for PgStore {
         let mut client = self.staged().await?;
         let tx = client.transaction().await?;
         let refused = move_to_not_taken(&tx, run, 1, None, reason, now_ms).await?;
-        tx.commit().await?;
+        self.commits.time(tx.commit()).await?;
         Ok(refused)
     }
 
@@ -770,7 +778,7 @@ impl Inbox for PgStore {
                 .await?;
             refused += 1;
         }
-        tx.commit().await?;
+        self.commits.time(tx.commit()).await?;
         Ok(refused)
     }
 
@@ -1031,7 +1039,7 @@ impl Registry for PgStore {
                 )
                 .await?;
             if inserted == 1 {
-                tx.commit().await?;
+                self.commits.time(tx.commit()).await?;
                 return Ok(None);
             }
             // The note that was there may be forgotten meanwhile: then try again.
@@ -1045,7 +1053,7 @@ impl Registry for PgStore {
             // Past its time: this call is a first one again.
             tx.execute("UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4 WHERE key = $1", &row)
                 .await?;
-            tx.commit().await?;
+            self.commits.time(tx.commit()).await?;
             return Ok(None);
         }
     }

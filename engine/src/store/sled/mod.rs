@@ -12,6 +12,7 @@ mod keys;
 
 use std::path::Path;
 
+use super::CommitLatency;
 use super::codec::{decode, encode, event_type};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
@@ -68,6 +69,7 @@ enum Slot {
 pub struct SledStore {
     db: sled::Db,
     commit: Arc<GroupCommit>,
+    commits: CommitLatency,
     /// Added to sled's id counter, which a compaction starts afresh (see `compact`).
     id_base: u64,
     meta: sled::Tree,
@@ -147,13 +149,19 @@ impl SledStore {
             trigger_inbox: db.open_tree("trigger_inbox")?,
             trigger_waiters: db.open_tree("trigger_waiters")?,
             commit: Arc::new(GroupCommit::start(db.clone())?),
+            commits: CommitLatency::default(),
             db,
         })
     }
 
     /// Makes every write so far durable; concurrent callers share one fsync.
     async fn durable(&self) -> Result<()> {
-        self.commit.flush().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+        let flushed = self.commits.time(self.commit.flush()).await;
+        flushed.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    pub fn commit_latency(&self) -> &CommitLatency {
+        &self.commits
     }
 
     fn inbox_of(&self, channel: &Channel) -> &sled::Tree {
