@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod cancel;
 mod cli;
+mod dashboard;
 mod crash;
 mod durability;
 mod exhaustion;

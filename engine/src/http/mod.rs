@@ -6,6 +6,7 @@ mod error;
 mod ingress;
 mod openapi;
 pub mod server;
+mod ui;
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(admin::routes(state.clone()))
         .merge(ingress::routes())
+        .merge(ui::routes())
         .route("/healthz", axum::routing::get(openapi::health))
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("not-found", "no such route") })

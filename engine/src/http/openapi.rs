@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::{admin, ingress};
+use super::{admin, ingress, ui};
 
 /// Every error: `{"error": {"code", "message", "details"?}}`.
 #[derive(Serialize, ToSchema)]
@@ -149,6 +149,9 @@ pub enum PublicCall {
         ingress::call_trigger,
         health,
         openapi_json,
+        ui::page,
+        ui::styles,
+        ui::script,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerKeys)

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub mod api_document;
+pub mod browser;
 pub mod postgres;
 pub use postgres::postgres_database;
 
