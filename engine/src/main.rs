@@ -16,9 +16,9 @@ use clap::{Parser, Subcommand};
 use latch::clock::{SharedClock, SystemClock};
 use latch::executor::{Executor, RunStateWriter};
 use latch::http::server::ConnectionLimits;
-use latch::http::{AppState, Limits};
+use latch::http::{AppState, Dispatch, Limits};
 use latch::runtime::{AllowedHosts, GuestLimits, RunQuotas, Runtime, Settings, Shared};
-use latch::store::{Registry, Store};
+use latch::store::{Leadership, Registry, Store};
 
 #[derive(Parser)]
 #[command(name = "latch", version, about = "A durable workflow engine whose workflows are WebAssembly components")]
@@ -53,6 +53,10 @@ struct ServeArgs {
     /// embedded sled store; the data dir then holds only compiled code.
     #[arg(long, env = "LATCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// With several nodes on one database: the URL the other nodes reach this one at, to
+    /// pass it calls while it leads (default http:// and the address listened on).
+    #[arg(long)]
+    node_url: Option<String>,
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -208,30 +212,84 @@ fn init_logging(format: LogFormat) {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let store = match &args.database_url {
-        Some(url) => Store::connect(url).await.context("connecting to the PostgreSQL database")?,
-        None => Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?,
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let public_url = public_url.trim_end_matches('/').to_string();
+    let connections = ConnectionLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_connections: connection_cap(args.max_connections),
+        shutdown_grace: Duration::from_secs(10),
     };
+    let Some(url) = args.database_url.clone() else {
+        let store = Store::open(&args.data, args.cache_mib << 20).context("opening the sled store")?;
+        let (app, resumed) = start_engine(&args, store.clone(), &public_url).await?;
+        println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed)");
+        latch::http::server::serve(listener, app, connections, shutdown_signal()).await;
+        store.close().await?;
+        return Ok(());
+    };
+
+    // Several nodes may share the database: one leads (drives the runs), the others pass
+    // the calls they take on to it, and one of them leads when it is gone.
+    let leadership = Arc::new(Leadership::connect(&url).await.context("connecting to the PostgreSQL database")?);
+    let dispatch = Dispatch::new(leadership.clone(), limits(&args));
+    // Served at once: until this node leads, its calls go to the leader (or get a 503).
+    let server = tokio::spawn(latch::http::server::serve(listener, dispatch.router(), connections, shutdown_signal()));
+    let follows = !leadership.try_lead().await?;
+    if follows {
+        let leader = leadership.leader_url().await?.unwrap_or_else(|| "(none yet)".into());
+        println!("latch listening on {local} (public URL {public_url}, passing calls to the leader at {leader})");
+        leadership.lead().await?;
+        tracing::info!("this node leads now: the node that led is gone");
+    }
+    let store = Store::connect(&url).await.context("opening the PostgreSQL store")?;
+    let (app, resumed) = start_engine(&args, store.clone(), &public_url).await?;
+    dispatch.lead(app);
+    leadership.announce(args.node_url.as_deref().unwrap_or(&format!("http://{local}"))).await?;
+    if !follows {
+        println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed, leading)");
+    }
+    tokio::select! {
+        _ = server => {}
+        () = leadership.lost() => {
+            // Another node may lead by now: going on would drive runs twice.
+            tracing::error!("this node lost its lease on the database; stopping");
+            std::process::exit(1);
+        }
+    }
+    store.close().await?;
+    Ok(())
+}
+
+/// The request limits the flags set.
+fn limits(args: &ServeArgs) -> Limits {
+    Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_module_bytes: args.max_module_bytes,
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
+    }
+}
+
+/// The engine on `store`: runs recovered, timers started. Its router, and how many runs
+/// were resumed.
+async fn start_engine(args: &ServeArgs, store: Store, public_url: &str) -> anyhow::Result<(axum::Router, usize)> {
     // Durable before anyone sees it.
     let (admin_key_sha256, new_key) = latch::auth::admin_key(&store, args.admin_key.as_deref()).await?;
     if let Some(key) = new_key {
         println!("admin key (shown once, store it now): {key}");
     }
-
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let local = listener.local_addr()?;
-    let public_url = args.public_url.unwrap_or_else(|| format!("http://{local}")).trim_end_matches('/').to_string();
-
     let settings = Settings {
-        public_url: public_url.clone(),
+        public_url: public_url.to_string(),
         hot_hold: Duration::from_millis(args.hot_hold_ms),
         max_hot_runs: args.max_hot_runs,
         limits: GuestLimits {
             cpu_per_activation: Duration::from_millis(args.cpu_budget_ms),
             memory_bytes: args.memory_limit_mib << 20,
         },
-        allow_http: AllowedHosts::new(args.allow_http).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?,
+        allow_http: AllowedHosts::new(args.allow_http.clone()).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?,
         take_timeout: Duration::from_millis(args.take_timeout_ms),
         max_active_runs: args.max_active_runs,
         max_queued_runs: args.max_queued_runs,
@@ -247,30 +305,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let clock: SharedClock = Arc::new(SystemClock);
     let run_state = Arc::new(RunStateWriter::new(store.clone(), clock.clone()));
-    let shared = Shared::new(store.clone(), clock, run_state.clone(), settings).await?;
+    let shared = Shared::new(store, clock, run_state.clone(), settings).await?;
     let executor = Executor::new(Runtime::new(shared, &args.data)?, run_state);
     let resumed = executor.recover().await?;
     executor.spawn_timers();
-
-    let app = latch::http::router(Arc::new(AppState {
-        executor,
-        admin_key_sha256,
-        limits: Limits {
-            max_body_bytes: args.max_body_bytes,
-            max_module_bytes: args.max_module_bytes,
-            body_timeout: Duration::from_millis(args.body_timeout_ms),
-            body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
-        },
-    }));
-    let connections = ConnectionLimits {
-        header_timeout: Duration::from_millis(args.header_timeout_ms),
-        max_connections: connection_cap(args.max_connections),
-        shutdown_grace: Duration::from_secs(10),
-    };
-    println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed)");
-    latch::http::server::serve(listener, app, connections, shutdown_signal()).await;
-    store.close().await?;
-    Ok(())
+    let app = latch::http::router(Arc::new(AppState { executor, admin_key_sha256, limits: limits(args) }));
+    Ok((app, resumed))
 }
 
 /// The connection cap, below the descriptors the process may open.

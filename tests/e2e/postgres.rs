@@ -2,3 +2,5 @@
 //! (`harness::on_postgres` tells the harness which target it is in).
 
 include!("modules.rs");
+// Several nodes on one database: PostgreSQL only.
+mod cluster;

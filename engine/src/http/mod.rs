@@ -3,6 +3,7 @@
 
 mod admin;
 mod error;
+mod forward;
 mod ingress;
 mod openapi;
 pub mod server;
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 pub use error::ApiError;
+pub use forward::Dispatch;
 
 use crate::executor::Executor;
 

@@ -64,7 +64,7 @@ use records::{
 
 pub use self::backend::Store;
 pub use self::commit_latency::CommitLatency;
-pub use self::postgres::PgStore;
+pub use self::postgres::{Leadership, PgStore};
 pub use self::sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! The network backend: PostgreSQL. One `latch` node serves a database at a time (it holds
-//! an advisory lock); several nodes sharing one are the next step.
+//! The network backend: PostgreSQL. Several `latch` nodes may share a database; the one
+//! that leads (`leadership`) is the only one that opens this store and drives runs.
 //!
 //! Every durable write is committed before it returns (concurrent commits share one WAL
 //! flush). The writes the store's doc calls staged go through a second pool whose sessions
@@ -9,9 +9,10 @@
 //! nothing. Records are the same JSON as in sled; columns beside them are what queries
 //! select on. The schema is created and migrated on connect (`migrations`).
 
+mod leadership;
 mod migrations;
 
-use std::sync::Arc;
+pub use leadership::Leadership;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
@@ -62,46 +63,7 @@ pub struct PgStore {
     pool: Pool,
     /// Sessions that commit without waiting for the WAL flush, for staged writes.
     staged: Pool,
-    /// Held while the store lives: one node serves a database.
-    _node: Arc<NodeLock>,
     commits: CommitLatency,
-}
-
-/// Any number no other program takes as an advisory lock on the database.
-const NODE_LOCK: i64 = 0x006c_6174_6368_6e6f;
-
-/// How long a node waits for the database's lock: a node killed a moment ago may still
-/// hold it until the server notices its connection is gone.
-const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A session-level advisory lock, held on a connection of its own. Start-up repairs the
-/// inbox as if nobody else served it, which is true only with one node per database.
-struct NodeLock {
-    _client: tokio_postgres::Client,
-}
-
-impl NodeLock {
-    async fn take(config: &tokio_postgres::Config) -> Result<NodeLock> {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!("the database connection holding this node's lock ended: {e}");
-            }
-        });
-        let deadline = std::time::Instant::now() + NODE_LOCK_WAIT;
-        loop {
-            let taken: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK]).await?.get(0);
-            if taken {
-                return Ok(NodeLock { _client: client });
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(
-                    "another latch node serves this database (one node per database, for now)".into(),
-                ));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// How a channel is keyed: its kind (0 a webhook, 1 a named trigger) and its name.
@@ -156,10 +118,9 @@ impl PgStore {
         // A stuck database fails a request after the timeouts instead of hanging it.
         let pool = Self::pool(&config, &format!("-c synchronous_commit=on {TIMEOUTS}"))?;
         let staged = Self::pool(&config, &format!("-c synchronous_commit=off {TIMEOUTS}"))?;
-        let node = Arc::new(NodeLock::take(&config).await?);
         let mut client = pool.get().await?;
         migrations::migrate(&mut client).await?;
-        Ok(PgStore { pool, staged, _node: node, commits: CommitLatency::default() })
+        Ok(PgStore { pool, staged, commits: CommitLatency::default() })
     }
 
     /// A pool of sessions with `setting` added to the URL's own options.
@@ -1100,12 +1061,10 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_schema_is_migrated_once_one_node_serves_it_and_a_newer_one_is_refused() {
+    async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
         let url = latch_testkit::postgres_database().await;
         let first = PgStore::connect(&url).await.expect("connects and migrates");
         let id = first.next_id().await.expect("an id");
-        let refused = PgStore::connect(&url).await.err().expect("a second node is refused");
-        assert!(refused.to_string().contains("another latch node"), "{refused}");
         drop(first);
 
         // A restart finds the schema in place, and ids go on rising.
@@ -1115,5 +1074,30 @@ mod tests {
         drop(second);
         let refused = PgStore::connect(&url).await.err().expect("refused");
         assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn one_node_leads_at_a_time_and_another_takes_over_when_it_is_gone() {
+        let url = latch_testkit::postgres_database().await;
+        let first = Leadership::connect(&url).await.expect("connects");
+        assert!(first.try_lead().await.expect("asks"), "the first node leads");
+        assert!(first.try_lead().await.expect("asks"), "and goes on leading");
+        let second = Leadership::connect(&url).await.expect("connects");
+        assert!(!second.try_lead().await.expect("asks"), "a second node waits");
+        assert_eq!(second.leader_url().await.expect("reads"), None, "no schema, no leader's URL yet");
+        let _store = PgStore::connect(&url).await.expect("the leader opens the store");
+        first.announce("http://10.0.0.1:8080").await.expect("announces");
+        assert_eq!(second.leader_url().await.expect("reads").as_deref(), Some("http://10.0.0.1:8080"));
+
+        let taking_over = tokio::spawn(async move { second.lead().await.map(|()| second) });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!taking_over.is_finished(), "no takeover while the first node leads");
+        drop(first);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), taking_over)
+            .await
+            .expect("the second node takes over within seconds")
+            .expect("task")
+            .expect("leads");
+        assert!(second.try_lead().await.expect("asks"));
     }
 }

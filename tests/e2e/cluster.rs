@@ -1,0 +1,159 @@
+//! Several `latch` nodes on one PostgreSQL database: any node takes any call, one leads
+//! (drives the runs, fires the timers), and when it is killed another takes over within
+//! seconds, without losing an acknowledged call or repeating one. PostgreSQL only: sled is
+//! one process's files.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::crash::{Ledger, Target, caller, retry_unanswered, settle_and_check, starter};
+use crate::harness::{Latch, send};
+
+/// Nodes on one database, and a session of its own to see which one leads.
+struct Cluster {
+    nodes: Vec<Latch>,
+    database: tokio_postgres::Client,
+}
+
+impl Cluster {
+    /// `count` nodes on a fresh database; the first one leads.
+    async fn start(count: usize) -> Cluster {
+        let url = latch_testkit::postgres_database().await;
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            let args = ["--database-url", url.as_str()];
+            nodes.push(Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await);
+        }
+        let (database, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
+        tokio::spawn(connection);
+        Cluster { nodes, database }
+    }
+
+    /// The live node that leads, waiting (at most 10 s) for one to take over.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let row = self.database.query_opt("SELECT value FROM settings WHERE key = 'leader-url'", &[]).await;
+            let url: Option<String> = row.expect("reads").map(|row| row.get(0));
+            let live = |n: &usize| self.nodes[*n].pid().is_some() && Some(&self.nodes[*n].base) == url.as_ref();
+            if let Some(leader) = (0..self.nodes.len()).find(live) {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "no live node took over within 10 s (the last leader: {url:?})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_spread_over_three_nodes_survive_the_leader_killed_in_each_round() {
+    let mut cluster = Cluster::start(3).await;
+    assert_eq!(cluster.leader().await, 0);
+    // Uploads through nodes that do not lead reach the one that does.
+    cluster.nodes[1].upload_plugin("order-payment").await;
+    cluster.nodes[2].upload_plugin("blink-callback").await;
+    let ledger = Arc::new(Ledger::default());
+    let mut many_call_runs = Vec::new();
+    for round in 0..3u64 {
+        let lead = cluster.leader().await;
+        let follower = &cluster.nodes[(lead + 1) % 3];
+        retry_unanswered(&Target::of(follower), &ledger).await;
+        let id = follower.start_run("blink-callback", json!({ "auth": "none", "calls": 120 })).await;
+        let url = follower.waiting_url(&id).await;
+        many_call_runs.push((id, url.clone()));
+        // Callers on every node: a node that does not lead passes them to the one that does.
+        let mut callers = Vec::new();
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            for _ in 0..3 {
+                callers.push(tokio::spawn(starter(Target::of(node), ledger.clone())));
+            }
+            let url = cluster.nodes[n].rebase(&url);
+            callers.push(tokio::spawn(caller(Target::of(node), ledger.clone(), url)));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + round * 211)).await;
+        let killed_at = Instant::now();
+        cluster.nodes[lead].kill();
+        // The calls on the other nodes get 503 `no-leader` (and retry) until one leads.
+        let next = cluster.leader().await;
+        eprintln!("round {round}: node {next} leads {:?} after node {lead} was killed", killed_at.elapsed());
+        assert_ne!(next, lead);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ledger.stop.store(true, Ordering::SeqCst);
+        for caller in callers {
+            caller.await.expect("a caller");
+        }
+        ledger.stop.store(false, Ordering::SeqCst);
+        cluster.nodes[lead].restart().await;
+    }
+
+    let lead = cluster.leader().await;
+    let some_follower = &cluster.nodes[(lead + 2) % 3];
+    retry_unanswered(&Target::of(some_follower), &ledger).await;
+    settle_and_check(some_follower, &ledger, &many_call_runs, 120).await;
+}
+
+#[tokio::test]
+async fn a_caller_held_on_one_node_gets_the_answer_the_run_gives_on_another_and_a_timer_fires_once() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.nodes[1].upload_plugin("payment-ledger").await;
+    cluster.nodes[1].upload_plugin("wait-patterns").await;
+
+    // The run answers the caller itself: the answer travels back through the node that
+    // holds the caller.
+    let (follower, holder) = (&cluster.nodes[1], &cluster.nodes[2]);
+    let id = follower.start_run("payment-ledger", json!({ "order_id": "o-cluster" })).await;
+    let url = holder.rebase(&follower.waiting_url(&id).await);
+    let held = send(holder.http.post(&url).json(&json!({ "type": "payment.succeeded" }))).await;
+    assert_eq!(held, (StatusCode::OK, json!({ "ack": true, "action": "captured" })));
+    follower.wait_for(&id, "completed").await;
+    // An event stream flows through a node that does not lead, to the run's end.
+    let follow = holder.http.get(format!("{}/v1/runs/{id}/events?follow=true", holder.base));
+    let stream = follow.bearer_auth(crate::harness::ADMIN_KEY).send().await.expect("answered");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let text = stream.text().await.expect("the stream ends with the run");
+    assert!(text.contains("event: completed"), "{text}");
+
+    // A durable timer set under one leader fires once, under the next.
+    let sleeper = cluster.nodes[1].start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 1500 })).await;
+    cluster.nodes[1].wait_for(&sleeper, "waiting").await;
+    cluster.nodes[0].kill();
+    assert_ne!(cluster.leader().await, 0);
+    let run = cluster.nodes[2].wait_for(&sleeper, "completed").await;
+    assert!(run["output"]["slept_ms"].as_u64() >= Some(1500), "{run}");
+    let events = cluster.nodes[2].events(&sleeper).await;
+    let ended: Vec<_> = events.iter().filter(|e| e["type"] == "wait-ended").collect();
+    assert_eq!(ended.len(), 1, "the timer fired once: {events:?}");
+}
+
+#[tokio::test]
+async fn latch_database_url_in_the_environment_puts_the_server_on_that_database() {
+    let url = latch_testkit::postgres_database().await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("LATCH_DATABASE_URL", &url)
+        .env("LATCH_ADMIN_KEY", crate::harness::ADMIN_KEY)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("latch starts");
+    let stdout = server.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    });
+    let line = line.await.expect("task").expect("a line");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(line.starts_with("latch listening on") && line.contains("leading"), "{line}");
+    let (database, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    let row = database.query_one("SELECT value FROM settings WHERE key = 'leader-url'", &[]).await;
+    let address = line.split_whitespace().nth(3).expect("address");
+    assert_eq!(row.expect("the server wrote to the database").get::<_, String>(0), format!("http://{address}"));
+    assert!(!data.path().join("sled").exists(), "no sled store beside the database");
+}
