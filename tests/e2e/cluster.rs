@@ -121,6 +121,14 @@ async fn a_caller_held_on_one_node_gets_the_answer_the_run_gives_on_another_and_
     let sleeper = cluster.nodes[1].start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 1500 })).await;
     cluster.nodes[1].wait_for(&sleeper, "waiting").await;
     cluster.nodes[0].kill();
+    // Until a node leads again, the others ask callers to retry.
+    loop {
+        let (status, body) = cluster.nodes[1].get("/v1/runs?limit=1").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no-leader")));
+    }
     assert_ne!(cluster.leader().await, 0);
     let run = cluster.nodes[2].wait_for(&sleeper, "completed").await;
     assert!(run["output"]["slept_ms"].as_u64() >= Some(1500), "{run}");
@@ -156,4 +164,25 @@ async fn latch_database_url_in_the_environment_puts_the_server_on_that_database(
     let address = line.split_whitespace().nth(3).expect("address");
     assert_eq!(row.expect("the server wrote to the database").get::<_, String>(0), format!("http://{address}"));
     assert!(!data.path().join("sled").exists(), "no sled store beside the database");
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_ends_stops_and_another_node_leads() {
+    let mut cluster = Cluster::start(2).await;
+    assert_eq!(cluster.leader().await, 0);
+    // The database ends the session that holds the lease, as a network cut would.
+    let ended = "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let terminated = cluster.database.query(ended, &[]).await.expect("terminates");
+    assert_eq!(terminated.len(), 1, "one session holds the lease");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.nodes[0].has_exited() {
+        assert!(Instant::now() < deadline, "the leader went on without its lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cluster.nodes[0].log().contains("lost its lease"), "{}", cluster.nodes[0].log());
+    cluster.nodes[0].kill();
+    assert_eq!(cluster.leader().await, 1);
+    let (status, _) = cluster.nodes[1].get("/v1/runs").await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -42,10 +42,17 @@ struct Args {
     /// the tests' is, a fresh database for each) instead of sled.
     #[arg(long)]
     postgres: bool,
+    /// With --postgres: this many nodes on the one database, each call sent to the next
+    /// node in turn (the hot path only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 /// Set once from `--postgres`: where the servers measured keep their state.
 static ON_POSTGRES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Set once from `--nodes`.
+static NODES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 /// One line of the printed table.
 struct Row {
@@ -61,8 +68,18 @@ fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ON_POSTGRES.get_or_init(|| args.postgres);
+    NODES.get_or_init(|| args.nodes);
     let binary = build_server()?;
     let mut rows = Vec::new();
+    if args.nodes > 1 {
+        if !args.postgres {
+            bail!("--nodes needs --postgres: nodes share a PostgreSQL database");
+        }
+        let nodes = cluster(&binary, args.nodes).await?;
+        rows.extend(cluster_throughput(&nodes, &args).await?);
+        print_table(&rows);
+        return Ok(());
+    }
     if args.hot_path_only {
         let latch = server(&binary, &[], &plugin("bench-echo")).await?;
         rows.extend(throughput(&latch, &args).await?);
@@ -357,6 +374,66 @@ async fn throughput(latch: &Latch, args: &Args) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
+/// `count` nodes on one fresh database with `bench-echo` uploaded; the first one leads.
+async fn cluster(binary: &Path, count: usize) -> anyhow::Result<Vec<Latch>> {
+    let url = latch_testkit::postgres_database().await;
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        nodes.push(Latch::start(binary, &["--database-url", &url]).await);
+    }
+    let (status, body) = nodes[0].upload("bench-echo", plugin("bench-echo")).await;
+    if !status.is_success() {
+        bail!("upload failed: {status} {body}");
+    }
+    Ok(nodes)
+}
+
+/// The hot path's throughput through several nodes: each start and each callback goes to
+/// the next node in turn (a balancer's round robin); the nodes that do not lead pass them on.
+async fn cluster_throughput(nodes: &[Latch], args: &Args) -> anyhow::Result<Vec<Row>> {
+    let leader = &nodes[0];
+    let key = leader.new_key("bench-resumer", &[]).await;
+    let node = |n: usize| &nodes[n % nodes.len()];
+    let parked = counter(leader, "latch_waits_parked", "").await?;
+    let began = Instant::now();
+    let started = stream::iter(0..args.runs)
+        .map(|n| start_run_patiently(node(n), json!({ "token": token("cl", n) })))
+        .buffer_unordered(args.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    started.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    until_counted(leader, "latch_waits_parked", "", parked, args.runs).await?;
+    let starting = began.elapsed();
+
+    let completed = counter(leader, "latch_runs_ended", "status=\"completed\"").await?;
+    let began = Instant::now();
+    let accepted = stream::iter(0..args.runs)
+        .map(|n| {
+            let (node, key) = (node(n + 1), &key);
+            async move {
+                let request = node.http.post(format!("{}/v1/hooks/{}", node.base, token("cl", n)));
+                let (status, body) = send(request.bearer_auth(key).json(&json!({ "n": n }))).await;
+                if status != StatusCode::ACCEPTED {
+                    bail!("callback {n} answered {status} {body}");
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    accepted.into_iter().collect::<anyhow::Result<()>>()?;
+    let accepting = began.elapsed();
+    until_counted(leader, "latch_runs_ended", "status=\"completed\"", completed, args.runs).await?;
+    let finishing = began.elapsed();
+    let callers = args.concurrency;
+    Ok(vec![
+        row("start throughput (run started, webhook created, parked)", per_second(args.runs, starting)),
+        row(format!("durable callbacks accepted ({callers} concurrent callers)"), per_second(args.runs, accepting)),
+        row("runs finished after their callback", per_second(args.runs, finishing)),
+    ])
+}
+
 /// Sends one call to a manual-response hook (its chosen token, resumed with an API key)
 /// and returns how long the answer took.
 async fn round_trip(latch: &Latch, token: &str) -> anyhow::Result<Duration> {
@@ -584,9 +661,11 @@ fn percentiles(latencies: &mut [Duration]) -> String {
 
 fn print_table(rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let nodes = NODES.get().copied().unwrap_or(1);
     let store = match ON_POSTGRES.get() {
-        Some(true) => "PostgreSQL on loopback (one node)",
-        _ => "sled on local disk",
+        Some(true) if nodes > 1 => format!("PostgreSQL on loopback, {nodes} nodes sharing it (calls spread over them)"),
+        Some(true) => "PostgreSQL on loopback (one node)".to_string(),
+        _ => "sled on local disk".to_string(),
     };
     println!("\nLatch benchmark: {cores} cores, loopback HTTP, {store}\n");
     println!("| measure | result |");

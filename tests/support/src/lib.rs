@@ -366,6 +366,11 @@ impl Latch {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the server's process has ended by itself (it was not killed).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_some()))
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data
