@@ -70,6 +70,20 @@ pub enum Operation {
     Cancel { run: String },
     /// List modules with their newest version.
     Modules,
+    /// Move waiting runs to another version of their module, each only if its log replays
+    /// on the new code.
+    Upgrade {
+        module: String,
+        /// The version to move to (as `latch deploy` printed it).
+        #[arg(long)]
+        to: String,
+        /// A run to move (repeat it for several); without any, every waiting run.
+        #[arg(long = "run")]
+        runs: Vec<String>,
+        /// Only check each run by replay; move none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// API keys for webhooks that take a bearer key.
     #[command(subcommand)]
     Keys(KeyOperation),
@@ -124,14 +138,20 @@ impl Client {
             Some(Body::Bytes(bytes)) => request.body(bytes),
             None => request,
         };
+        let bytes = self.send(request).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// The body of a 2xx answer; any other is an error naming the server's code.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Vec<u8>> {
         let response = request.send().await.with_context(|| format!("cannot reach {}", self.base))?;
         let status = response.status();
         let bytes = response.bytes().await.unwrap_or_default();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
+            let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             bail!("{}", describe_error(status, &answer));
         }
-        Ok(answer)
+        Ok(bytes.to_vec())
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -185,9 +205,40 @@ pub async fn run(connection: Connection, operation: Operation) -> anyhow::Result
             Ok(())
         }
         Operation::Modules => modules(&client).await,
+        Operation::Upgrade { module, to, runs, dry_run } => upgrade(&client, &module, &to, runs, dry_run).await,
         Operation::Keys(operation) => keys(&client, operation).await,
         Operation::Secrets(operation) => secrets(&client, operation).await,
     }
+}
+
+/// Prints what became of each run as the server reports it, then the totals.
+async fn upgrade(client: &Client, module: &str, to: &str, runs: Vec<String>, dry_run: bool) -> anyhow::Result<()> {
+    let runs = if runs.is_empty() { json!("all-waiting") } else { json!(runs) };
+    let mut request = client.http.post(format!("{}/v1/modules/{module}/upgrade", client.base));
+    if let Some(key) = &client.key {
+        request = request.bearer_auth(key);
+    }
+    let body = json!({ "to": to, "runs": runs, "dry_run": dry_run });
+    let answer = client.send(json_body(request, &body)).await?;
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&answer).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let (summary, each): (Vec<&Value>, Vec<&Value>) = lines.iter().partition(|line| line.get("summary").is_some());
+    let detail = |line: &Value| match (&line["divergence"], &line["reason"]) {
+        (Value::Object(d), _) => format!(
+            "event {}: the log has {}, the new code asked for {}",
+            d["seq"],
+            text(&d["recorded"]),
+            text(&d["asked"])
+        ),
+        (_, Value::String(reason)) => reason.clone(),
+        _ => String::new(),
+    };
+    client.print(&json!(lines), |_| {
+        let rows = each.iter().map(|line| vec![text(&line["run"]), text(&line["result"]), detail(line)]);
+        let totals = summary.first().map(|s| s["summary"].to_string()).unwrap_or_default();
+        format!("{}{totals}\n", table(&["RUN", "RESULT", "DETAIL"], rows))
+    });
+    Ok(())
 }
 
 /// JSON given inline, or read from a file named after `@`.

@@ -7,7 +7,7 @@
 //   sdk/js/node_modules/.bin/componentize-js plugins/<name>/app.js --wit wit -n workflow \
 //     -d http fetch-event -o <name>.wasm
 
-import { log as hostLog, runId as hostRunId, nowMs as hostNowMs, random as hostRandom } from 'latch:workflow/context@0.1.0';
+import { log as hostLog, runId as hostRunId, nowMs as hostNowMs, random as hostRandom, patched as hostPatched } from 'latch:workflow/context@0.1.0';
 import { create, close } from 'latch:workflow/webhooks@0.1.0';
 import { next, select as hostSelect, sleep as hostSleep, sleepUntil as hostSleepUntil } from 'latch:workflow/waits@0.1.0';
 import { respond } from 'latch:workflow/responses@0.1.0';
@@ -247,6 +247,11 @@ export const runId = () => hostRunId();
 export const nowMs = () => Number(hostNowMs());
 // 64 random bits as a BigInt, recorded: the same on replay. Use this, not Math.random.
 export const random = () => hostRandom();
+// Whether this run takes the path of the change named `id` here: true when it gets here
+// live (recorded) or replays a log that recorded it, false when it replays a log recorded
+// before the change. Wrap calls a new version adds in `if (patched('...'))` so that old
+// runs' logs still replay on it (and they can be upgraded to it).
+export const patched = (id) => hostPatched(id);
 // Sleeps durably: the run holds no instance meanwhile, and a restart loses nothing.
 export const sleep = (ms) => hostSleep(BigInt(ms));
 // Sleeps durably until this moment, in milliseconds since the Unix epoch.

@@ -277,6 +277,14 @@ def random() -> int:
     return context.random()
 
 
+def patched(change_id: str) -> bool:
+    """Whether this run takes the path of the change named `change_id` here: True when it
+    gets here live (recorded) or replays a log that recorded it, False when it replays a
+    log recorded before the change. Wrap calls a new version adds in `if patched("..."):`
+    so that old runs' logs still replay on it (and they can be upgraded to it)."""
+    return context.patched(change_id)
+
+
 def sleep(ms: int) -> None:
     """Sleeps durably: the run holds no instance meanwhile, and a restart loses nothing."""
     waits.sleep(ms)

@@ -146,3 +146,29 @@ async fn keys_secrets_and_cancel_from_the_cli_and_one_line_errors() {
         .expect("the CLI runs");
     assert!(refused(nobody).contains("cannot reach"));
 }
+
+#[tokio::test]
+async fn upgrade_checks_and_moves_waiting_runs_and_says_where_a_version_diverges() {
+    let latch = start().await;
+    let deployed = |n: u32| {
+        let file = component_file(&format!("order-discount-v{n}"));
+        let out = ok(latch_cli(&latch, &["deploy", "order-discount", file.path().to_str().expect("path")]));
+        // `NAME VERSION (new)`: the start of the version's id, enough to name it.
+        out.split_whitespace().nth(1).expect("the version printed").to_string()
+    };
+    deployed(1);
+    let id = latch.start_run("order-discount", serde_json::json!({ "order_id": "cli", "amount": 5.0 })).await;
+    latch.wait_for(&id, "waiting").await;
+    let (v2, v3) = (deployed(2), deployed(3));
+
+    let diverges = ok(latch_cli(&latch, &["upgrade", "order-discount", "--to", &v3, "--dry-run"]));
+    assert!(diverges.contains("diverges") && diverges.contains("event 1"), "{diverges}");
+    let checked = ok(latch_cli(&latch, &["upgrade", "order-discount", "--to", &v2, "--run", &id, "--dry-run"]));
+    assert!(checked.contains(&id) && checked.contains("compatible"), "{checked}");
+    let moved = ok(latch_cli(&latch, &["--json", "upgrade", "order-discount", "--to", &v2]));
+    let lines: Value = serde_json::from_str(&moved).expect("JSON");
+    assert_eq!(lines[0]["result"], "upgraded", "{lines}");
+    assert!(latch.run(&id).await["version"].as_str().expect("version").starts_with(&v2));
+    let error = refused(latch_cli(&latch, &["upgrade", "order-discount", "--to", "nope"]));
+    assert!(error.contains("unknown-version"), "{error}");
+}

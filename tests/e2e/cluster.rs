@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::crash::{Ledger, Target, caller, retry_unanswered, settle_and_check, starter};
 use crate::harness::{Latch, send};
+use crate::vendor::{Behaviour, Vendor};
 
 /// Nodes on one database, and a session of its own to see which one leads.
 struct Cluster {
@@ -20,12 +21,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `count` nodes on a fresh database; the first one leads.
+    /// `count` nodes on a fresh database (runs may call loopback); the first one leads.
     async fn start(count: usize) -> Cluster {
         let url = latch_testkit::postgres_database().await;
         let mut nodes = Vec::new();
         for _ in 0..count {
-            let args = ["--database-url", url.as_str()];
+            let args = ["--database-url", url.as_str(), "--allow-http", "127.0.0.1:*"];
             nodes.push(Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await);
         }
         let (database, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
@@ -56,8 +57,11 @@ async fn calls_spread_over_three_nodes_survive_the_leader_killed_in_each_round()
     // Uploads through nodes that do not lead reach the one that does.
     cluster.nodes[1].upload_plugin("order-payment").await;
     cluster.nodes[2].upload_plugin("blink-callback").await;
+    cluster.nodes[2].upload_plugin("flaky-charge").await;
+    let payments = Vendor::start(Behaviour::FailTimes(0)).await;
     let ledger = Arc::new(Ledger::default());
     let mut many_call_runs = Vec::new();
+    let mut charges = Vec::new();
     for round in 0..3u64 {
         let lead = cluster.leader().await;
         let follower = &cluster.nodes[(lead + 1) % 3];
@@ -73,6 +77,12 @@ async fn calls_spread_over_three_nodes_survive_the_leader_killed_in_each_round()
             }
             let url = cluster.nodes[n].rebase(&url);
             callers.push(tokio::spawn(caller(Target::of(node), ledger.clone(), url)));
+        }
+        // Runs whose step calls an outside API, some of them cut off by the kill.
+        for n in 0..10 {
+            let input =
+                json!({ "charge_url": payments.url, "amount": round * 100 + n, "attempts": 3, "backoff_ms": 50 });
+            charges.push(cluster.nodes[(lead + 1 + n as usize % 2) % 3].start_run("flaky-charge", input).await);
         }
         tokio::time::sleep(Duration::from_millis(300 + round * 211)).await;
         let killed_at = Instant::now();
@@ -94,6 +104,21 @@ async fn calls_spread_over_three_nodes_survive_the_leader_killed_in_each_round()
     let some_follower = &cluster.nodes[(lead + 2) % 3];
     retry_unanswered(&Target::of(some_follower), &ledger).await;
     settle_and_check(some_follower, &ledger, &many_call_runs, 120).await;
+
+    // Each step's outcome is in its run's log once, whatever the kills cut short; the API
+    // was called at least once for each (again only when a kill fell between its call
+    // and the step's record).
+    let charged: Vec<u64> = payments.received().iter().filter_map(|body| body["amount"].as_u64()).collect();
+    for id in &charges {
+        let run = some_follower.wait_for(id, "completed").await;
+        let attempts: Vec<_> =
+            some_follower.events(id).await.into_iter().filter(|e| e["type"] == "step-attempt").collect();
+        assert_eq!(attempts.len(), 1, "one attempt recorded for run {id}: {attempts:?}");
+        assert!(attempts[0]["outcome"]["Ok"].is_object(), "{attempts:?}");
+        let amount = run["input"]["amount"].as_u64().expect("amount");
+        assert!(charged.contains(&amount), "the charge of run {id} reached the API");
+    }
+    eprintln!("{} charges, {} calls to the payment API", charges.len(), charged.len());
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod runs;
 mod steps;
 mod time;
 mod triggers;
+mod upgrade;
 mod uploads;
 mod vendor;
 mod waits;

@@ -120,22 +120,36 @@ impl Executor {
             view
         };
         let (events, _) = store.readable_events(run.id).await?;
-        let delivered = events.into_iter().filter_map(|record| match record.event {
-            Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(view("delivered", *request)),
-            _ => None,
-        });
-        let queued = store.queued(run.id).await?.into_iter().map(|entry| {
+        let delivered: Vec<Value> = events
+            .into_iter()
+            .filter_map(|record| match record.event {
+                Event::WaitEnded { result: WaitOutcome::Request { request }, .. } => Some(view("delivered", *request)),
+                _ => None,
+            })
+            .collect();
+        let queued = store.queued(run.id).await?;
+        let not_taken: Vec<Value> = store
+            .not_taken(run.id)
+            .await?
+            .into_iter()
+            .map(|record| {
+                let mut not_taken = view("not-taken", record.request);
+                not_taken["reason"] = json!(record.reason);
+                not_taken["acknowledged"] = json!(record.acknowledged);
+                not_taken
+            })
+            .collect();
+        // The three are read one after the other: a call taken or given up on meanwhile may
+        // be read both as queued and in its final state, which is the one listed.
+        let settled: std::collections::HashSet<Value> =
+            delivered.iter().chain(&not_taken).map(|request| request["id"].clone()).collect();
+        let queued = queued.into_iter().filter(|entry| !settled.contains(&json!(entry.request.id))).map(|entry| {
             let mut queued = view("queued", entry.request);
             queued["held"] = json!(entry.held);
             queued
         });
-        let not_taken = store.not_taken(run.id).await?.into_iter().map(|record| {
-            let mut not_taken = view("not-taken", record.request);
-            not_taken["reason"] = json!(record.reason);
-            not_taken["acknowledged"] = json!(record.acknowledged);
-            not_taken
-        });
         Ok(delivered
+            .into_iter()
             .chain(queued)
             .chain(not_taken)
             .filter(|request| webhook.is_none_or(|w| request["webhook"] == json!(w)))

@@ -6,10 +6,12 @@ mod admin;
 mod inbound;
 mod run_state;
 mod timers;
+mod upgrade;
 
 pub use admin::{RunView, WaitingView};
 pub use inbound::{Answer, Execution, Incoming, MESSAGE_WINDOW, query_object};
 pub use run_state::RunStateWriter;
+pub use upgrade::{RunUpgrade, Selection, UpgradeResult};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +82,10 @@ pub enum ExecError {
     Undurable,
     #[error("{0}; retry later")]
     InboxFull(String),
+    #[error("`{0}` is no version of module `{1}`")]
+    UnknownVersion(String, String),
+    #[error("version `{0}` belongs to module `{1}`: a run moves only between versions of its own module")]
+    VersionOfAnotherModule(String, String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -431,8 +437,11 @@ impl Executor {
         }
         // The whole log is read, not its last event: a run whose log cannot be read is
         // driven now, and fails alone, rather than when a call finds it.
-        let Ok((mut events, _)) = store.events(run.id).await else { return Ok(true) };
-        match events.pop().map(|e| e.event) {
+        let Ok((events, _)) = store.events(run.id).await else { return Ok(true) };
+        let events: Vec<Event> = events.into_iter().map(|e| e.event).collect();
+        let run = &self.finish_interrupted_move(run.clone(), &events).await?;
+        // Notes (an `upgraded`) say nothing of where the run stands.
+        match events.into_iter().rev().find(|e| !e.is_note()) {
             // Parked per its log: woken by its calls and timers.
             Some(Event::WaitStarted { on }) => {
                 self.restore_parked(run, &on).await?;

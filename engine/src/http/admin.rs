@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_json, read_body, read_json};
+use crate::executor::{Selection, UpgradeResult};
 use crate::ids::{ModuleName, RunId};
 use crate::store::RunQuery;
 use crate::store::records::{EventRecord, RunStatus};
@@ -28,6 +29,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/modules", get(list_modules))
         .route("/v1/modules/{name}", get(get_module).put(put_module))
         .route("/v1/modules/{name}/runs", post(start_run))
+        .route("/v1/modules/{name}/upgrade", post(upgrade))
         .route("/v1/modules/{name}/triggers/{trigger}/sample", get(get_sample).post(listen_for_sample))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
@@ -120,6 +122,86 @@ async fn start_run(
     let run = app.executor.start_run(&name, input).await?;
     let view = json!({ "id": run.id, "status": run.status, "module": run.module, "version": run.version });
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct UpgradeRequest {
+    /// The version to move to: one of the module's (its id, or a start of it of at least 8
+    /// characters that no other version of the module shares).
+    to: String,
+    /// Run ids, or `"all-waiting"`.
+    #[schema(value_type = Object)]
+    runs: Value,
+    /// Only check: replay each run's log on the new code, move nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Moves waiting runs to another version of their module, each only if its log replays on
+/// the new code (`dry_run`: only checks). Answers a stream of JSON lines, one a run as it
+/// is done (`{run, from, result, divergence?, reason?}`), then `{summary}`.
+#[utoipa::path(post, path = "/v1/modules/{name}/upgrade", params(("name" = String, Path, description = "The module's name")),
+    request_body(content = UpgradeRequest, description = "`{to, runs: [ids] | \"all-waiting\", dry_run?}`"),
+    responses((status = 200, description = "`application/x-ndjson`: a line a run (`result`: compatible, diverges, upgraded or skipped; `divergence`: `{seq, recorded, asked}`), then `{summary: {compatible, diverges, upgraded, skipped}}`", body = String, content_type = "application/x-ndjson"),
+        (status = 400, description = "`bad-upgrade-request`, `version-of-another-module`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`unknown-module`, `unknown-version`", body = super::openapi::ErrorBody),
+        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    security(("admin_key" = [])))]
+async fn upgrade(State(app): State<Arc<AppState>>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    let request: UpgradeRequest =
+        read_json(body, app.limits.body(), "bad-upgrade-request", "{to, runs: [ids] | \"all-waiting\", dry_run?}")
+            .await?;
+    let selection = match &request.runs {
+        Value::String(all) if all == "all-waiting" => Selection::AllWaiting,
+        Value::Array(ids) if ids.iter().all(Value::is_string) => {
+            Selection::Runs(ids.iter().filter_map(Value::as_str).map(String::from).collect())
+        }
+        _ => {
+            return Err(ApiError::bad_request("bad-upgrade-request", "`runs` is a list of run ids or \"all-waiting\""));
+        }
+    };
+    let (module, to, runs) = app.executor.upgrade_plan(&name, &request.to, selection).await?;
+    let (executor, dry_run) = (app.executor.clone(), request.dry_run);
+    let lines =
+        futures::stream::unfold((runs.into_iter(), Summary::default(), false), move |(mut runs, mut summary, done)| {
+            let (executor, module, to) = (executor.clone(), module.clone(), to.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                let line = match runs.next() {
+                    Some(id) => {
+                        let upgraded = executor.upgrade_run(&module, &to, &id, dry_run).await;
+                        summary.count(upgraded.result);
+                        json!(upgraded)
+                    }
+                    None => json!({ "summary": summary }),
+                };
+                let done = line.get("summary").is_some();
+                Some((Ok::<_, Infallible>(format!("{line}\n")), (runs, summary, done)))
+            }
+        });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+/// How many runs ended each way.
+#[derive(Default, serde::Serialize)]
+struct Summary {
+    compatible: usize,
+    diverges: usize,
+    upgraded: usize,
+    skipped: usize,
+}
+
+impl Summary {
+    fn count(&mut self, result: UpgradeResult) {
+        *match result {
+            UpgradeResult::Compatible => &mut self.compatible,
+            UpgradeResult::Diverges => &mut self.diverges,
+            UpgradeResult::Upgraded => &mut self.upgraded,
+            UpgradeResult::Skipped => &mut self.skipped,
+        } += 1;
+    }
 }
 
 /// Runs a page lists unless asked for fewer, and the most it lists.

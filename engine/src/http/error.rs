@@ -154,6 +154,8 @@ impl From<ExecError> for ApiError {
                 error.retry_after = Some(1);
                 error
             }
+            ExecError::UnknownVersion(..) => ApiError::not_found("unknown-version", message),
+            ExecError::VersionOfAnotherModule(..) => ApiError::bad_request("version-of-another-module", message),
             ExecError::MessageReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", message)
             }

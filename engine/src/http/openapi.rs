@@ -130,6 +130,7 @@ pub enum PublicCall {
         admin::get_module,
         admin::put_module,
         admin::start_run,
+        admin::upgrade,
         admin::get_sample,
         admin::listen_for_sample,
         admin::list_runs,

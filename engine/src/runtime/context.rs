@@ -23,6 +23,21 @@ impl Host for HostState {
         Ok(ms)
     }
 
+    async fn patched(&mut self, id: String) -> wasmtime::Result<bool> {
+        match self.journal.next_recorded()? {
+            Some(Event::Patched { id: recorded }) if *recorded == id => {
+                self.journal.replay("patched")?;
+                Ok(true)
+            }
+            // The log was recorded before the change: the old path, and nothing consumed.
+            Some(_) => Ok(false),
+            None => {
+                self.journal.record(Event::Patched { id })?;
+                Ok(true)
+            }
+        }
+    }
+
     async fn random(&mut self) -> wasmtime::Result<u64> {
         if let Some(Event::Random { value }) = self.journal.replay("random")? {
             return Ok(value);

@@ -26,6 +26,10 @@ pub enum HostFault {
     /// The run went past one of its quotas.
     #[error("{0}")]
     Quota(String),
+    /// A checked replay (an upgrade's dry run) reached the end of the log: the code would
+    /// go on live from here.
+    #[error("the replay reached the end of the run's log")]
+    ReplayEnd,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,6 +45,7 @@ impl HostFault {
             HostFault::CpuLimit(_) => "cpu-limit",
             HostFault::MemoryLimit { .. } => "memory-limit",
             HostFault::Quota(_) => "quota-exceeded",
+            HostFault::ReplayEnd => "replay-end",
             HostFault::Store(_) => "storage",
         }
     }

@@ -25,6 +25,19 @@ pub struct Journal {
     /// The bytes the written log takes, against the run's quota.
     bytes: u64,
     quotas: Option<RunQuotas>,
+    /// Replaying on other code to check it (an upgrade's dry run): nothing may go live.
+    checking: bool,
+    /// Where and how a checked replay first left the log.
+    divergence: Option<Divergence>,
+}
+
+/// The first place a replay left its log: the event's position, what the log has there,
+/// and what the code asked for instead.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    pub seq: u64,
+    pub recorded: String,
+    pub asked: String,
 }
 
 impl Journal {
@@ -37,13 +50,27 @@ impl Journal {
         quotas: RunQuotas,
     ) -> Journal {
         let events = events.into_iter().map(|r| r.event).collect();
-        Journal { events, cursor: 1, outbox: Vec::new(), redactor, clock, probe: false, bytes, quotas: Some(quotas) }
+        let quotas = Some(quotas);
+        let (probe, checking, divergence) = (false, false, None);
+        Journal { events, cursor: 1, outbox: Vec::new(), redactor, clock, probe, bytes, quotas, checking, divergence }
+    }
+
+    /// The same journal, replaying only: at the end of the log, or where the code leaves
+    /// it, the activation stops (`HostFault::ReplayEnd`, or a recorded `divergence`) instead
+    /// of going live. Nothing is recorded.
+    pub fn checking(mut self) -> Journal {
+        self.checking = true;
+        self
+    }
+
+    pub fn divergence(&self) -> Option<&Divergence> {
+        self.divergence.as_ref()
     }
 
     /// The journal of an instance that only describes its module.
     pub fn probe(redactor: Redactor, clock: SharedClock) -> Journal {
-        let events = Vec::new();
-        Journal { events, cursor: 1, outbox: Vec::new(), redactor, clock, probe: true, bytes: 0, quotas: None }
+        let (events, outbox, probe, quotas, checking, divergence) = (Vec::new(), Vec::new(), true, None, false, None);
+        Journal { events, cursor: 1, outbox, redactor, clock, probe, bytes: 0, quotas, checking, divergence }
     }
 
     pub fn redactor(&mut self) -> &mut Redactor {
@@ -61,12 +88,15 @@ impl Journal {
     /// log is exhausted and the call must be performed live.
     pub fn replay(&mut self, kind: &'static str) -> Result<Option<Event>, HostFault> {
         self.refuse_probe()?;
-        let Some(event) = self.events.get(self.cursor) else { return Ok(None) };
+        self.pass_notes();
+        let Some(event) = self.events.get(self.cursor) else {
+            return if self.checking { Err(HostFault::ReplayEnd) } else { Ok(None) };
+        };
         if event.kind() != kind {
+            let (recorded, seq) = (event.kind(), self.cursor);
+            self.diverged(format!("a `{kind}` call"));
             return Err(HostFault::Nondeterminism(format!(
-                "the run made a `{kind}` call where its log has `{}` (event {})",
-                event.kind(),
-                self.cursor
+                "the run made a `{kind}` call where its log has `{recorded}` (event {seq})"
             )));
         }
         self.cursor += 1;
@@ -74,9 +104,36 @@ impl Journal {
         Ok(Some(self.redactor.expand(event)))
     }
 
+    /// While replaying, the next recorded event without moving past it; `None` at the end
+    /// of the log (a checked replay stops there instead).
+    pub fn next_recorded(&mut self) -> Result<Option<&Event>, HostFault> {
+        self.refuse_probe()?;
+        self.pass_notes();
+        if self.checking && self.cursor >= self.events.len() {
+            return Err(HostFault::ReplayEnd);
+        }
+        Ok(self.events.get(self.cursor))
+    }
+
+    /// Notes where a checked replay left the log: at the next event, asked `asked`.
+    pub fn diverged(&mut self, asked: String) {
+        if self.divergence.is_none() {
+            let recorded = self.events.get(self.cursor).map_or("the end of the log", Event::kind).to_string();
+            self.divergence = Some(Divergence { seq: self.cursor as u64, recorded, asked });
+        }
+    }
+
+    /// Moves past notes (`upgraded`): they record no call.
+    fn pass_notes(&mut self) {
+        while self.events.get(self.cursor).is_some_and(Event::is_note) {
+            self.cursor += 1;
+        }
+    }
+
     /// While replaying, moves past the first event ahead that `wanted` accepts; returns the
     /// events passed over and that one. `None` (and no move) if the rest of the log has none.
     pub fn skip_to(&mut self, wanted: impl Fn(&Event) -> bool) -> Option<(Vec<Event>, Event)> {
+        self.pass_notes();
         let ahead = self.events.get(self.cursor..)?;
         let offset = ahead.iter().position(wanted)?;
         let skipped: Vec<Event> = ahead[..offset].to_vec();
@@ -89,6 +146,9 @@ impl Journal {
     /// Records a live result, after everything replayed.
     pub fn record(&mut self, event: Event) -> Result<(), HostFault> {
         self.refuse_probe()?;
+        if self.checking {
+            return Err(HostFault::ReplayEnd);
+        }
         if let Some(next) = self.unreplayed() {
             return Err(HostFault::Nondeterminism(format!(
                 "the run made a new `{}` call where its log has `{}` next",
@@ -150,9 +210,15 @@ impl Journal {
         self.events.len() as u64
     }
 
-    /// Events the guest has not replayed yet: left over when it finishes, it diverged.
+    /// Events the guest has not replayed yet (notes aside): left over when it finishes,
+    /// it diverged.
     pub fn unreplayed(&self) -> Option<&Event> {
-        self.events.get(self.cursor)
+        self.events.get(self.cursor..)?.iter().find(|event| !event.is_note())
+    }
+
+    /// The kind of the event at `seq`, for a report.
+    pub fn recorded_kind(&self, seq: u64) -> &'static str {
+        self.events.get(seq as usize).map_or("the end of the log", Event::kind)
     }
 
     /// The event that ended the run in an earlier activation, if the log has one.

@@ -64,6 +64,17 @@ impl LiveRuns {
         }
     }
 
+    /// Registers the caller as the run's driver if it has none; false (and nobody woken)
+    /// if it has one.
+    pub fn try_claim(&self, run: RunId) -> bool {
+        let mut runs = self.lock();
+        if runs.contains_key(&run) {
+            return false;
+        }
+        runs.insert(run, Driver::default());
+        true
+    }
+
     /// The signal a parked instance of this run waits on.
     pub fn notifier(&self, run: RunId) -> Arc<Notify> {
         self.lock().entry(run).or_default().notify.clone()

@@ -21,6 +21,7 @@ mod waits;
 mod webhooks;
 
 pub use egress::AllowedHosts;
+pub use journal::Divergence;
 pub use limits::{GuestLimits, RunQuotas};
 pub use outbound::OutboundHttp;
 
@@ -200,6 +201,15 @@ pub enum Outcome {
     Cancelled,
     /// The run waits; its instance is gone and its log holds everything.
     Suspended,
+}
+
+/// What replaying a run's log on other code showed (an upgrade's dry run).
+#[derive(Debug)]
+pub enum ReplayCheck {
+    /// The code made exactly the calls the log records, up to its end.
+    Compatible,
+    /// Where it first did otherwise.
+    Diverges(Divergence),
 }
 
 pub struct Runtime {
@@ -512,6 +522,55 @@ impl Runtime {
             self.shared.holds.unanswered(request_id);
         }
         ended
+    }
+
+    /// Replays the run's log on the code of `version` (another version of its module)
+    /// without letting anything go live: nothing is recorded, sent or answered, and the
+    /// activation stops where the log ends. A run that waits is compatible when the new
+    /// code reaches the same wait making the same calls on the way.
+    pub async fn check_replay(
+        &self,
+        run: &RunRecord,
+        version: &str,
+        (events, bytes): (Vec<EventRecord>, u64),
+    ) -> Result<ReplayCheck, RuntimeError> {
+        let Some(Event::Started { input, start_ms, seed, trigger }) = events.first().map(|e| e.event.clone()) else {
+            let recorded = events.first().map_or("nothing", |e| e.event.kind()).to_string();
+            let asked = "a log that begins with `started`".to_string();
+            return Ok(ReplayCheck::Diverges(Divergence { seq: 0, recorded, asked }));
+        };
+        let pre = self.instance_pre(version).await?;
+        let run = RunRecord { version: version.to_string(), ..run.clone() };
+        let declared_triggers = self.declared_triggers(&run).await?;
+        let redactor = self.redactor(&run.id.to_string());
+        let quotas = self.shared.settings.quotas;
+        let journal = Journal::new((events, bytes), redactor, self.shared.clock.clone(), quotas).checking();
+        let (mut store, stderr) = self.new_store(run, journal, declared_triggers, start_ms, seed);
+        let start = match trigger {
+            Some(request) => Start::Trigger(waits::request_to_wit(*request)),
+            None => Start::Api(input.to_string()),
+        };
+        let slot = self.shared.activations.slot().await;
+        let outcome = self.activate(&pre, &mut store, start, &stderr).await;
+        drop(slot);
+        let journal = &store.data().journal;
+        let at = |seq: u64, asked: String| {
+            let recorded = journal.recorded_kind(seq).to_string();
+            ReplayCheck::Diverges(Divergence { seq, recorded, asked })
+        };
+        Ok(match outcome {
+            Outcome::Failed(failure) if failure.code == HostFault::ReplayEnd.code() => ReplayCheck::Compatible,
+            // A call of the same kind with other arguments: the event just replayed.
+            Outcome::Failed(failure) if failure.code == "nondeterminism" => match journal.divergence() {
+                Some(divergence) => ReplayCheck::Diverges(divergence.clone()),
+                None => at(journal.next_replayed_seq().saturating_sub(1), failure.message),
+            },
+            Outcome::Completed(_) => at(journal.next_replayed_seq(), "to complete the run".into()),
+            Outcome::Failed(failure) => {
+                at(journal.next_replayed_seq(), format!("to fail the run: {} ({})", failure.message, failure.code))
+            }
+            Outcome::Cancelled | Outcome::Suspended => at(journal.next_replayed_seq(), "to stop".into()),
+        })
     }
 
     /// A record of the run's as its callers see it: URL keys back in place of placeholders.

@@ -514,6 +514,16 @@ pub enum Event {
         error: Failure,
     },
     Cancelled,
+    /// `patched(id)` answered true here (see the WIT's `context.patched`).
+    Patched {
+        id: String,
+    },
+    /// The run was moved to another version of its module between two activations (its
+    /// log replayed on the new code first). A note: replay passes over it.
+    Upgraded {
+        from: String,
+        to: String,
+    },
 }
 
 impl Event {
@@ -535,7 +545,14 @@ impl Event {
             Event::Completed { .. } => "completed",
             Event::Failed { .. } => "failed",
             Event::Cancelled => "cancelled",
+            Event::Patched { .. } => "patched",
+            Event::Upgraded { .. } => "upgraded",
         }
+    }
+
+    /// A note about the run, not the record of a call its code made: replay passes over it.
+    pub fn is_note(&self) -> bool {
+        matches!(self, Event::Upgraded { .. })
     }
 
     /// Whether the event ends the run.

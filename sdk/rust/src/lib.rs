@@ -99,6 +99,22 @@ pub fn random() -> u64 {
     context::random()
 }
 
+/// Whether this run takes the path of the change named `id` at this point. A new version
+/// of a module that makes calls the old one did not wraps them in `if patched("...")`:
+/// runs that reach this point live (new runs, and waiting runs moved to the new version
+/// once they get past their wait) take the new path, and the choice is recorded; a run
+/// whose log was recorded by the old code replays the old path. With it, a waiting run's
+/// log replays on the new version, so the run can be upgraded to it.
+///
+/// ```ignore
+/// if latch_sdk::patched("stamp-orders") {
+///     stamped_at = Some(latch_sdk::now_ms());
+/// }
+/// ```
+pub fn patched(id: &str) -> bool {
+    context::patched(id)
+}
+
 /// Lines appended to the run's event log.
 pub mod log {
     use crate::__private::bindings::latch::workflow::context::{self, Level};

@@ -38,6 +38,9 @@ struct Args {
     /// Only the hot path: starts, callbacks accepted, runs finished, hot resume.
     #[arg(long)]
     hot_path_only: bool,
+    /// Only how fast an upgrade's dry run checks waiting runs.
+    #[arg(long)]
+    upgrade_only: bool,
     /// Keep the measured servers' state in PostgreSQL (a throwaway server provisioned as
     /// the tests' is, a fresh database for each) instead of sled.
     #[arg(long)]
@@ -77,6 +80,15 @@ async fn main() -> anyhow::Result<()> {
         }
         let nodes = cluster(&binary, args.nodes).await?;
         rows.extend(cluster_throughput(&nodes, &args).await?);
+        print_table(&rows);
+        return Ok(());
+    }
+    if args.upgrade_only {
+        let component = plugin("bench-echo");
+        let latch = server(&binary, &["--hot-hold-ms", "0"], &component).await?;
+        for (runs, history) in [(1_000, 0), (100, 1_000)] {
+            rows.push(dry_run_checks(&latch, &component, runs, history, args.concurrency).await?);
+        }
         print_table(&rows);
         return Ok(());
     }
@@ -124,9 +136,59 @@ async fn engine_figures(binary: &Path, args: &Args) -> anyhow::Result<Vec<Row>> 
     rows.push(timer_lateness(&latch).await?);
     drop(latch);
 
+    let latch = server(binary, &["--hot-hold-ms", "0"], &component).await?;
+    for (runs, history) in [(1_000, 0), (100, 1_000)] {
+        rows.push(dry_run_checks(&latch, &component, runs, history, args.concurrency).await?);
+    }
+    drop(latch);
+
     let latch = server(binary, &[], &component).await?;
     rows.extend(parked_runs(&latch, args).await?);
     Ok(rows)
+}
+
+/// How fast an upgrade's dry run checks waiting runs: `runs` runs of `bench-echo` whose
+/// logs hold `history` events besides their wait, replayed on another version of it (the
+/// same code with a custom section added, so another version id).
+async fn dry_run_checks(
+    latch: &Latch,
+    component: &[u8],
+    runs: usize,
+    history: usize,
+    concurrency: usize,
+) -> anyhow::Result<Row> {
+    let kind = format!("dry{history}");
+    let started = stream::iter(0..runs)
+        .map(|n| start_run_patiently(latch, json!({ "token": token(&kind, n), "history": history })))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let ids = started.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    for id in &ids {
+        until_status(latch, id, "waiting").await?;
+    }
+    // A custom section (id 0): a name and nothing else. Components take them anywhere.
+    let mut other = component.to_vec();
+    let name = format!("latch-bench-{history}");
+    other.extend([0, name.len() as u8 + 1, name.len() as u8]);
+    other.extend(name.as_bytes());
+    let (status, body) = latch.upload("bench-echo", other).await;
+    if !status.is_success() {
+        bail!("upload failed: {status} {body}");
+    }
+    let to = body["version"]["version"].as_str().unwrap_or_default().to_string();
+    let began = Instant::now();
+    let request = latch.http.post(format!("{}/v1/modules/bench-echo/upgrade", latch.base));
+    let body = json!({ "to": to, "runs": ids, "dry_run": true });
+    let answer = request.bearer_auth(latch_testkit::ADMIN_KEY).json(&body).send().await?.text().await?;
+    let elapsed = began.elapsed();
+    let compatible = answer.lines().filter(|line| line.contains(r#""result":"compatible""#)).count();
+    if compatible != runs {
+        bail!("{compatible} of {runs} runs replayed on the other version: {answer}");
+    }
+    let (_, log) = latch.get(&format!("/v1/runs/{}/events", ids[0])).await;
+    let events = log["events"].as_array().map_or(0, Vec::len);
+    Ok(row(format!("upgrade dry run: waiting runs checked by replay ({events}-event logs)"), per_second(runs, elapsed)))
 }
 
 /// What the server's guards cost: its memory and how fast it answers, idle, while 1,000
