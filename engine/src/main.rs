@@ -233,6 +233,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Several nodes may share the database: one leads (drives the runs), the others pass
     // the calls they take on to it, and one of them leads when it is gone.
+    let node_url = match (&args.node_url, local.ip().is_unspecified()) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, false) => format!("http://{local}"),
+        (None, true) => anyhow::bail!("--node-url is needed with --listen {local}: the other nodes pass calls to it"),
+    };
     let leadership = Arc::new(Leadership::connect(&url).await.context("connecting to the PostgreSQL database")?);
     let dispatch = Dispatch::new(leadership.clone(), limits(&args));
     // Served at once: until this node leads, its calls go to the leader (or get a 503).
@@ -241,24 +246,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if follows {
         let leader = leadership.leader_url().await?.unwrap_or_else(|| "(none yet)".into());
         println!("latch listening on {local} (public URL {public_url}, passing calls to the leader at {leader})");
-        leadership.lead().await?;
+        tokio::select! {
+            led = leadership.lead() => led?,
+            // Stopped while it followed: it has nothing of its own to finish.
+            () = shutdown_signal() => return Ok(()),
+        }
         tracing::info!("this node leads now: the node that led is gone");
     }
+    // Watched from the moment it leads: another node may lead once the lease is lost, and
+    // going on would drive runs twice.
+    let watched = leadership.clone();
+    tokio::spawn(async move {
+        watched.lost().await;
+        tracing::error!("this node lost its lease on the database; stopping");
+        std::process::exit(1);
+    });
     let store = Store::connect(&url).await.context("opening the PostgreSQL store")?;
     let (app, resumed) = start_engine(&args, store.clone(), &public_url).await?;
     dispatch.lead(app);
-    leadership.announce(args.node_url.as_deref().unwrap_or(&format!("http://{local}"))).await?;
+    leadership.announce(&node_url).await?;
     if !follows {
         println!("latch listening on {local} (public URL {public_url}, {resumed} runs resumed, leading)");
     }
-    tokio::select! {
-        _ = server => {}
-        () = leadership.lost() => {
-            // Another node may lead by now: going on would drive runs twice.
-            tracing::error!("this node lost its lease on the database; stopping");
-            std::process::exit(1);
-        }
-    }
+    let _ = server.await;
     store.close().await?;
     Ok(())
 }

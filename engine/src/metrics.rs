@@ -1,4 +1,4 @@
-//! What the engine counts, for Prometheus (`GET /v1/metrics`, text exposition format):
+//! What the engine counts, for Prometheus (`GET /metrics`, text exposition format):
 //! runs started, parked at a wait and ended (by status), failed runs by the engine's
 //! failure codes, guest activations, how long a call waited before its run took it, and
 //! the answers given to calls from outside (by status class and error code), and how long

@@ -17,7 +17,7 @@ async fn the_openapi_document_is_served_without_a_key_and_is_what_latch_openapi_
     assert_eq!(served, printed);
     assert_eq!(served["openapi"], "3.1.0");
     let paths = served["paths"].as_object().expect("paths");
-    for route in ["/v1/runs", "/v1/runs/{id}/events", "/hooks/{token}", "/t/{module}/{trigger}", "/v1/metrics"] {
+    for route in ["/v1/runs", "/v1/runs/{id}/events", "/hooks/{token}", "/t/{module}/{trigger}", "/metrics"] {
         assert!(paths.contains_key(route), "{route} is described");
     }
     let error = &served["components"]["schemas"]["ErrorDetail"]["properties"];

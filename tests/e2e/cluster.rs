@@ -211,3 +211,37 @@ async fn a_leader_whose_lease_ends_stops_and_another_node_leads() {
     let (status, _) = cluster.nodes[1].get("/v1/runs").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_node_that_does_not_lead_passes_a_call_on_once_and_bounds_its_body() {
+    let cluster = Cluster::start(2).await;
+    // The database names the follower itself as the leader (as when a node restarts under
+    // the old leader's address before the new one has said where it is).
+    let follower = &cluster.nodes[1];
+    let own = "UPDATE settings SET value = $1 WHERE key = 'leader-url'";
+    cluster.database.execute(own, &[&follower.base]).await.expect("updates");
+    let began = Instant::now();
+    let (status, body) = follower.get("/v1/runs").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no-leader")));
+    assert!(began.elapsed() < Duration::from_secs(5), "no loop: {:?}", began.elapsed());
+
+    // A call's body is bounded as the leader bounds it, before it is passed on.
+    let url = format!("{}/hooks/some-token", follower.base);
+    let (status, body) = send(follower.http.post(url).body(vec![b' '; 2 << 20])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body-too-large")));
+}
+
+#[tokio::test]
+async fn a_node_listening_on_every_address_needs_node_url() {
+    let url = latch_testkit::postgres_database().await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--database-url", &url, "--data"])
+        .arg(data.path())
+        .env("LATCH_ADMIN_KEY", crate::harness::ADMIN_KEY)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--node-url is needed"), "{stderr}");
+}

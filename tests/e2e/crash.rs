@@ -67,8 +67,9 @@ impl Target {
         loop {
             let request = self.http.get(format!("{}/v1/runs/{id}", self.base)).bearer_auth(ADMIN_KEY);
             let response = request.send().await.ok()?;
-            // A node with no leader to pass the call to (several nodes, one killed).
-            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // A node with no leader to pass the call to, or whose leader went away with it
+            // (several nodes, one killed).
+            if response.status().is_server_error() {
                 return None;
             }
             let run: Value = response.json().await.ok()?;

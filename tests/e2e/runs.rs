@@ -144,9 +144,9 @@ async fn an_operator_sees_what_arrived_delivered_or_queued_with_credentials_reda
     assert_eq!(states, vec![json!("delivered"), json!("delivered")]);
 }
 
-/// Reads one sample of `/v1/metrics` (0 when the series is not there yet).
+/// Reads one sample of `/metrics` (0 when the series is not there yet).
 async fn metric(latch: &crate::harness::Latch, series: &str) -> u64 {
-    let request = latch.http.get(format!("{}/v1/metrics", latch.base)).bearer_auth(crate::harness::ADMIN_KEY);
+    let request = latch.http.get(format!("{}/metrics", latch.base)).bearer_auth(crate::harness::ADMIN_KEY);
     let response = request.send().await.expect("metrics");
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("text");
@@ -159,7 +159,7 @@ async fn metric(latch: &crate::harness::Latch, series: &str) -> u64 {
 async fn metrics_count_runs_and_the_answers_callers_got_and_need_the_admin_key() {
     let latch = start().await;
     latch.upload_plugin("order-payment").await;
-    let anonymous = latch.http.get(format!("{}/v1/metrics", latch.base)).send().await.expect("metrics");
+    let anonymous = latch.http.get(format!("{}/metrics", latch.base)).send().await.expect("metrics");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     let id = latch.start_run("order-payment", json!({ "order_id": "o-m", "amount": 1 })).await;

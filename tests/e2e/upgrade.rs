@@ -84,6 +84,7 @@ async fn a_divergent_version_is_refused_with_the_first_event_where_it_differs() 
     let latch = start().await;
     let v1 = upload_version(&latch, 1).await;
     let id = waiting_run(&latch, json!({ "order_id": "o-3", "amount": 10.0 })).await;
+    let at_trigger = waiting_run(&latch, json!({ "order_id": "o-t", "amount": 1.0, "wait": "trigger" })).await;
     let v3 = upload_version(&latch, 3).await;
     for dry_run in [true, false] {
         let refused = upgrade_one(&latch, &id, &v3, dry_run).await;
@@ -96,6 +97,13 @@ async fn a_divergent_version_is_refused_with_the_first_event_where_it_differs() 
         );
     }
     assert_eq!(latch.run(&id).await["version"], v1, "a run never moves onto code that leaves its log");
+
+    // Waiting at a named trigger the new version no longer declares: no call could reach it.
+    let v4 = upload_version(&latch, 4).await;
+    let refused = upgrade_one(&latch, &at_trigger, &v4, true).await;
+    assert_eq!(refused["result"], "diverges", "{refused}");
+    assert_eq!(refused["divergence"]["recorded"], "wait-started", "{refused}");
+    assert!(refused["divergence"]["asked"].as_str().unwrap_or_default().contains("does not declare"), "{refused}");
     let url = latch.waiting_url(&id).await;
     send(latch.http.post(&url).json(&json!({}))).await;
     assert_eq!(latch.wait_for(&id, "completed").await["output"]["version"], 1);

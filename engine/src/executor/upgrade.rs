@@ -203,8 +203,17 @@ impl Executor {
         let note = Event::Upgraded { from: run.version.clone(), to: to.to_string() };
         let note = event_record(events.len() as u64, self.now_ms(), note);
         store.append(id, &[note]).await.map_err(|e| failed(e.into()))?;
+        let version = run.version.clone();
         let moved = RunRecord { version: to.to_string(), updated_at_ms: self.now_ms(), ..run };
-        store.put_run(&moved).await.map_err(|e| failed(e.into()))?;
+        if let Err(e) = store.put_run(&moved).await {
+            // The note must not move the run at the next start: a note moving it back.
+            let back = Event::Upgraded { from: to.to_string(), to: version };
+            let back = event_record(events.len() as u64 + 1, self.now_ms(), back);
+            if let Err(e) = store.append(id, &[back]).await {
+                tracing::error!(run = %id, "the run's move could not be undone in its log: {e}");
+            }
+            return Err(failed(e.into()));
+        }
         tracing::info!(run = %id, from = ?from, to, "upgraded the run");
         checked.result = UpgradeResult::Upgraded;
         Ok(checked)

@@ -40,7 +40,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/keys/{name}", axum::routing::delete(revoke_key))
         .route("/v1/secrets", get(list_secrets))
         .route("/v1/secrets/{name}", axum::routing::put(put_secret).delete(delete_secret))
-        .route("/v1/metrics", get(metrics))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state, require_admin_key))
 }
@@ -171,9 +171,17 @@ async fn upgrade(State(app): State<Arc<AppState>>, Path(name): Path<String>, bod
                 }
                 let line = match runs.next() {
                     Some(id) => {
-                        let upgraded = executor.upgrade_run(&module, &to, &id, dry_run).await;
-                        summary.count(upgraded.result);
-                        json!(upgraded)
+                        // On a task of its own: a caller that hangs up does not cut a move
+                        // short (it holds the run's driver slot until it is done).
+                        let upgrading =
+                            tokio::spawn(async move { executor.upgrade_run(&module, &to, &id, dry_run).await });
+                        match upgrading.await {
+                            Ok(upgraded) => {
+                                summary.count(upgraded.result);
+                                json!(upgraded)
+                            }
+                            Err(e) => json!({ "error": format!("the upgrade of a run failed: {e}") }),
+                        }
                     }
                     None => json!({ "summary": summary }),
                 };
@@ -491,7 +499,7 @@ async fn get_sample(
 }
 
 /// What the engine counts, in Prometheus' text format.
-#[utoipa::path(get, path = "/v1/metrics",
+#[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "Prometheus' text format", body = String, content_type = "application/openmetrics-text"), super::openapi::AdminRoute),
     security(("admin_key" = [])))]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {

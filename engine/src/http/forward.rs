@@ -4,9 +4,10 @@
 //! router takes over (`Dispatch::lead`).
 //!
 //! The caller is answered only what the leader answered: a 2xx still means the call is
-//! durably in its run. If the leader cannot be reached the caller gets a 503 to retry;
-//! the call may or may not have arrived, as with any connection cut short, and a retry
-//! with the same `Idempotency-Key` is delivered once.
+//! durably in its run. If the leader cannot be reached the call was not passed on: 503
+//! `no-leader`, retry. If it went away while it had the call, the call may have arrived:
+//! 502 `leader-lost`, and a retry with the same `Idempotency-Key` is delivered once. A call
+//! is passed on once at most (`latch-forwarded`), so no node passes calls to itself.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -60,9 +61,17 @@ async fn dispatch(State(dispatch): State<Arc<Dispatch>>, request: Request) -> Re
             Ok(response) => response,
             Err(never) => match never {},
         },
+        // Passed on once already: the leader it was passed to does not lead (a node that
+        // restarted under the leader's old address), so it is not passed on again.
+        None if request.headers().contains_key(FORWARDED) => {
+            no_leader("the node this call was passed to does not lead")
+        }
         None => dispatch.forward.forward(request).await,
     }
 }
+
+/// Marks a call passed on by a node that does not lead.
+const FORWARDED: &str = "latch-forwarded";
 
 /// How long connecting to the leader may take before it counts as gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,8 +87,11 @@ struct Forwarder {
 impl Forwarder {
     async fn forward(&self, request: Request) -> Response {
         let (parts, body) = request.into_parts();
-        // Read here, bounded as the leader bounds it, so that a slow caller holds only us.
-        let body = match read_body(body, self.limits.module()).await {
+        // Read here, bounded as the leader bounds it, so that a slow caller holds only us:
+        // only a module upload may be larger than a call's body.
+        let upload = parts.method == axum::http::Method::PUT && parts.uri.path().starts_with("/v1/modules/");
+        let bounds = if upload { self.limits.module() } else { self.limits.body() };
+        let body = match read_body(body, bounds).await {
             Ok(body) => body,
             Err(e) => return e.into_response(),
         };
@@ -92,6 +104,7 @@ impl Forwarder {
                 Err(e) => return no_leader(&format!("the database cannot say which node leads: {e}")),
             };
             let mut call = self.http.request(parts.method.clone(), format!("{leader}{path}")).body(body.clone());
+            call = call.header(FORWARDED, "1");
             // The body's length is set again from the body read.
             let passed_on = |name: &HeaderName| !hop_by_hop(name) && name != header::CONTENT_LENGTH;
             for (name, value) in parts.headers.iter().filter(|(name, _)| passed_on(name)) {
@@ -99,8 +112,9 @@ impl Forwarder {
             }
             match call.send().await {
                 Ok(answer) => return relay(answer),
+                // Not sent: the leader moved, or is gone.
                 Err(e) if e.is_connect() => continue,
-                Err(e) => return no_leader(&format!("the leader did not answer: {e}")),
+                Err(e) => return leader_lost(&e),
             }
         }
         no_leader("the leader cannot be reached")
@@ -126,6 +140,16 @@ fn relay(answer: reqwest::Response) -> Response {
     response.body(body).unwrap_or_else(|e| no_leader(&format!("the leader's answer cannot be relayed: {e}")))
 }
 
+/// The leader went away while it had the call: it may have taken it.
+fn leader_lost(e: &reqwest::Error) -> Response {
+    let message = format!(
+        "the leader went away while it had the call, which it may have taken: retry with the same \
+         Idempotency-Key to have it delivered once ({e})"
+    );
+    ApiError::new(StatusCode::BAD_GATEWAY, "leader-lost", message).into_response()
+}
+
+/// The call was not passed on: retry.
 fn no_leader(message: &str) -> Response {
     let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no-leader", message.to_string());
     error.retry_after = Some(1);

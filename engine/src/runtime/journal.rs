@@ -63,6 +63,10 @@ impl Journal {
         self
     }
 
+    pub fn is_checking(&self) -> bool {
+        self.checking
+    }
+
     pub fn divergence(&self) -> Option<&Divergence> {
         self.divergence.as_ref()
     }

@@ -83,6 +83,18 @@ impl HostState {
             if on.len() != wanted.len() || !on.iter().zip(wanted).all(|(r, w)| same_target(r, w)) {
                 return Err(HostFault::Nondeterminism(format!("the run waits on other things than its log: {on:?}")));
             }
+            // Checking other code: calls reach a run at a trigger its version declares.
+            if self.journal.is_checking() {
+                for target in &on {
+                    if let WaitTarget::Trigger { name } = target
+                        && !self.declared_triggers.contains(name)
+                    {
+                        return Err(HostFault::Nondeterminism(format!(
+                            "the run waits at trigger `{name}`, which this version does not declare"
+                        )));
+                    }
+                }
+            }
             return Ok(on);
         }
         let now = self.shared.clock.now_ms();

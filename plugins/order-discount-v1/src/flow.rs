@@ -6,12 +6,16 @@
 // 4. version 3 with the stamp behind `patched("stamp-orders")` (compatible again).
 //
 // Input: `{"order_id": string, "amount": number, "discount_percent"?: number, "wait"?:
-// "approval" | "timer" | "calls" | "held", "ms"?: number, "calls"?: number}`: what the run waits on
-// (a webhook's one call; a durable timer of `ms`; `calls` calls to one webhook; a call
-// whose caller is held while the run sleeps `ms`, then answered with the total).
+// "approval" | "timer" | "calls" | "held" | "trigger", "ms"?: number, "calls"?: number}`:
+// what the run waits on (a webhook's one call; a durable timer of `ms`; `calls` calls to one
+// webhook; a call whose caller is held while the run sleeps `ms`, then answered with the
+// total; a call to the named trigger `approve`, which version 4 no longer declares).
 // Output: `{"version", "order_id", "total", "stamped": bool, "approval": <what arrived>}`.
 
-use latch_sdk::{Error, ModuleInfo, Response, Result, Start, Webhook, WebhookOptions, Workflow, log, sleep};
+use latch_sdk::{
+    Error, ModuleInfo, NamedTrigger, Response, Result, Start, Webhook, WebhookOptions, Workflow, log, sleep,
+    wait_trigger,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,7 +37,11 @@ struct OrderDiscount;
 
 impl Workflow for OrderDiscount {
     fn describe() -> ModuleInfo {
-        ModuleInfo::new("Waits for an order's approval, then totals it (four versions, for upgrades)")
+        let info = ModuleInfo::new("Waits for an order's approval, then totals it (four versions, for upgrades)");
+        match VERSION {
+            4 => info,
+            _ => info.named_trigger(NamedTrigger::new("approve")),
+        }
     }
 
     fn run(start: Start) -> Result<Value> {
@@ -55,6 +63,7 @@ impl Workflow for OrderDiscount {
                 sleep(input.ms);
                 json!({ "slept_ms": input.ms })
             }
+            "trigger" => wait_trigger("approve", None).map_or(Value::Null, |request| request.data),
             "calls" => {
                 let hook = Webhook::create(WebhookOptions::new().many())?;
                 log::info(format!("order {} takes {} calls", input.order_id, input.calls));

@@ -338,10 +338,10 @@ async fn until_status(latch: &Latch, id: &str, status: &str) -> anyhow::Result<(
     }
 }
 
-/// A counter of the server's `/v1/metrics`, summed over its label sets that contain
+/// A counter of the server's `/metrics`, summed over its label sets that contain
 /// `labels` (for instance `status="completed"`).
 async fn counter(latch: &Latch, name: &str, labels: &str) -> anyhow::Result<u64> {
-    let request = latch.http.get(format!("{}/v1/metrics", latch.base)).bearer_auth(latch_testkit::ADMIN_KEY);
+    let request = latch.http.get(format!("{}/metrics", latch.base)).bearer_auth(latch_testkit::ADMIN_KEY);
     let text = request.send().await?.text().await?;
     let mut total = 0;
     for line in text.lines().filter(|line| line.starts_with(name) && line.contains(labels)) {

@@ -25,6 +25,9 @@ const POLL: Duration = Duration::from_millis(200);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a silent connection waits before probing its peer, and between probes.
+const KEEPALIVE: Duration = Duration::from_secs(2);
+
 /// The `settings` key under which the leader writes the URL other nodes forward calls to.
 const LEADER_URL: &str = "leader-url";
 
@@ -37,8 +40,20 @@ pub struct Leadership {
 impl Leadership {
     /// Opens the connection that will hold the lock (it does not take it yet).
     pub async fn connect(url: &str) -> Result<Leadership> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        // Both ends notice a dead peer within seconds, not TCP's hours: the database frees
+        // the lock of a leader whose machine died, and the leader learns its lease is gone.
+        config.keepalives(true).keepalives_idle(KEEPALIVE).keepalives_interval(KEEPALIVE).keepalives_retries(3);
+        let server_side = format!(
+            "-c tcp_keepalives_idle={0} -c tcp_keepalives_interval={0} -c tcp_keepalives_count=3",
+            KEEPALIVE.as_secs()
+        );
+        let options = match config.get_options() {
+            Some(own) => format!("{own} {server_side}"),
+            None => server_side,
+        };
+        config.options(&options);
         let (client, connection) = config.connect(NoTls).await?;
         let (end, ended) = watch::channel(false);
         tokio::spawn(async move {
