@@ -66,8 +66,8 @@ async fn require_admin_key(State(app): State<Arc<AppState>>, request: Request, n
     responses(
         (status = 201, description = "A new version: `{name, created, version}`", body = Value),
         (status = 200, description = "That version was there already", body = Value),
-        (status = 400, description = "`bad-module-name`, `not-wasm`, `not-a-component`, `invalid-component`, `world-mismatch`, `describe-failed`, `bad-trigger`", body = super::openapi::ErrorBody),
-        super::openapi::ReadsBody, super::openapi::AdminRoute),
+        (status = 400, description = "`bad-module-name`, `not-wasm`, `not-a-component`, `invalid-component`, `world-mismatch`, `describe-failed`, `bad-trigger`", body = super::answers::ErrorBody),
+        super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn put_module(
     State(app): State<Arc<AppState>>,
@@ -82,7 +82,7 @@ async fn put_module(
 
 /// Every module by name, with its newest version and what that version's `describe()` said.
 #[utoipa::path(get, path = "/v1/modules",
-    responses((status = 200, description = "`{modules: [{name, versions, latest}]}`", body = Value), super::openapi::AdminRoute),
+    responses((status = 200, description = "`{modules: [{name, versions, latest}]}`", body = Value), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn list_modules(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let modules: Vec<Value> = app
@@ -100,7 +100,7 @@ async fn list_modules(State(app): State<Arc<AppState>>) -> Result<Json<Value>, A
 
 #[utoipa::path(get, path = "/v1/modules/{name}", params(("name" = String, Path, description = "The module's name")),
     responses((status = 200, description = "The module, its versions and what each `describe()` said", body = Value),
-        (status = 400, description = "`bad-module-name`", body = super::openapi::ErrorBody), (status = 404, description = "`unknown-module`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+        (status = 400, description = "`bad-module-name`", body = super::answers::ErrorBody), (status = 404, description = "`unknown-module`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(app.executor.module(&name).await?)))
@@ -108,10 +108,10 @@ async fn get_module(State(app): State<Arc<AppState>>, Path(name): Path<String>) 
 
 #[utoipa::path(post, path = "/v1/modules/{name}/runs", params(("name" = String, Path, description = "The module's name")),
     request_body(content = Value, description = "The run's input (an empty body is `null`)"),
-    responses((status = 201, description = "`{id, status, module, version}`", body = Value), (status = 404, description = "`unknown-module`", body = super::openapi::ErrorBody),
-        (status = 422, description = "`schema-mismatch`: the input fails the module's input schema", body = super::openapi::ErrorBody),
-        (status = 429, description = "`overloaded`: too many runs queued (`Retry-After`)", body = super::openapi::ErrorBody),
-        super::openapi::ReadsBody, super::openapi::AdminRoute),
+    responses((status = 201, description = "`{id, status, module, version}`", body = Value), (status = 404, description = "`unknown-module`", body = super::answers::ErrorBody),
+        (status = 422, description = "`schema-mismatch`: the input fails the module's input schema", body = super::answers::ErrorBody),
+        (status = 429, description = "`overloaded`: too many runs queued (`Retry-After`)", body = super::answers::ErrorBody),
+        super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn start_run(
     State(app): State<Arc<AppState>>,
@@ -143,9 +143,9 @@ struct UpgradeRequest {
 #[utoipa::path(post, path = "/v1/modules/{name}/upgrade", params(("name" = String, Path, description = "The module's name")),
     request_body(content = UpgradeRequest, description = "`{to, runs: [ids] | \"all-waiting\", dry_run?}`"),
     responses((status = 200, description = "`application/x-ndjson`: a line a run (`result`: compatible, diverges, upgraded or skipped; `divergence`: `{seq, recorded, asked}`), then `{summary: {compatible, diverges, upgraded, skipped}}`", body = String, content_type = "application/x-ndjson"),
-        (status = 400, description = "`bad-upgrade-request`, `version-of-another-module`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`unknown-module`, `unknown-version`", body = super::openapi::ErrorBody),
-        super::openapi::ReadsBody, super::openapi::AdminRoute),
+        (status = 400, description = "`bad-upgrade-request`, `version-of-another-module`", body = super::answers::ErrorBody),
+        (status = 404, description = "`unknown-module`, `unknown-version`", body = super::answers::ErrorBody),
+        super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn upgrade(State(app): State<Arc<AppState>>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
     let request: UpgradeRequest =
@@ -255,8 +255,8 @@ impl RunFilter {
 /// cannot be read is listed under `unreadable` instead.
 #[utoipa::path(get, path = "/v1/runs", params(RunFilter),
     responses((status = 200, description = "`{runs, next_cursor?, unreadable?}`, newest first", body = Value),
-        (status = 400, description = "`bad-limit`, `bad-cursor`, `bad-module-name`, or a bad status", body = super::openapi::ErrorBody),
-        super::openapi::AdminRoute),
+        (status = 400, description = "`bad-limit`, `bad-cursor`, `bad-module-name`, or a bad status", body = super::answers::ErrorBody),
+        super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFilter>) -> Result<Json<Value>, ApiError> {
     let page = app.executor.run_page(&filter.query()?).await?;
@@ -275,7 +275,7 @@ async fn list_runs(State(app): State<Arc<AppState>>, Query(filter): Query<RunFil
 /// A run with the URLs of its webhooks, and of those it waits on.
 #[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "The run's id")),
     responses((status = 200, description = "The run, with its webhooks' URLs and what it waits on", body = Value),
-        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+        (status = 404, description = "`unknown-run`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn get_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(app.executor.run_view(&id).await?)))
@@ -294,7 +294,7 @@ struct EventsQuery {
 #[utoipa::path(get, path = "/v1/runs/{id}/events", params(("id" = String, Path, description = "The run's id"), EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "With `follow`: resume after this event")),
     responses((status = 200, description = "`{events, unreadable?}`; with `follow=true`, `text/event-stream`: one event per log event (id = its sequence number, type = its type) until the run ends", content((Value = "application/json"), (String = "text/event-stream"))),
-        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+        (status = 404, description = "`unknown-run`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn get_events(
     State(app): State<Arc<AppState>>,
@@ -356,8 +356,8 @@ fn sse_event(record: &EventRecord) -> Event {
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "The run's id")),
     responses((status = 200, description = "`{id, status}`: the run ended as cancelled", body = Value),
         (status = 202, description = "`{id, status}`: it ends as soon as its driver stops", body = Value),
-        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), (status = 409, description = "`run-ended`: it had ended already", body = super::openapi::ErrorBody),
-        super::openapi::AdminRoute),
+        (status = 404, description = "`unknown-run`", body = super::answers::ErrorBody), (status = 409, description = "`run-ended`: it had ended already", body = super::answers::ErrorBody),
+        super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn cancel_run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = app.executor.cancel(&id).await?;
@@ -376,8 +376,8 @@ struct NewKey {
 #[utoipa::path(post, path = "/v1/keys",
     request_body(content = Value, description = "`{name, roles?}`"),
     responses((status = 201, description = "`{name, roles, key}`: the key is in this answer only", body = Value),
-        (status = 409, description = "`name-taken`", body = super::openapi::ErrorBody),
-        super::openapi::ReadsBody, super::openapi::AdminRoute),
+        (status = 409, description = "`name-taken`", body = super::answers::ErrorBody),
+        super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: NewKey = read_json(body, app.limits.body(), "bad-key-request", "{name, roles}").await?;
@@ -386,7 +386,7 @@ async fn create_key(State(app): State<Arc<AppState>>, body: Body) -> Result<(Sta
 }
 
 #[utoipa::path(get, path = "/v1/keys",
-    responses((status = 200, description = "`{keys: [{name, roles, created_at_ms}]}`", body = Value), super::openapi::AdminRoute),
+    responses((status = 200, description = "`{keys: [{name, roles, created_at_ms}]}`", body = Value), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let keys: Vec<Value> = app
@@ -400,7 +400,7 @@ async fn list_keys(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiE
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{name}", params(("name" = String, Path, description = "The key's name")),
-    responses((status = 200, description = "`{name, revoked: true}`", body = Value), (status = 404, description = "`unknown-key`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    responses((status = 200, description = "`{name, revoked: true}`", body = Value), (status = 404, description = "`unknown-key`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn revoke_key(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     app.executor.revoke_api_key(&name).await?;
@@ -417,7 +417,7 @@ struct SecretValue {
     request_body(content = Value, description = "`{value}`: never shown again"),
     responses((status = 201, description = "`{name, created: true}`", body = Value),
         (status = 200, description = "`{name, created: false}`: replaced", body = Value),
-        super::openapi::ReadsBody, super::openapi::AdminRoute),
+        super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn put_secret(
     State(app): State<Arc<AppState>>,
@@ -435,14 +435,14 @@ async fn put_secret(
 }
 
 #[utoipa::path(get, path = "/v1/secrets",
-    responses((status = 200, description = "`{secrets: [name]}`: names only", body = Value), super::openapi::AdminRoute),
+    responses((status = 200, description = "`{secrets: [name]}`: names only", body = Value), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn list_secrets(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "secrets": app.executor.secret_names().await? })))
 }
 
 #[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "The secret's name")),
-    responses((status = 200, description = "`{name, deleted: true}`", body = Value), (status = 404, description = "`unknown-secret`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    responses((status = 200, description = "`{name, deleted: true}`", body = Value), (status = 404, description = "`unknown-secret`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn delete_secret(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     app.executor.delete_secret(&name).await?;
@@ -460,7 +460,7 @@ struct RequestFilter {
 /// credentials when the calls arrived.
 #[utoipa::path(get, path = "/v1/runs/{id}/requests", params(("id" = String, Path, description = "The run's id"), RequestFilter),
     responses((status = 200, description = "`{requests}`: every call that arrived for the run, with its state", body = Value),
-        (status = 404, description = "`unknown-run`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+        (status = 404, description = "`unknown-run`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn get_requests(
     State(app): State<Arc<AppState>>,
@@ -473,7 +473,7 @@ async fn get_requests(
 
 /// Arms a start trigger to capture its next call as a sample event (it starts no run).
 #[utoipa::path(post, path = "/v1/modules/{name}/triggers/{trigger}/sample", params(("name" = String, Path, description = "The module's name"), ("trigger" = String, Path, description = "The start trigger's name")),
-    responses((status = 202, description = "`{listening: true}`", body = Value), (status = 404, description = "`unknown-module`, `unknown-trigger`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+    responses((status = 202, description = "`{listening: true}`", body = Value), (status = 404, description = "`unknown-module`, `unknown-trigger`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn listen_for_sample(
     State(app): State<Arc<AppState>>,
@@ -486,7 +486,7 @@ async fn listen_for_sample(
 /// The captured sample event and the JSON Schema learnt from it.
 #[utoipa::path(get, path = "/v1/modules/{name}/triggers/{trigger}/sample", params(("name" = String, Path, description = "The module's name"), ("trigger" = String, Path, description = "The start trigger's name")),
     responses((status = 200, description = "The captured event and the JSON Schema learnt from it", body = Value),
-        (status = 404, description = "`no-sample`, `unknown-module`, `unknown-trigger`", body = super::openapi::ErrorBody), super::openapi::AdminRoute),
+        (status = 404, description = "`no-sample`, `unknown-module`, `unknown-trigger`", body = super::answers::ErrorBody), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn get_sample(
     State(app): State<Arc<AppState>>,
@@ -500,7 +500,7 @@ async fn get_sample(
 
 /// What the engine counts, in Prometheus' text format.
 #[utoipa::path(get, path = "/metrics",
-    responses((status = 200, description = "Prometheus' text format", body = String, content_type = "application/openmetrics-text"), super::openapi::AdminRoute),
+    responses((status = 200, description = "Prometheus' text format", body = String, content_type = "application/openmetrics-text"), super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";

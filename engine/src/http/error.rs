@@ -5,13 +5,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::openapi::{ErrorBody, ErrorDetail};
+use super::answers::{ErrorBody, ErrorDetail};
 use crate::auth::callers::Refusal;
 use crate::executor::ExecError;
 use crate::json::JsonError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
-use crate::store::records::NotTakenReason;
+use crate::store::records::{Method, NotTakenReason};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -44,6 +44,15 @@ impl ApiError {
 
     pub fn gone(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::GONE, "gone", message)
+    }
+
+    /// 405, naming the methods the URL takes (in `Allow` too).
+    pub fn method_not_allowed(methods: &[Method]) -> ApiError {
+        let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+        let message = format!("this URL takes {}", allow.join(", "));
+        let mut error = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", message);
+        error.allow = Some(allow.join(", "));
+        error
     }
 
     /// The same error, answered before the body was read (see `close`).
@@ -128,7 +137,7 @@ impl From<ExecError> for ApiError {
             ExecError::Ended(..) => ApiError::new(StatusCode::CONFLICT, "run-ended", message),
             ExecError::Refused(refusal) => refusal.into(),
             ExecError::AuthMismatch => ApiError::new(StatusCode::FORBIDDEN, "auth-mismatch", message),
-            ExecError::MethodNotAllowed(methods) => super::ingress::method_not_allowed(&methods),
+            ExecError::MethodNotAllowed(methods) => ApiError::method_not_allowed(&methods),
             ExecError::Json(e) => e.into(),
             ExecError::SchemaMismatch { failures, .. } => {
                 let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-mismatch", message);

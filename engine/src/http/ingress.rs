@@ -28,7 +28,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     request_body(content = Value, description = "Any body the webhook's schema allows"),
     responses((status = 202, description = "`{accepted, request_id}`: the call is durably in its run", body = Value),
         (status = 200, description = "The call was a repeat of one already taken (idempotency key), or a run's answer", body = Value),
-        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall))]
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::answers::PublicCall))]
 async fn call_hook(
     State(app): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -51,7 +51,7 @@ async fn call_hook(
     request_body(content = Value, description = "The payload"),
     responses((status = 202, description = "`{accepted, request_id}`: the call is durably in its run", body = Value),
         (status = 200, description = "A repeat of a call already taken, or a run's answer", body = Value),
-        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall),
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::answers::PublicCall),
     security(("admin_key" = [])))]
 async fn resume_hook(
     State(app): State<Arc<AppState>>,
@@ -80,7 +80,7 @@ async fn resume_hook(
     responses((status = 202, description = "A run started (`{id}`) or the call is durably in its run(s)", body = Value),
         (status = 200, description = "`{resumed: [run ids]}`, a repeat, or a run's answer", body = Value),
         (status = 201, description = "A run started", body = Value),
-        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::openapi::PublicCall))]
+        (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::answers::PublicCall))]
 async fn call_trigger(
     State(app): State<Arc<AppState>>,
     Path((module, suffix)): Path<(String, String)>,
@@ -154,18 +154,7 @@ async fn incoming(
 }
 
 pub(super) fn allowed_method(methods: &[Method], method: &axum::http::Method) -> Result<Method, ApiError> {
-    Method::parse(method.as_str()).filter(|m| methods.contains(m)).ok_or_else(|| method_not_allowed(methods))
-}
-
-pub(super) fn method_not_allowed(methods: &[Method]) -> ApiError {
-    let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-    let mut error = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("this URL takes {}", allow.join(", ")),
-    );
-    error.allow = Some(allow.join(", "));
-    error
+    Method::parse(method.as_str()).filter(|m| methods.contains(m)).ok_or_else(|| ApiError::method_not_allowed(methods))
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {

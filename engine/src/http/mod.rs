@@ -2,6 +2,7 @@
 //! (`/hooks/{token}`). Handlers parse and check, persist through the executor, and answer.
 
 mod admin;
+mod answers;
 mod error;
 mod forward;
 mod ingress;

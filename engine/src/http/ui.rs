@@ -28,19 +28,19 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The dashboard's page.
-#[utoipa::path(get, path = "/ui", responses((status = 200, description = "The dashboard (HTML)", content_type = "text/html"), super::openapi::AnyRoute))]
+#[utoipa::path(get, path = "/ui", responses((status = 200, description = "The dashboard (HTML)", content_type = "text/html"), super::answers::AnyRoute))]
 pub async fn page() -> Response {
     asset("text/html; charset=utf-8", include_str!("ui/index.html"))
 }
 
 /// The dashboard's styles.
-#[utoipa::path(get, path = "/ui/app.css", responses((status = 200, description = "CSS", content_type = "text/css"), super::openapi::AnyRoute))]
+#[utoipa::path(get, path = "/ui/app.css", responses((status = 200, description = "CSS", content_type = "text/css"), super::answers::AnyRoute))]
 pub async fn styles() -> Response {
     asset("text/css; charset=utf-8", include_str!("ui/app.css"))
 }
 
 /// The dashboard's script.
-#[utoipa::path(get, path = "/ui/app.js", responses((status = 200, description = "JavaScript", content_type = "text/javascript"), super::openapi::AnyRoute))]
+#[utoipa::path(get, path = "/ui/app.js", responses((status = 200, description = "JavaScript", content_type = "text/javascript"), super::answers::AnyRoute))]
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("ui/app.js"))
 }

@@ -239,6 +239,8 @@ pub struct HostState {
     claimed: Vec<Claimed>,
     /// The named triggers the run's module version declares: the only ones it may wait at.
     declared_triggers: Arc<Vec<TriggerName>>,
+    /// What `patched` answered for each change id: its first answer holds.
+    patches: HashMap<String, bool>,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
     determinism: determinism::Determinism,
@@ -444,6 +446,7 @@ impl Runtime {
             responded: HashSet::new(),
             claimed: Vec::new(),
             declared_triggers,
+            patches: HashMap::new(),
             cpu: limits::CpuClock::default(),
             memory: limits::MemoryCeiling::new(self.shared.settings.limits.memory_bytes),
         };

@@ -85,6 +85,10 @@ impl Workflow for OrderDiscount {
             }
         };
         let total = total(input.amount);
+        // Asked again after the wait: the run's first answer holds (and is recorded once).
+        if VERSION == 4 && latch_sdk::patched("stamp-orders") != stamped.is_some() {
+            return Err(Error::new("patched-changed", "patched answered otherwise the second time"));
+        }
         Ok(json!({
             "version": VERSION,
             "order_id": input.order_id,

@@ -103,7 +103,8 @@ pub fn random() -> u64 {
 /// of a module that makes calls the old one did not wraps them in `if patched("...")`:
 /// runs that reach this point live (new runs, and waiting runs moved to the new version
 /// once they get past their wait) take the new path, and the choice is recorded; a run
-/// whose log was recorded by the old code replays the old path. With it, a waiting run's
+/// whose log was recorded by the old code replays the old path. The first answer for an
+/// id holds for the rest of the run. With it, a waiting run's
 /// log replays on the new version, so the run can be upgraded to it.
 ///
 /// ```ignore
