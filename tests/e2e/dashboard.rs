@@ -93,6 +93,7 @@ async fn a_waiting_run_is_seen_its_url_copied_its_test_call_sent_from_the_page_a
         .filter_map(|n| n.parse().ok())
         .collect();
     assert!(channels.len() >= 3 && channels[..3].iter().all(|c| *c < 80), "a dark background: {background}");
+    browser.quit().await;
 }
 
 #[tokio::test]
@@ -187,4 +188,5 @@ async fn modules_runs_filters_cancel_keys_and_secrets_work_from_the_dashboard() 
         .await;
     let (_, secrets) = latch.get("/v1/secrets").await;
     assert_eq!(secrets["secrets"], json!([]));
+    browser.quit().await;
 }

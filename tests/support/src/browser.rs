@@ -68,6 +68,9 @@ impl Browser {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            // Its crash handler would outlive the browser, with no profile dir to find it by.
+            "--disable-breakpad",
+            "--disable-crash-reporter",
             "--window-size=1280,900",
         ];
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -180,19 +183,21 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the session, and with it Chromium.
+    pub async fn quit(self) {
+        let _ = self.http.delete(&self.session).timeout(Duration::from_secs(10)).send().await;
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ending the session ends Chromium; the driver goes with its process.
-        let (http, session) = (self.http.clone(), self.session.clone());
-        let ended = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            if let Ok(runtime) = runtime {
-                let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(10), http.delete(&session).send()));
-            }
-        });
-        let _ = ended.join();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A session that did not end (a test that failed half-way) leaves Chromium's
+        // processes behind the driver: each names this browser's own profile dir.
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = Command::new("pkill").args(["-KILL", "-f", &profile]).status();
     }
 }
 
