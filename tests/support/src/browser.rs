@@ -197,7 +197,7 @@ impl Drop for Browser {
         // A session that did not end (a test that failed half-way) leaves Chromium's
         // processes behind the driver: each names this browser's own profile dir.
         let profile = format!("--user-data-dir={}", self._profile.path().display());
-        let _ = Command::new("pkill").args(["-KILL", "-f", &profile]).status();
+        let _ = Command::new("pkill").args(["-KILL", "-f", "--", &profile]).status();
     }
 }
 

@@ -95,6 +95,12 @@ fn python_packages() -> &'static Path {
 fn build_python_plugins(out: &Path) -> Result<(), String> {
     let packages = python_packages();
     for dir in plugin_dirs_with("app.py")? {
+        let output = component_path(out, &folder_name(&dir));
+        let inputs =
+            [dir.join("app.py"), workspace().join("sdk/python/latch.py"), workspace().join("wit/workflow.wit")];
+        if up_to_date(&output, &inputs) {
+            continue;
+        }
         let status = Command::new(packages.join("bin/componentize-py"))
             .env("PYTHONPATH", packages)
             .arg("-d")
@@ -162,6 +168,16 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
     }
     let componentize = sdk.join("node_modules/.bin/componentize-js");
     for app in apps {
+        let output = component_path(out, &app);
+        let inputs = [
+            root.join(format!("plugins/{app}/app.js")),
+            sdk.join("latch.js"),
+            sdk.join("package-lock.json"),
+            root.join("wit/workflow.wit"),
+        ];
+        if up_to_date(&output, &inputs) {
+            continue;
+        }
         // Module paths resolve from the working directory: the workspace root.
         let status = Command::new(&componentize)
             .current_dir(&root)
@@ -176,6 +192,16 @@ fn build_js_plugins(out: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `output` was built after every one of `inputs` last changed: the Python and
+/// JavaScript builders take seconds a component, and each test process would run them.
+fn up_to_date(output: &Path, inputs: &[PathBuf]) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    let Some(built) = modified(output).filter(|_| std::fs::metadata(output).is_ok_and(|meta| meta.len() > 0)) else {
+        return false;
+    };
+    inputs.iter().all(|input| modified(input).is_some_and(|changed| changed < built))
 }
 
 /// Builds each C plugin (a folder in `plugins/` with an `app.c`) with `latch-c-build`:
