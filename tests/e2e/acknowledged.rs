@@ -220,8 +220,13 @@ async fn calls_acknowledged_on_a_many_call_webhook_are_in_the_run_once_each_acro
             })
         })
         .collect();
-    // Killed while calls are being taken.
+    // Killed while calls are being taken, once some callers have had their answer.
     requests_until(&latch, &id, |r| r.iter().filter(|r| r["state"] == "delivered").count() >= 5).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while callers.iter().filter(|caller| caller.is_finished()).count() < 5 {
+        assert!(Instant::now() < deadline, "five callers were never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     latch.restart().await;
     let mut acknowledged = BTreeSet::new();
     for caller in callers {
