@@ -274,3 +274,29 @@ async fn an_upgrade_cut_by_sigkill_leaves_each_run_on_one_version_and_every_run_
     }
     assert!((5..200).contains(&moved), "the kill came part way: {moved} of 200 moved");
 }
+
+#[tokio::test]
+async fn upgrades_sent_at_once_move_each_run_once() {
+    let latch = start().await;
+    upload_version(&latch, 1).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(waiting_run(&latch, json!({ "order_id": format!("c-{n}"), "amount": 1.0 })).await);
+    }
+    let v2 = upload_version(&latch, 2).await;
+    let request = json!({ "to": v2, "runs": "all-waiting" });
+    let answers = futures::future::join_all((0..4).map(|_| upgrade(&latch, request.clone()))).await;
+    let moved: u64 = answers
+        .iter()
+        .map(|(status, lines)| {
+            assert_eq!(*status, StatusCode::OK);
+            lines.last().expect("summary")["summary"]["upgraded"].as_u64().expect("a count")
+        })
+        .sum();
+    assert_eq!(moved, 20, "each run moved by one of the four: {answers:?}");
+    for id in &ids {
+        let notes = latch.events(id).await.into_iter().filter(|e| e["type"] == "upgraded").count();
+        assert_eq!(notes, 1, "run {id}");
+        assert_eq!(latch.run(id).await["version"], v2);
+    }
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{ExecError, Executor};
 use crate::ids::{ModuleName, RunId};
 use crate::runtime::{Divergence, ReplayCheck};
-use crate::store::records::{Event, RunRecord, RunStatus};
+use crate::store::records::{Event, EventRecord, RunRecord, RunStatus};
 use crate::store::{RunLog, RunQuery, event_record};
 
 /// Which runs an upgrade looks at.
@@ -176,6 +176,16 @@ impl Executor {
 
     async fn check(&self, run: &RunRecord, to: &str) -> Result<RunUpgrade, ExecError> {
         let events = self.shared.store.events(run.id).await?;
+        self.check_log(run, to, events).await
+    }
+
+    /// `check`, on the log already read.
+    async fn check_log(
+        &self,
+        run: &RunRecord,
+        to: &str,
+        events: (Vec<EventRecord>, u64),
+    ) -> Result<RunUpgrade, ExecError> {
         let (result, divergence) = match self.runtime.check_replay(run, to, events).await? {
             ReplayCheck::Compatible => (UpgradeResult::Compatible, None),
             ReplayCheck::Diverges(divergence) => (UpgradeResult::Diverges, Some(divergence)),
@@ -194,21 +204,23 @@ impl Executor {
         let run = self.movable(module, to, id, false).await?;
         let from = Some(run.version.clone());
         let failed = |e: ExecError| (from.clone(), e.to_string());
-        let mut checked = self.check(&run, to).await.map_err(failed)?;
+        let store = &self.shared.store;
+        let events = store.events(id).await.map_err(|e| failed(e.into()))?;
+        // The note goes after the log as read: the driver slot keeps it from growing.
+        let seq = events.0.len() as u64;
+        let mut checked = self.check_log(&run, to, events).await.map_err(failed)?;
         if checked.result == UpgradeResult::Diverges {
             return Ok(checked);
         }
-        let store = &self.shared.store;
-        let (events, _) = store.events(id).await.map_err(|e| failed(e.into()))?;
         let note = Event::Upgraded { from: run.version.clone(), to: to.to_string() };
-        let note = event_record(events.len() as u64, self.now_ms(), note);
+        let note = event_record(seq, self.now_ms(), note);
         store.append(id, &[note]).await.map_err(|e| failed(e.into()))?;
         let version = run.version.clone();
         let moved = RunRecord { version: to.to_string(), updated_at_ms: self.now_ms(), ..run };
         if let Err(e) = store.put_run(&moved).await {
             // The note must not move the run at the next start: a note moving it back.
             let back = Event::Upgraded { from: to.to_string(), to: version };
-            let back = event_record(events.len() as u64 + 1, self.now_ms(), back);
+            let back = event_record(seq + 1, self.now_ms(), back);
             if let Err(e) = store.append(id, &[back]).await {
                 tracing::error!(run = %id, "the run's move could not be undone in its log: {e}");
             }

@@ -62,7 +62,7 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(admin::routes(state.clone()))
         .merge(ingress::routes())
         .merge(ui::routes())
@@ -71,10 +71,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::not_found("not-found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
-        })
-        .route_layer(axum::middleware::from_fn(access_log))
-        .layer(axum::middleware::map_response(error::json_errors))
-        .with_state(state)
+        });
+    // Only when its lines are shown: otherwise no call pays for it.
+    let routes = match tracing::enabled!(target: "latch::access", tracing::Level::DEBUG) {
+        true => routes.route_layer(axum::middleware::from_fn(access_log)),
+        false => routes,
+    };
+    routes.layer(axum::middleware::map_response(error::json_errors)).with_state(state)
 }
 
 /// The API's OpenAPI document, as JSON.
