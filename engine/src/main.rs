@@ -125,6 +125,10 @@ struct ServeArgs {
     /// Webhooks one run may create (past it the run fails as `quota-exceeded`).
     #[arg(long, default_value_t = 1_000)]
     max_run_webhooks: usize,
+    /// Timers one run may set (each sleep or wait with a deadline sets one; past it the run
+    /// fails as `quota-exceeded`).
+    #[arg(long, default_value_t = 10_000)]
+    max_run_timers: usize,
     /// Events in one run's log (a log line, a wait and its timer, a step are each one).
     #[arg(long, default_value_t = 100_000)]
     max_run_events: usize,
@@ -307,6 +311,7 @@ async fn start_engine(args: &ServeArgs, store: Store, public_url: &str) -> anyho
         retain: args.retain,
         quotas: RunQuotas {
             webhooks: args.max_run_webhooks,
+            timers: args.max_run_timers,
             events: args.max_run_events,
             log_bytes: args.max_run_log_mib << 20,
             queued_calls: args.max_queued_calls,

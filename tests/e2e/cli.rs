@@ -172,3 +172,19 @@ async fn upgrade_checks_and_moves_waiting_runs_and_says_where_a_version_diverges
     let error = refused(latch_cli(&latch, &["upgrade", "order-discount", "--to", "nope"]));
     assert!(error.contains("unknown-version"), "{error}");
 }
+
+/// The README's promise that `latch serve --help` and its tables agree: every flag the
+/// server takes is documented there.
+#[test]
+fn every_flag_of_latch_serve_is_in_the_readme() {
+    let output = Command::new(env!("CARGO_BIN_EXE_latch")).args(["serve", "--help"]).output().expect("runs");
+    let help = ok(output);
+    let readme = include_str!("../../README.md");
+    let flags: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=')
+        .filter(|word| word.starts_with("--") && word.len() > 2)
+        .collect();
+    assert!(flags.len() > 20, "the help lists the flags: {help}");
+    let missing: Vec<_> = flags.iter().filter(|flag| !["--help"].contains(flag) && !readme.contains(*flag)).collect();
+    assert!(missing.is_empty(), "flags of `latch serve` the README does not mention: {missing:?}");
+}

@@ -282,7 +282,7 @@ async fn order_approval(suffix: &str) -> Vec<Value> {
     let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
     latch.wait_for(&id, "waiting").await;
     let (status, body) = send(latch.http.get(format!("{}&paid=42", named("payment-confirmed", &id)))).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": [id] })), "{suffix}");
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": 1 })), "{suffix}");
     seen.push(output_of(&latch, &id, "completed").await);
 
     // A call before the run reaches its trigger is kept, across a SIGKILL.
@@ -306,7 +306,7 @@ async fn order_approval(suffix: &str) -> Vec<Value> {
     let processing = latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "processing" }));
     seen.push(send(processing).await.1);
     let (_, body) = send(latch.http.post(&verified).bearer_auth(&payments).json(&confirmed)).await;
-    assert_eq!(body, json!({ "resumed": [id] }), "{suffix}");
+    assert_eq!(body, json!({ "resumed": 1, "runs": [id] }), "{suffix}");
     seen.push(output_of(&latch, &id, "completed").await);
 
     // No call in time.

@@ -156,7 +156,7 @@ async fn a_retried_start_trigger_call_starts_one_run_and_a_retried_any_resumes_o
             latch.http.post(url).header("Idempotency-Key", format!("confirm-{by_id}")).json(&json!({ "paid": true }))
         };
         let first = send(call()).await;
-        assert_eq!(first, (StatusCode::OK, json!({ "resumed": [id] })));
+        assert_eq!(first, (StatusCode::OK, json!({ "resumed": 1 })));
         latch.wait_for(&id, "completed").await;
         assert_eq!(send(call()).await, first, "by id: {by_id}");
         assert_eq!(latch.events(&id).await.iter().filter(|e| e["type"] == "wait-ended").count(), 1);

@@ -182,6 +182,8 @@ enum Admission {
 struct Message {
     key: String,
     record: IdempotencyRecord,
+    /// Whether a named trigger's answer may name the runs (see `resumed_answer`).
+    shows_runs: bool,
 }
 
 /// How a call with a sender's message id began.
@@ -190,6 +192,21 @@ enum Begun {
     First(Option<Hold>),
     /// A repeat: the first call's answer.
     Repeat(Answer),
+}
+
+/// A named trigger's answer: how many runs took the call, and which, only to a caller
+/// with an API key. A run's id is the operator's handle on it: a sender or an anonymous
+/// caller of an open trigger is not told it.
+fn resumed_answer(runs: Vec<String>, shows_runs: bool) -> Answer {
+    let mut body = json!({ "resumed": runs.len() });
+    if shows_runs {
+        body["runs"] = json!(runs);
+    }
+    Answer::json(200, &body)
+}
+
+fn shows_runs(caller: &Caller) -> bool {
+    matches!(caller, Caller::ApiKey { .. })
 }
 
 /// What holds a message id while its first call is handled.
@@ -489,7 +506,8 @@ impl Executor {
 
     /// A call to a module's named trigger (`?execution=<run id>|any|all`): each run's own
     /// module version says whether it declares the trigger and how callers are checked.
-    /// Answers `{"resumed": [run ids]}` once every run named there has taken the call.
+    /// Answers `{"resumed": n}` once every run named there has taken the call (see
+    /// `resumed_answer` for when the runs are named).
     pub async fn call_named_trigger(
         self: &Arc<Self>,
         module: &ModuleName,
@@ -566,7 +584,8 @@ impl Executor {
         };
         let noted = message.as_ref().map(|m| (m.key.as_str(), tokio::sync::Mutex::new(m.record.clone())));
         let resumed = self.resume_named(module, name, &execution, admitted, &call, noted.as_ref()).await;
-        let answer = resumed.map(|ids| Answer::json(200, &json!({ "resumed": ids })));
+        let shows = shows_runs(&call.caller);
+        let answer = resumed.map(|ids| resumed_answer(ids.iter().map(ToString::to_string).collect(), shows));
         self.settle(&message, &answer).await;
         answer
     }
@@ -878,7 +897,8 @@ impl Executor {
             forget_at_ms: now.saturating_add(MESSAGE_WINDOW.as_millis() as u64),
         };
         // An id belongs to its sender: another caller cannot claim it first.
-        Some(Message { key: format!("{scope}\0{}\0{id}", caller_identity(&call.caller)), record })
+        let key = format!("{scope}\0{}\0{id}", caller_identity(&call.caller));
+        Some(Message { key, record, shows_runs: shows_runs(&call.caller) })
     }
 
     /// Notes a first call's message id; for a repeat, returns the first call's answer
@@ -898,7 +918,7 @@ impl Executor {
                 return Err(ExecError::MessageReused);
             }
             match self.first_fate(&message.key, &first, deadline).await? {
-                Some(first) => return self.first_answer(&first, window).await.map(Begun::Repeat),
+                Some(first) => return self.first_answer(&first, message.shows_runs, window).await.map(Begun::Repeat),
                 // The first call was not accepted: this one is new.
                 None => store.forget_message(&message.key).await?,
             }
@@ -974,7 +994,12 @@ impl Executor {
 
     /// The answer the first call of an accepted message got: stored, or the run's own
     /// (recorded in its log, or awaited up to `window`).
-    async fn first_answer(&self, first: &IdempotencyRecord, window: Duration) -> Result<Answer, ExecError> {
+    async fn first_answer(
+        &self,
+        first: &IdempotencyRecord,
+        shows_runs: bool,
+        window: Duration,
+    ) -> Result<Answer, ExecError> {
         if let Some(response) = &first.answer {
             let delivered = first.deliveries.first().filter(|_| first.answer_from != AnswerFrom::Resumed);
             let request_id = delivered.map(|(_, request)| request.clone());
@@ -990,7 +1015,7 @@ impl Executor {
                     resumed.push(run_id.clone());
                 }
             }
-            return Ok(Answer::json(200, &json!({ "resumed": resumed })));
+            return Ok(resumed_answer(resumed, shows_runs));
         }
         let delivered = first.deliveries.first().and_then(|(run, request)| Some((RunId::parse(run).ok()?, request)));
         let Some((run_id, request_id)) = delivered else {

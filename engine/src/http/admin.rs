@@ -118,6 +118,8 @@ async fn start_run(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The target first: a body for an unknown module is not read.
+    app.executor.module(&name).await.map_err(|e| ApiError::from(e).before_body())?;
     let input = parse_json(&read_body(body, app.limits.body()).await?)?;
     let run = app.executor.start_run(&name, input).await?;
     let view = json!({ "id": run.id, "status": run.status, "module": run.module, "version": run.version });
@@ -148,6 +150,7 @@ struct UpgradeRequest {
         super::answers::ReadsBody, super::answers::AdminRoute),
     security(("admin_key" = [])))]
 async fn upgrade(State(app): State<Arc<AppState>>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    app.executor.module(&name).await.map_err(|e| ApiError::from(e).before_body())?;
     let request: UpgradeRequest =
         read_json(body, app.limits.body(), "bad-upgrade-request", "{to, runs: [ids] | \"all-waiting\", dry_run?}")
             .await?;

@@ -78,7 +78,7 @@ async fn resume_hook(
         ("execution" = Option<String>, Query, description = "A named mid-flow trigger: a run id, `any` (one waiting run) or `all`")),
     request_body(content = Value, description = "The trigger's event"),
     responses((status = 202, description = "A run started (`{id}`) or the call is durably in its run(s)", body = Value),
-        (status = 200, description = "`{resumed: [run ids]}`, a repeat, or a run's answer", body = Value),
+        (status = 200, description = "`{resumed: n}`, with `runs: [ids]` for an API-key caller, a repeat, or a run's answer", body = Value),
         (status = 201, description = "A run started", body = Value),
         (status = "default", description = "The run's own answer, when it answers the caller itself (tagged `latch-request-id`)"), super::answers::PublicCall))]
 async fn call_trigger(

@@ -173,14 +173,15 @@ impl Journal {
     }
 
     fn write(&mut self, event: Event) -> Result<Event, HostFault> {
-        // The event that ends the run is always recorded, quota or not.
-        if !event.is_terminal() {
-            self.check_quotas()?;
-        }
         let record = crate::store::event_record(self.next_seq(), self.clock.now_ms(), self.redactor.event(event));
         // Counted as it is recorded, not as it is written: a run that only logs writes
         // nothing until its next effect, and must not hold an unbounded outbox meanwhile.
-        self.bytes += serde_json::to_vec(&record).map_or(0, |bytes| bytes.len() as u64);
+        let size = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len() as u64);
+        // The event that ends the run is always recorded, quota or not.
+        if !record.event.is_terminal() {
+            self.check_quotas(size)?;
+        }
+        self.bytes += size;
         self.events.push(record.event.clone());
         self.cursor = self.events.len();
         let event = record.event.clone();
@@ -193,13 +194,14 @@ impl Journal {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Fails the run once its log is past its quotas.
-    pub fn check_quotas(&self) -> Result<(), HostFault> {
+    /// Fails the run when one more event of `size` bytes would take its log past its quotas
+    /// (checked before it is kept: one huge event cannot overshoot the bytes quota).
+    fn check_quotas(&self, size: u64) -> Result<(), HostFault> {
         let Some(quotas) = self.quotas else { return Ok(()) };
         if self.events.len() >= quotas.events {
             return Err(HostFault::Quota(format!("the run's log reached its quota of {} events", quotas.events)));
         }
-        if self.bytes >= quotas.log_bytes {
+        if self.bytes.saturating_add(size) > quotas.log_bytes {
             return Err(HostFault::Quota(format!("the run's log reached its quota of {} bytes", quotas.log_bytes)));
         }
         Ok(())
@@ -242,7 +244,14 @@ mod tests {
         let clock = ManualClock::at(1_000);
         let records =
             events.into_iter().enumerate().map(|(seq, event)| EventRecord { seq: seq as u64, at_ms: 0, event });
-        let quotas = RunQuotas { webhooks: 10, events: 5, log_bytes: 1 << 20, queued_calls: 10, queued_bytes: 1 << 20 };
+        let quotas = RunQuotas {
+            webhooks: 10,
+            timers: 10,
+            events: 5,
+            log_bytes: 1 << 20,
+            queued_calls: 10,
+            queued_bytes: 1 << 20,
+        };
         let redactor = Redactor::for_tests("run");
         Journal::new((records.collect(), 0), redactor, Arc::new(clock), quotas)
     }
@@ -293,5 +302,15 @@ mod tests {
         let failure = crate::store::records::Failure::new("quota-exceeded", "full");
         assert!(journal.record_end(Event::Failed { error: failure }).is_ok(), "the end is always recorded");
         assert_eq!(journal.terminal().map(Event::kind), Some("failed"));
+    }
+
+    #[test]
+    fn one_event_larger_than_the_bytes_left_is_refused_not_kept() {
+        let mut journal = journal(vec![started()]);
+        let line = |bytes: usize| Event::Log { level: "info".into(), message: "x".repeat(bytes) };
+        journal.record(line(1000)).expect("under the quota");
+        assert!(matches!(journal.record(line(2 << 20)), Err(HostFault::Quota(_))), "2 MiB past a 1 MiB quota");
+        assert_eq!(journal.take_outbox().len(), 1, "the huge line was not kept");
+        journal.record(line(1000)).expect("what fits still does");
     }
 }

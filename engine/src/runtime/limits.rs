@@ -31,6 +31,8 @@ pub struct GuestLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct RunQuotas {
     pub webhooks: usize,
+    /// Timers it may set over its life (each `sleep`, and each wait with a deadline, sets one).
+    pub timers: usize,
     /// Events in its log (every wait, and so every timer, is one).
     pub events: usize,
     /// Bytes of its log.

@@ -241,6 +241,8 @@ pub struct HostState {
     declared_triggers: Arc<Vec<TriggerName>>,
     /// What `patched` answered for each change id: its first answer holds.
     patches: HashMap<String, bool>,
+    /// Timers the run has set so far, replayed ones included (see `RunQuotas::timers`).
+    timers_set: usize,
     cpu: limits::CpuClock,
     memory: limits::MemoryCeiling,
     determinism: determinism::Determinism,
@@ -447,6 +449,7 @@ impl Runtime {
             claimed: Vec::new(),
             declared_triggers,
             patches: HashMap::new(),
+            timers_set: 0,
             cpu: limits::CpuClock::default(),
             memory: limits::MemoryCeiling::new(self.shared.settings.limits.memory_bytes),
         };

@@ -95,8 +95,15 @@ impl HostState {
                     }
                 }
             }
+            self.timers_set += on.iter().filter(|t| matches!(t, WaitTarget::Timer { .. })).count();
             return Ok(on);
         }
+        let timers = wanted.iter().filter(|w| matches!(w, Wanted::TimerIn(_) | Wanted::TimerAt(_))).count();
+        let quota = self.shared.settings.quotas.timers;
+        if self.timers_set + timers > quota {
+            return Err(HostFault::Quota(format!("the run reached its quota of {quota} timers")));
+        }
+        self.timers_set += timers;
         let now = self.shared.clock.now_ms();
         let mut on = Vec::with_capacity(wanted.len());
         for target in wanted {

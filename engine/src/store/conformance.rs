@@ -347,6 +347,37 @@ async fn an_api_key_name_is_taken_once_and_free_again_after_revoking() {
     }
 }
 
+/// A key revoked while another is made under its name: whichever wins, a key that
+/// exists afterwards can be revoked by its name (none is left that its name cannot reach).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_while_its_name_is_revoked_stays_revocable() {
+    for (_dir, store) in backends().await {
+        let name = KeyName::parse("racing").unwrap();
+        let key = |digest: String| ApiKeyRecord {
+            name: name.clone(),
+            roles: vec!["deploy".into()],
+            key_sha256: digest,
+            created_at_ms: NOW,
+        };
+        for round in 0..100 {
+            let (old, new) = (format!("old-{round}"), format!("new-{round}"));
+            store.create_api_key(&key(old.clone())).await.unwrap();
+            let (revoking, making) = (store.clone(), store.clone());
+            let name_again = name.clone();
+            let revoke = tokio::spawn(async move { revoking.revoke_api_key(&name_again).await.unwrap() });
+            let made = key(new.clone());
+            let make = tokio::spawn(async move { making.create_api_key(&made).await });
+            let (revoked, made) = (revoke.await.unwrap(), make.await.unwrap());
+            assert!(revoked, "round {round}: the old key was there to revoke");
+            assert!(store.api_key(&old).await.unwrap().is_none(), "round {round}: the old key is gone");
+            if made.is_ok() {
+                assert!(store.revoke_api_key(&name).await.unwrap(), "round {round}: the new key is revocable by name");
+            }
+            assert!(store.api_keys().await.unwrap().is_empty(), "round {round}: no key is left unreachable");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_message_id_is_noted_once_until_it_expires() {
     for (_dir, store) in backends().await {

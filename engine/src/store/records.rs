@@ -409,7 +409,7 @@ pub enum AnswerFrom {
     Stored,
     /// The run's own answer, in its log.
     Run,
-    /// `{"resumed": [...]}`: the runs that took the call.
+    /// `{"resumed": n}` (and the runs, to a caller with an API key): the runs that took the call.
     Resumed,
 }
 

@@ -5,13 +5,14 @@
 //! - `hold-memory` takes `mib` MiB (default 64), touches it, then spins;
 //! - `wasi-sleep` sleeps an hour through WASI's clocks, not the engine's durable sleep
 //!   (stopped by the CPU budget, or by a cancellation);
-//! - `many-webhooks` creates webhooks without end, `log-spam` logs 64 KiB lines without
-//!   end (each stopped by the run's quotas: `quota-exceeded`);
+//! - `many-webhooks` creates webhooks without end, `many-timers` sleeps 1 ms without end,
+//!   `log-spam` logs 64 KiB lines without end, `huge-log` logs one line of `mib` MiB
+//!   (each stopped by the run's quotas: `quota-exceeded`);
 //! - `hoard-memory` keeps allocating and touching memory (stopped at the ceiling:
 //!   `memory-limit`);
 //! - `panic` panics with a message (the run fails as `trap` with that message).
 
-use latch_sdk::{Error, ModuleInfo, Result, Start, Webhook, WebhookOptions, Workflow, log};
+use latch_sdk::{Error, ModuleInfo, Result, Start, Webhook, WebhookOptions, Workflow, log, sleep};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -47,6 +48,13 @@ impl Workflow for Misbehave {
             "many-webhooks" => loop {
                 Webhook::create(WebhookOptions::new())?;
             },
+            "many-timers" => loop {
+                sleep(1);
+            },
+            "huge-log" => {
+                log::info("x".repeat(input.mib << 20));
+                Ok(Value::Null)
+            }
             "log-spam" => {
                 let line = "x".repeat(64 << 10);
                 loop {

@@ -687,6 +687,7 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
         retain: Duration::from_secs(3600),
         quotas: latch::runtime::RunQuotas {
             webhooks: 100,
+            timers: 1000,
             events: 1000,
             log_bytes: 1 << 20,
             queued_calls: 100,

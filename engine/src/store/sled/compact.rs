@@ -35,24 +35,27 @@ pub fn finish_interrupted(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Compacts when worthwhile; a compaction that fails (a full disk, above all) is undone and
-/// reported, and the server starts on the files it had.
-pub fn compact_or_carry_on(dir: &Path) {
-    if let Err(e) = compact_if_worthwhile(dir) {
+/// Compacts when worthwhile. A compaction that fails (a full disk, above all) is finished or
+/// undone exactly as after a crash at the same point, and the server starts on whole files;
+/// only when even that fails is the error returned (the store must not open empty files
+/// where its data was).
+pub fn compact_or_carry_on(dir: &Path) -> Result<()> {
+    compact_or_carry_on_with(dir, |from, to| std::fs::rename(from, to))
+}
+
+fn compact_or_carry_on_with(dir: &Path, rename: impl Fn(&Path, &Path) -> std::io::Result<()>) -> Result<()> {
+    if let Err(e) = compact_if_worthwhile(dir, rename) {
         tracing::error!("compacting the store failed, going on without: {e}");
-        let (_, copy, _) = paths(dir);
-        if copy.exists()
-            && let Err(e) = std::fs::remove_dir_all(&copy)
-        {
-            tracing::error!("cannot remove the unfinished copy {}: {e}", copy.display());
-        }
+        finish_interrupted(dir)?;
     }
+    Ok(())
 }
 
 /// Copies the store into fresh files when its files are more than twice what they hold.
 /// sled's id counter is not a record: the copy carries on from where it stood (`ID_BASE_META`),
-/// so that request ids and arrival numbers never repeat.
-fn compact_if_worthwhile(dir: &Path) -> Result<()> {
+/// so that request ids and arrival numbers never repeat. `rename` is `std::fs::rename` but
+/// in a test that makes it fail.
+fn compact_if_worthwhile(dir: &Path, rename: impl Fn(&Path, &Path) -> std::io::Result<()>) -> Result<()> {
     let (live, copy, old) = paths(dir);
     let on_disk = size_of(&live);
     if on_disk < WORTH_IT_BYTES {
@@ -76,9 +79,9 @@ fn compact_if_worthwhile(dir: &Path) -> Result<()> {
     target.open_tree("meta")?.insert(ID_BASE_META, &next_id.to_be_bytes())?;
     target.flush()?;
     drop((source, target));
-    std::fs::rename(&live, &old)?;
+    rename(&live, &old)?;
     sync_dir(dir)?;
-    std::fs::rename(&copy, &live)?;
+    rename(&copy, &live)?;
     sync_dir(dir)?;
     std::fs::remove_dir_all(&old)?;
     tracing::info!(before = on_disk, after = size_of(&live), "compacted the store");
@@ -128,19 +131,9 @@ mod tests {
     fn a_store_mostly_deleted_is_copied_into_smaller_files_and_keeps_what_it_held() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sled");
-        {
-            let db = sled::open(&path).expect("opens");
-            let tree = db.open_tree("events").expect("tree");
-            for n in 0..400u32 {
-                tree.insert(n.to_be_bytes(), vec![7u8; 100_000]).expect("insert");
-            }
-            for n in 1..400u32 {
-                tree.remove(n.to_be_bytes()).expect("remove");
-            }
-            db.flush().expect("flush");
-        }
+        mostly_deleted_store(&path);
         let before = size_of(&path);
-        compact_if_worthwhile(dir.path()).expect("compacted");
+        compact_if_worthwhile(dir.path(), |from, to| std::fs::rename(from, to)).expect("compacted");
         assert!(size_of(&path) < before / 4, "{} of {before}", size_of(&path));
         let db = reopen(&path);
         assert_eq!(db.open_tree("events").expect("tree").len(), 1);
@@ -160,7 +153,7 @@ mod tests {
             db.flush().expect("flush");
             id
         };
-        compact_if_worthwhile(dir.path()).expect("compacted");
+        compact_if_worthwhile(dir.path(), |from, to| std::fs::rename(from, to)).expect("compacted");
         let db = reopen(&dir.path().join("sled"));
         assert!(super::super::next_id_of(&db).expect("id") > before);
     }
@@ -179,6 +172,40 @@ mod tests {
         let _held = reopen(&path);
         let refused = open_waiting_for_the_lock(&sled::Config::new().path(&path)).expect_err("the lock is held");
         assert!(refused.to_string().contains("in use by another process"), "{refused}");
+    }
+
+    /// Files of 40 MB that hold one 100 kB record: worth compacting.
+    fn mostly_deleted_store(path: &Path) {
+        let db = sled::open(path).expect("opens");
+        let tree = db.open_tree("events").expect("tree");
+        for n in 0..400u32 {
+            tree.insert(n.to_be_bytes(), vec![7u8; 100_000]).expect("insert");
+        }
+        for n in 1..400u32 {
+            tree.remove(n.to_be_bytes()).expect("remove");
+        }
+        db.flush().expect("flush");
+    }
+
+    #[test]
+    fn a_compaction_failing_at_any_rename_leaves_the_store_whole() {
+        for failing in ["sled", "sled.compacting"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("sled");
+            mostly_deleted_store(&path);
+            let rename = |from: &Path, to: &Path| {
+                if from.file_name().is_some_and(|name| name == failing) {
+                    return Err(std::io::Error::other("the disk is full"));
+                }
+                std::fs::rename(from, to)
+            };
+            compact_or_carry_on_with(dir.path(), rename).expect("carried on");
+            let (live, copy, old) = paths(dir.path());
+            assert!(live.exists() && !copy.exists() && !old.exists(), "failing at {failing}");
+            let db = reopen(&path);
+            let kept = db.open_tree("events").expect("tree").get(0u32.to_be_bytes()).expect("read");
+            assert_eq!(kept.map(|v| v.len()), Some(100_000), "failing at {failing}: the record is there");
+        }
     }
 
     #[test]

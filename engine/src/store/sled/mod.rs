@@ -127,7 +127,7 @@ impl SledStore {
     /// `compact`).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
         compact::finish_interrupted(dir)?;
-        compact::compact_or_carry_on(dir);
+        compact::compact_or_carry_on(dir)?;
         let db = open_waiting_for_the_lock(&sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes))?;
         let meta = db.open_tree("meta")?;
         let id_base = meta.get(ID_BASE_META)?.and_then(|v| be_u64(&v)).unwrap_or(0);
@@ -823,7 +823,9 @@ impl Registry for SledStore {
         let Some(digest) = self.key_names.get(name.as_str().as_bytes())? else { return Ok(false) };
         // The key first: from here on it opens nothing.
         let revoked = self.api_keys.remove(&digest)?.is_some();
-        self.key_names.remove(name.as_str().as_bytes())?;
+        // Only if the name still points at the revoked key: a key made under the same
+        // name since then keeps it (and stays revocable by it).
+        let _ = self.key_names.compare_and_swap(name.as_str().as_bytes(), Some(digest), None::<&[u8]>)?;
         self.durable().await?;
         Ok(revoked)
     }
