@@ -97,6 +97,19 @@ async fn a_many_call_webhook_acknowledges_exactly_the_calls_its_run_takes() {
         let taken: BTreeSet<u64> = calls.iter().filter_map(|c| c["data"]["n"].as_u64()).collect();
         assert_eq!(taken, acknowledged.iter().map(|n| *n as u64).collect(), "run {run}: {output}");
         assert_eq!(acknowledged.len(), 3);
+        // What reached the run and was not taken stays listed, as not acknowledged.
+        not_taken_are_unacknowledged(latch, id, 3).await;
+    }
+}
+
+/// The run's calls once it ended: `delivered` of them taken, the rest listed as not taken
+/// and not acknowledged (their callers were refused), none left queued.
+async fn not_taken_are_unacknowledged(latch: &Latch, id: &str, delivered: usize) {
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    let requests = listed["requests"].as_array().expect("requests");
+    assert_eq!(requests.iter().filter(|r| r["state"] == "delivered").count(), delivered, "{listed}");
+    for request in requests.iter().filter(|r| r["state"] != "delivered") {
+        assert_eq!((&request["state"], &request["acknowledged"]), (&json!("not-taken"), &json!(false)), "{listed}");
     }
 }
 
@@ -118,6 +131,7 @@ async fn a_terminal_event_ends_a_ledger_and_only_callers_it_took_are_acknowledge
     for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::OK) {
         assert_eq!((*status, error_code(body)), (StatusCode::GONE, "gone"));
     }
+    not_taken_are_unacknowledged(&latch, &id, recorded.len()).await;
 }
 
 /// Polls the run's calls until `ready` accepts them.

@@ -94,6 +94,73 @@ async fn past_its_descriptors_the_server_keeps_serving() {
     drop(idle);
 }
 
+/// A caller that stops reading a large answer is cut off once the answer makes no progress
+/// for `--header-timeout-ms`, instead of holding its connection and the answer for ever.
+#[tokio::test]
+async fn a_caller_that_stops_reading_its_answer_is_cut_off() {
+    let latch = start_with(&["--header-timeout-ms", "1000", "--max-run-log-mib", "8"]).await;
+    latch.upload_plugin("misbehave").await;
+    let id = latch.start_run("misbehave", json!({ "do": "log-spam" })).await;
+    latch.wait_for(&id, "failed").await;
+    let whole = latch.http.get(format!("{}/v1/runs/{id}/events", latch.base)).bearer_auth(ADMIN_KEY);
+    let whole = whole.send().await.expect("answered").bytes().await.expect("read").len();
+    assert!(whole > 7 << 20, "a large answer: {whole} bytes");
+
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut stream = socket.connect(address(&latch).parse().expect("address")).await.expect("connects");
+    let request = format!("GET /v1/runs/{id}/events HTTP/1.1\r\nHost: latch\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    // Not read for three times the timeout: the server's writes stall.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut read = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut read)).await;
+    assert!(ended.is_ok(), "the stalled connection was kept open");
+    assert!(read.len() < whole, "the answer was cut short: {} of {whole} bytes", read.len());
+}
+
+/// Bodies being read hold their bytes against `--max-body-buffer-mib`: past it a body is
+/// refused with 429 instead of growing the server's memory; one within it is read.
+#[tokio::test]
+async fn bodies_being_read_are_bounded_together() {
+    let latch = start_with(&["--max-body-buffer-mib", "1", "--body-timeout-ms", "30000"]).await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    let target = url.trim_start_matches(&latch.base).to_string();
+    // Each sends 700 kB of a 900 kB body, then stalls: two do not fit in 1 MiB.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let stream = TcpStream::connect(address(&latch)).await.expect("connects");
+        let (mut reading, mut writing) = stream.into_split();
+        let head = format!("POST {target} HTTP/1.1\r\nHost: latch\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n");
+        let writer = tokio::spawn(async move {
+            let _ = writing.write_all(head.as_bytes()).await;
+            let _ = writing.write_all(&vec![b' '; 700_000]).await;
+            std::future::pending::<()>().await;
+        });
+        slow.push((reading_answer(&mut reading).await, writer));
+    }
+    let refused: Vec<_> = slow.iter().filter_map(|(answer, _)| answer.as_ref()).collect();
+    assert_eq!(refused.len(), 1, "one of the two bodies is refused: {refused:?}");
+    assert!(refused[0].starts_with("HTTP/1.1 429") && refused[0].contains("overloaded"), "{}", refused[0]);
+    // A small call still fits, and its run takes it.
+    assert_eq!(send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
+    latch.wait_for(&id, "completed").await;
+    for (_, writer) in slow {
+        writer.abort();
+    }
+}
+
+/// What the server answered on `reading` within two seconds, if anything.
+async fn reading_answer(reading: &mut tokio::net::tcp::OwnedReadHalf) -> Option<String> {
+    let mut buffer = vec![0; 4096];
+    match tokio::time::timeout(Duration::from_secs(2), reading.read(&mut buffer)).await {
+        Ok(Ok(read)) if read > 0 => Some(String::from_utf8_lossy(&buffer[..read]).into_owned()),
+        _ => None,
+    }
+}
+
 /// Past `--max-connections`, a new connection waits in the kernel's backlog, unserved,
 /// until one of those open closes.
 #[tokio::test]
@@ -186,6 +253,10 @@ async fn past_the_queue_new_runs_and_calls_are_refused_with_429() {
     let order_url = latch.waiting_url(&order).await;
     let approval = latch.start_run("order-approval", json!({ "order_id": "o-0" })).await;
     latch.wait_for(&approval, "waiting").await;
+    // Its timer fires while the server refuses new work: it is still woken, and ends.
+    latch.upload_plugin("wait-patterns").await;
+    let sleeper = latch.start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 1000 })).await;
+    latch.wait_for(&sleeper, "waiting").await;
     let spinning = latch.start_run("misbehave", json!({ "do": "spin" })).await;
     // The parked run may hold its slot for a moment after its URL shows (a slower store
     // widens that moment): until it lets go, the spinning run is the one queued.
@@ -214,6 +285,7 @@ async fn past_the_queue_new_runs_and_calls_are_refused_with_429() {
     assert_eq!(send(latch.http.post(&order_url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
     assert_eq!(latch.wait_for(&order, "completed").await["output"]["payment"], json!({ "paid": 1 }));
     assert_eq!(latch.run(&approval).await["status"], "waiting", "the refused named call was not delivered");
+    assert!(latch.wait_for(&sleeper, "completed").await["output"]["slept_ms"].as_u64() >= Some(1000));
     let (status, _) = send(latch.http.post(&named).json(&json!({ "paid": 1 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(latch.wait_for(&approval, "completed").await["output"]["payment"], json!({ "paid": 1 }));
@@ -383,6 +455,32 @@ async fn runs_reach_internal_addresses_and_other_ports_only_when_named() {
     assert_eq!(vendor.received().len(), 1);
     let other_port = format!("http://127.0.0.1:{}/api", port.parse::<u16>().expect("port") ^ 1);
     assert_eq!(submission(&named, &other_port).await["error"]["code"], "host-not-allowed");
+}
+
+#[tokio::test]
+async fn outbound_calls_follow_no_redirect_and_a_cancellation_ends_one_in_flight() {
+    let elsewhere = Vendor::start(Behaviour::Silent).await;
+    let redirecting = Vendor::start(Behaviour::Redirect(elsewhere.url.clone())).await;
+    let hanging = Vendor::start(Behaviour::Hang).await;
+    let latch = start_with(&["--allow-http", "127.0.0.1:*"]).await;
+    latch.upload_plugin("async-verification").await;
+    let run = submission(&latch, &redirecting.url).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"]["message"].as_str().is_some_and(|m| m.contains("307")), "the step saw the 307: {run}");
+    assert_eq!((redirecting.received().len(), elsewhere.received().len()), (1, 0), "the redirect was not followed");
+
+    let input = json!({ "document_id": "d-2", "vendor_url": hanging.url, "deadline_ms": 60_000 });
+    let id = latch.start_run("async-verification", input).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hanging.received().is_empty() {
+        assert!(Instant::now() < deadline, "the call never reached the vendor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let began = Instant::now();
+    let cancel = latch.http.post(format!("{}/v1/runs/{id}/cancel", latch.base)).bearer_auth(ADMIN_KEY);
+    assert!(send(cancel).await.0.is_success());
+    latch.wait_for(&id, "cancelled").await;
+    assert!(began.elapsed() < Duration::from_secs(10), "the call in flight held the run {:?}", began.elapsed());
 }
 
 fn size_of(dir: &Path) -> u64 {

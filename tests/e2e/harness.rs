@@ -36,3 +36,89 @@ pub async fn start_with(args: &[&str]) -> Latch {
     let args: Vec<&str> = args.iter().copied().chain(backend.iter().map(String::as_str)).collect();
     Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await
 }
+
+/// A stored record of a run that no reader can decode, as a bug or a disk could leave it.
+pub enum Broken {
+    /// The run's own record.
+    Run,
+    /// The first event of its log.
+    FirstEvent,
+    /// A call queued on its first webhook, a held one (its caller was waiting).
+    QueuedCall,
+}
+
+/// Overwrites a record of run `id` with bytes that are not one, in a stopped server's
+/// store: sled's files, or its PostgreSQL database.
+pub async fn break_record(latch: &Latch, id: &str, broken: Broken) {
+    let id = uuid::Uuid::parse_str(id).expect("a uuid");
+    let garbage: &[u8] = b"{\"not a record\": [";
+    if let Some(url) = latch.flag("--database-url") {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+        tokio::spawn(connection);
+        let statement = match broken {
+            Broken::Run => "UPDATE runs SET record = $2 WHERE id = $1",
+            Broken::FirstEvent => "UPDATE events SET record = $2 WHERE run = $1 AND seq = 0",
+            Broken::QueuedCall => {
+                "INSERT INTO inbox (run, kind, channel, arrival, held, request) \
+                 VALUES ($1, 0, '0000000001', 999999, true, $2)"
+            }
+        };
+        let updated = client.execute(statement, &[&id.as_bytes().as_slice(), &garbage]).await.expect("updated");
+        assert_eq!(updated, 1, "the record is there to break");
+        return;
+    }
+    let db = sled::open(latch.data_dir().join("sled")).expect("the stopped server's store opens");
+    match broken {
+        Broken::Run => db.open_tree("runs").expect("runs").insert(id.as_bytes(), garbage),
+        Broken::FirstEvent => {
+            let first_event = [id.as_bytes().as_slice(), &0u64.to_be_bytes()].concat();
+            db.open_tree("events").expect("events").insert(first_event, garbage)
+        }
+        Broken::QueuedCall => {
+            let call = [id.as_bytes().as_slice(), &1u32.to_be_bytes(), &999_999u64.to_be_bytes()].concat();
+            db.open_tree("inbox").expect("inbox").insert(call, garbage)
+        }
+    }
+    .expect("written");
+    db.flush().expect("flushed");
+}
+
+/// Where a stopped server's store holds `needle`, if anywhere: a file of its data dir, or
+/// a row of its PostgreSQL database (text, or bytes shown as hex).
+pub async fn stored_anywhere(latch: &Latch, needle: &str) -> Option<String> {
+    if let Some(found) = any_file_holds(latch.data_dir(), needle.as_bytes()) {
+        return Some(found);
+    }
+    let url = latch.flag("--database-url")?;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    let tables = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()", &[])
+        .await
+        .expect("tables");
+    let as_hex = hex::encode(needle.as_bytes());
+    for table in tables {
+        let table: String = table.get(0);
+        let query = format!("SELECT count(*) FROM \"{table}\" AS row WHERE strpos(row::text, $1) > 0 OR strpos(row::text, $2) > 0");
+        let found: i64 = client.query_one(&query, &[&needle, &as_hex]).await.expect("scanned").get(0);
+        if found > 0 {
+            return Some(format!("table {table}"));
+        }
+    }
+    None
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> Option<String> {
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = any_file_holds(&path, needle) {
+                return Some(found);
+            }
+        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+            return Some(path.display().to_string());
+        }
+    }
+    None
+}

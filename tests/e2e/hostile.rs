@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::auth::url_key_run;
-use crate::harness::{ADMIN_KEY, Latch, error_code, send, start, start_with};
+use crate::harness::{ADMIN_KEY, Broken, Latch, break_record, error_code, send, start, start_with, stored_anywhere};
 use crate::vendor::{Behaviour, Vendor};
 
 /// `levels` arrays nested in one another around a number.
@@ -70,9 +70,6 @@ async fn a_deeply_nested_body_is_a_400_at_every_route_and_breaks_nothing() {
 
 #[tokio::test]
 async fn an_unreadable_run_record_is_reported_and_stops_neither_start_up_nor_other_runs() {
-    if crate::harness::reads_sled_files() {
-        return;
-    }
     let mut latch = start().await;
     latch.upload_plugin("order-payment").await;
     let broken = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
@@ -80,12 +77,7 @@ async fn an_unreadable_run_record_is_reported_and_stops_neither_start_up_nor_oth
     latch.waiting_url(&broken).await;
     let url = latch.waiting_url(&healthy).await;
     latch.kill();
-    {
-        let db = sled::open(latch.data_dir().join("sled")).expect("the stopped server's store opens");
-        let id = uuid::Uuid::parse_str(&broken).expect("a uuid");
-        db.open_tree("runs").expect("runs").insert(id.as_bytes(), &b"{\"not a run\": ["[..]).expect("written");
-        db.flush().expect("flushed");
-    }
+    break_record(&latch, &broken, Broken::Run).await;
     latch.restart().await;
     let (status, listed) = latch.get("/v1/runs").await;
     assert_eq!(status, StatusCode::OK, "{listed}");
@@ -97,9 +89,6 @@ async fn an_unreadable_run_record_is_reported_and_stops_neither_start_up_nor_oth
 
 #[tokio::test]
 async fn an_unreadable_event_fails_its_run_alone_and_start_up_goes_on() {
-    if crate::harness::reads_sled_files() {
-        return;
-    }
     let mut latch = start().await;
     latch.upload_plugin("order-payment").await;
     let broken = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
@@ -107,19 +96,34 @@ async fn an_unreadable_event_fails_its_run_alone_and_start_up_goes_on() {
     let broken_url = latch.waiting_url(&broken).await;
     let url = latch.waiting_url(&healthy).await;
     latch.kill();
-    {
-        let db = sled::open(latch.data_dir().join("sled")).expect("the stopped server's store opens");
-        let id = uuid::Uuid::parse_str(&broken).expect("a uuid");
-        let first_event = [id.as_bytes().as_slice(), &0u64.to_be_bytes()].concat();
-        db.open_tree("events").expect("events").insert(first_event, &b"{\"type\": ["[..]).expect("written");
-        db.flush().expect("flushed");
-    }
+    break_record(&latch, &broken, Broken::FirstEvent).await;
     latch.restart().await;
     assert_eq!(latch.wait_for(&broken, "failed").await["error"]["code"], "unreadable-log");
     let (status, body) = send(latch.http.post(latch.rebase(&broken_url)).json(&json!({}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::GONE, "gone"), "its webhook closed with it");
     assert_eq!(send(latch.http.post(latch.rebase(&url)).json(&json!({ "paid": 2 }))).await.0, StatusCode::ACCEPTED);
     latch.wait_for(&healthy, "completed").await;
+}
+
+#[tokio::test]
+async fn an_unreadable_queued_call_is_listed_as_not_taken_and_start_up_goes_on() {
+    let mut latch = start().await;
+    latch.upload_plugin("blink-callback").await;
+    let id = latch.start_run("blink-callback", json!({ "auth": "none", "calls": 2 })).await;
+    let url = latch.waiting_url(&id).await;
+    latch.kill();
+    break_record(&latch, &id, Broken::QueuedCall).await;
+    latch.restart().await;
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    let requests = listed["requests"].as_array().cloned().unwrap_or_default();
+    let unreadable = requests.iter().find(|r| r["reason"] == "unreadable").expect("listed");
+    assert_eq!((&unreadable["state"], &unreadable["webhook"]), (&json!("not-taken"), &json!("wh-1")), "{listed}");
+    for n in 0..2 {
+        let (status, _) = send(latch.http.post(latch.rebase(&url)).json(&json!({ "n": n }))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["calls"].as_array().map(Vec::len), Some(2), "{run}");
 }
 
 fn named(latch: &Latch, module: &str, name: &str, execution: &str) -> String {
@@ -250,21 +254,6 @@ async fn a_token_the_run_chose_is_no_anonymous_capability() {
     latch.wait_for(&id, "completed").await;
 }
 
-/// Whether any file under `dir` holds `needle`.
-fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<String> {
-    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = any_file_holds(&path, needle) {
-                return Some(found);
-            }
-        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
-            return Some(path.display().to_string());
-        }
-    }
-    None
-}
-
 #[tokio::test]
 async fn a_url_key_is_kept_nowhere_yet_still_opens_its_webhook_after_a_restart() {
     let vendor = Vendor::start(Behaviour::Silent).await;
@@ -282,8 +271,11 @@ async fn a_url_key_is_kept_nowhere_yet_still_opens_its_webhook_after_a_restart()
         assert!(!text.contains(&key), "the key is shown: {text}");
     }
     assert!(shown[0].contains("[url-key:wh-1]"), "{}", shown[0]);
+    // The guest did log its URL: the server's log shows it with the key left out.
+    assert!(shown[3].contains("send the result to") && shown[3].contains("[url-key:wh-1]"), "{}", shown[3]);
     latch.kill();
-    assert_eq!(any_file_holds(latch.data_dir(), key.as_bytes()), None, "the key is stored");
+    assert_eq!(stored_anywhere(&latch, &key).await, None, "the key is stored");
+    assert!(stored_anywhere(&latch, &id).await.is_some(), "the scan finds what is stored (the run's id)");
 
     // The replayed run derives the same key: the URL it handed out still works.
     latch.restart().await;
@@ -291,7 +283,7 @@ async fn a_url_key_is_kept_nowhere_yet_still_opens_its_webhook_after_a_restart()
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     latch.wait_for(&id, "completed").await;
     latch.kill();
-    assert_eq!(any_file_holds(latch.data_dir(), key.as_bytes()), None, "the key is stored");
+    assert_eq!(stored_anywhere(&latch, &key).await, None, "the key is stored");
 }
 
 #[tokio::test]
@@ -324,6 +316,25 @@ async fn credential_headers_are_redacted_and_the_bearer_scheme_is_case_insensiti
     let admin =
         latch.http.get(format!("{}/v1/runs/{id}", latch.base)).header("authorization", format!("BEARER {ADMIN_KEY}"));
     assert_eq!(send(admin).await.0, StatusCode::OK);
+
+    // A named trigger's call is redacted the same way.
+    latch.upload_plugin("order-approval").await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    latch.wait_for(&id, "waiting").await;
+    let call = latch
+        .http
+        .post(named(&latch, "order-approval", "payment-confirmed", &id))
+        .header("proxy-authorization", "Basic cHJveHk6c2VjcmV0")
+        .header("x-api-key", "sk-live-secret")
+        .header("cookie", "session=s3cret")
+        .json(&json!({ "paid": 1 }));
+    assert_eq!(send(call).await.0, StatusCode::OK);
+    latch.wait_for(&id, "completed").await;
+    let log = serde_json::to_string(&latch.events(&id).await).expect("json");
+    assert!(log.contains("[redacted]"), "{log}");
+    for secret in ["cHJveHk6c2VjcmV0", "sk-live-secret", "s3cret"] {
+        assert!(!log.contains(secret), "{secret} reached the run's log from a named trigger");
+    }
 }
 
 #[tokio::test]

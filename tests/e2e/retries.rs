@@ -19,7 +19,12 @@ async fn put_secret(latch: &Latch, name: &str, value: &str) {
 /// A sender's delivery of message `n`: signed afresh (a retry has a new timestamp), with the
 /// message's id where the scheme carries it.
 fn signed(scheme: &str, secret: &str, n: u32, at: u64) -> (Vec<(String, String)>, String) {
-    let body = json!({ "id": format!("evt_{n}"), "event": format!("e-{n}") }).to_string();
+    signed_event(scheme, secret, n, &format!("e-{n}"), at)
+}
+
+/// Message `n` (its id) carrying `event`: another body under a used id when `event` differs.
+fn signed_event(scheme: &str, secret: &str, n: u32, event: &str, at: u64) -> (Vec<(String, String)>, String) {
+    let body = json!({ "id": format!("evt_{n}"), "event": event }).to_string();
     let mut headers = python_signature(scheme, secret, &body, at, &format!("msg_{n}"));
     if scheme == "github" {
         headers.push(("X-GitHub-Delivery".into(), format!("delivery-{n}")));
@@ -77,6 +82,45 @@ async fn each_schemes_retries_get_the_first_answer_and_deliver_once_across_a_sig
     }
 }
 
+/// The symptom senders met: a retry to a single-use URL answered 410. Each scheme's retry
+/// gets the first answer there, before and after a SIGKILL; another body under a used
+/// message id is a 422 (GitHub's id is its body: another body is another message).
+#[tokio::test]
+async fn each_schemes_retries_to_a_single_use_url_and_another_body_under_a_used_id() {
+    let mut latch = start().await;
+    latch.upload_plugin("blink-callback").await;
+    let mut runs = Vec::new();
+    for (scheme, secret) in SCHEMES {
+        put_secret(&latch, scheme, secret).await;
+        let input = json!({ "auth": "signature", "scheme": scheme, "secret": scheme, "calls": 1 });
+        let id = latch.start_run("blink-callback", input).await;
+        let url = latch.waiting_url(&id).await;
+        let first = post(&latch, &url, &signed(scheme, secret, 1, now_secs())).await;
+        assert_eq!(first.0, StatusCode::ACCEPTED, "{scheme}: {first:?}");
+        latch.wait_for(&id, "completed").await;
+        assert_eq!(post(&latch, &url, &signed(scheme, secret, 1, now_secs() + 1)).await, first, "{scheme}");
+        runs.push((scheme, secret, id, url, first));
+    }
+    for round in ["before", "after"] {
+        if round == "after" {
+            latch.restart().await;
+        }
+        for (scheme, secret, id, url, first) in &runs {
+            let url = latch.rebase(url);
+            assert_eq!(post(&latch, &url, &signed(scheme, secret, 1, now_secs())).await, *first, "{scheme} {round}");
+            let other = post(&latch, &url, &signed_event(scheme, secret, 1, "changed", now_secs())).await;
+            let expected = match *scheme {
+                "github" => (StatusCode::GONE, "gone"),
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
+            };
+            assert_eq!((other.0, error_code(&other.1)), expected, "{scheme} {round} the kill: {other:?}");
+            let calls = latch.run(id).await["output"]["calls"].clone();
+            let events: Vec<Value> = calls.as_array().expect("calls").iter().map(|c| c["data"]["event"].clone()).collect();
+            assert_eq!(events, [json!("e-1")], "{scheme}: delivered once");
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_idempotency_key_answers_a_retry_as_the_first_and_refuses_another_body() {
     let mut latch = start().await;
@@ -94,6 +138,9 @@ async fn an_idempotency_key_answers_a_retry_as_the_first_and_refuses_another_bod
     let url = latch.rebase(&url);
     let retry = latch.http.post(&url).header("Idempotency-Key", "pay-1").json(&json!({ "paid": 1 }));
     assert_eq!(send(retry).await, first);
+    let another = latch.http.post(&url).header("Idempotency-Key", "pay-1").json(&json!({ "paid": 2 }));
+    let (status, body) = send(another).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"), "after the kill");
     assert_eq!(latch.wait_for(&id, "completed").await["output"]["payment"], json!({ "paid": 1 }));
     let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
     assert_eq!(listed["requests"].as_array().map(Vec::len), Some(1), "delivered once: {listed}");
@@ -126,39 +173,43 @@ async fn a_retry_of_a_call_the_run_answered_gets_the_runs_own_answer() {
     );
 }
 
+fn new_order(latch: &Latch, key: &str) -> reqwest::RequestBuilder {
+    let url = format!("{}/t/webhook-response/orders/new", latch.base);
+    let order = json!({ "order_id": "o-1", "priority": "high" });
+    latch.http.post(url).header("x-shop", "eu").header("Idempotency-Key", key).json(&order)
+}
+
+fn confirm(latch: &Latch, execution: &str, key: &str) -> reqwest::RequestBuilder {
+    let url = format!("{}/t/order-approval/payment-confirmed?execution={execution}", latch.base);
+    latch.http.post(url).header("Idempotency-Key", key).json(&json!({ "paid": true }))
+}
+
 #[tokio::test]
 async fn a_retried_start_trigger_call_starts_one_run_and_a_retried_any_resumes_one() {
-    let latch = start().await;
+    let mut latch = start().await;
     latch.upload_plugin("webhook-response").await;
     latch.upload_plugin("order-approval").await;
-    let order = |key: &str| {
-        let url = format!("{}/t/webhook-response/orders/new", latch.base);
-        latch
-            .http
-            .post(url)
-            .header("x-shop", "eu")
-            .header("Idempotency-Key", key)
-            .json(&json!({ "order_id": "o-1", "priority": "high" }))
-    };
-    let first = send(order("order-1")).await;
+    let first = send(new_order(&latch, "order-1")).await;
     assert_eq!(first.0, StatusCode::CREATED, "{first:?}");
-    assert_eq!(send(order("order-1")).await, first, "the run's own answer again");
+    assert_eq!(send(new_order(&latch, "order-1")).await, first, "the run's own answer again");
+    latch.restart().await;
+    assert_eq!(send(new_order(&latch, "order-1")).await, first, "and after a SIGKILL");
     let started = latch.all_runs(None).await.iter().filter(|r| r["module"] == "webhook-response").count();
     assert_eq!(started, 1);
 
-    // The only waiting run takes the call and completes; a retry still gets the first answer.
+    // The only waiting run takes the call and completes; a retry still gets the first
+    // answer, before and after a SIGKILL.
     for by_id in [false, true] {
         let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
         latch.wait_for(&id, "waiting").await;
         let execution = if by_id { id.clone() } else { "any".to_string() };
-        let call = || {
-            let url = format!("{}/t/order-approval/payment-confirmed?execution={execution}", latch.base);
-            latch.http.post(url).header("Idempotency-Key", format!("confirm-{by_id}")).json(&json!({ "paid": true }))
-        };
-        let first = send(call()).await;
+        let key = format!("confirm-{by_id}");
+        let first = send(confirm(&latch, &execution, &key)).await;
         assert_eq!(first, (StatusCode::OK, json!({ "resumed": 1 })));
         latch.wait_for(&id, "completed").await;
-        assert_eq!(send(call()).await, first, "by id: {by_id}");
+        assert_eq!(send(confirm(&latch, &execution, &key)).await, first, "by id: {by_id}");
+        latch.restart().await;
+        assert_eq!(send(confirm(&latch, &execution, &key)).await, first, "by id: {by_id}, after a SIGKILL");
         assert_eq!(latch.events(&id).await.iter().filter(|e| e["type"] == "wait-ended").count(), 1);
     }
 }

@@ -23,6 +23,10 @@ pub enum Behaviour {
     FailTimes(usize),
     /// Always answers with this status.
     Status(u16),
+    /// Answers `307 Temporary Redirect` to this URL.
+    Redirect(String),
+    /// Takes the submission and never answers.
+    Hang,
 }
 
 struct Shared {
@@ -52,7 +56,23 @@ impl Vendor {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn handle(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &shared.behaviour {
+        Behaviour::Redirect(target) => {
+            shared.received.lock().expect("lock").push(body);
+            (StatusCode::TEMPORARY_REDIRECT, [("location", target.clone())]).into_response()
+        }
+        Behaviour::Hang => {
+            shared.received.lock().expect("lock").push(body);
+            std::future::pending::<()>().await;
+            StatusCode::OK.into_response()
+        }
+        _ => answer(&shared, body).into_response(),
+    }
+}
+
+fn answer(shared: &Shared, body: Value) -> (StatusCode, Json<Value>) {
     let call = shared.calls.fetch_add(1, Ordering::SeqCst) + 1;
     shared.received.lock().expect("lock").push(body.clone());
     match &shared.behaviour {
@@ -73,5 +93,6 @@ async fn handle(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> (
         Behaviour::Status(status) => {
             (StatusCode::from_u16(*status).unwrap_or(StatusCode::IM_A_TEAPOT), Json(json!({ "status": status })))
         }
+        Behaviour::Redirect(_) | Behaviour::Hang => unreachable!("answered by `handle`"),
     }
 }

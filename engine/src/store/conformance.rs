@@ -399,6 +399,36 @@ async fn a_message_id_is_noted_once_until_it_expires() {
     }
 }
 
+/// Past the most ids kept, the oldest are forgotten first, but never one younger than
+/// `keep_after_ms` (a sender's quick retry must still be recognised).
+#[tokio::test]
+async fn past_the_most_message_ids_kept_the_oldest_are_forgotten_first() {
+    for (_dir, store) in backends().await {
+        for n in 0..6u64 {
+            let record = IdempotencyRecord {
+                fingerprint: format!("f{n}"),
+                deliveries: Vec::new(),
+                accepted: true,
+                answer: None,
+                answer_from: Default::default(),
+                created_at_ms: NOW + n * 1_000,
+                forget_at_ms: NOW + 1_000_000,
+            };
+            assert!(store.begin_message(&format!("k{n}"), &record, NOW).await.unwrap().is_none());
+        }
+        // Keep 2; those noted at or after NOW + 5_000 are kept whatever the count.
+        assert_eq!(store.forget_expired_messages(NOW + 10_000, 2, NOW + 5_000).await.unwrap(), 4);
+        for n in 0..4 {
+            assert!(store.message(&format!("k{n}")).await.unwrap().is_none(), "k{n}, among the oldest, is forgotten");
+        }
+        for n in 4..6 {
+            assert!(store.message(&format!("k{n}")).await.unwrap().is_some(), "k{n}, among the newest, is kept");
+        }
+        // Over the cap, but all too young to forget.
+        assert_eq!(store.forget_expired_messages(NOW + 10_000, 1, NOW).await.unwrap(), 0);
+    }
+}
+
 #[tokio::test]
 async fn deep_data_accepted_at_ingress_reads_back() {
     for (_dir, store) in backends().await {

@@ -333,6 +333,30 @@ pub struct InboxEntry {
     pub taking: bool,
 }
 
+impl InboxEntry {
+    /// Stands for a queued call whose stored record cannot be read, so that it is listed
+    /// as not taken instead of vanishing: only its place (channel, arrival) is known, and
+    /// it is counted as acknowledged (its caller may have had a 2xx).
+    pub fn unreadable(channel: &super::Channel, arrival: u64, now_ms: u64) -> InboxEntry {
+        let webhook = match channel {
+            super::Channel::Webhook(id) => id.to_string(),
+            super::Channel::Trigger(name) => format!("trigger:{name}"),
+        };
+        let request = RequestRecord {
+            id: format!("unreadable-{arrival}"),
+            webhook,
+            method: Method::Post,
+            path: String::new(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            data: Value::Null,
+            caller: Caller::Anonymous,
+            received_at_ms: now_ms,
+        };
+        InboxEntry { request, held: false, taking: false }
+    }
+}
+
 /// Why a call that reached a run's inbox was not taken by the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -345,6 +369,8 @@ pub enum NotTakenReason {
     TimedOut,
     /// The server stopped while the caller waited; the caller got no answer.
     Restarted,
+    /// Its stored record could not be read (found at start-up): only its place is known.
+    Unreadable,
 }
 
 impl NotTakenReason {
@@ -354,6 +380,7 @@ impl NotTakenReason {
             NotTakenReason::RunEnded => "the run ended before it took the call",
             NotTakenReason::TimedOut => "the run did not take the call in time",
             NotTakenReason::Restarted => "the server restarted before the run took the call",
+            NotTakenReason::Unreadable => "its stored record could not be read",
         }
     }
 }

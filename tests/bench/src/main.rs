@@ -223,7 +223,8 @@ async fn guard_figures(binary: &Path) -> anyhow::Result<Vec<Row>> {
     drop(held);
     drop(latch);
 
-    // One run executes, one may queue: every other new run is refused at once.
+    // One run executes, one may queue: every other call that would wake a run is refused
+    // at once. Measured while it happens: the refusals' latency, a health check's, and RSS.
     let args = ["--max-active-runs", "1", "--max-queued-runs", "1", "--cpu-budget-ms", "60000"];
     let latch = Latch::start(binary, &args).await;
     for module in ["misbehave", "bench-echo"] {
@@ -232,30 +233,57 @@ async fn guard_figures(binary: &Path) -> anyhow::Result<Vec<Row>> {
             bail!("upload failed: {status} {body}");
         }
     }
+    const WAITING: usize = 200;
+    start_parked(&latch, "overload", WAITING, 16).await?;
     for _ in 0..2 {
         start_run_of(&latch, "misbehave", json!({ "do": "spin" })).await?;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let began = Instant::now();
     let latch = &latch;
-    let refused = stream::iter(0..OVERLOAD)
-        .map(|_| async move {
-            let request = latch.http.post(format!("{}/v1/modules/bench-echo/runs", latch.base));
-            let started = Instant::now();
-            let (status, _) = send(request.bearer_auth(latch_testkit::ADMIN_KEY).json(&json!({}))).await;
-            (status, started.elapsed())
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
+    let flooded = std::sync::atomic::AtomicBool::new(false);
+    let flooding = async {
+        let refused = stream::iter(0..OVERLOAD)
+            .map(|n| async move {
+                let started = Instant::now();
+                let (status, _) = latch.resume(&token("overload", n % WAITING), &json!({ "n": n })).await;
+                (status, started.elapsed())
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<_>>()
+            .await;
+        flooded.store(true, std::sync::atomic::Ordering::SeqCst);
+        refused
+    };
+    let watching = async {
+        let (mut peak_rss, mut health) = (0, Vec::new());
+        while !flooded.load(std::sync::atomic::Ordering::SeqCst) {
+            peak_rss = peak_rss.max(rss_kib(latch).unwrap_or(0));
+            let asked = Instant::now();
+            let (status, _) = send(latch.http.get(format!("{}/healthz", latch.base))).await;
+            if status == StatusCode::OK {
+                health.push(asked.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (peak_rss, health)
+    };
+    let (refused, (peak_rss, mut health)) = tokio::join!(flooding, watching);
     let elapsed = began.elapsed();
-    let rss = rss_kib(latch)?;
     let mut latencies: Vec<Duration> =
         refused.iter().filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS).map(|(_, d)| *d).collect();
     let count = latencies.len();
     rows.push(row(
-        format!("overload: {OVERLOAD} new runs, 64 callers, one run executing: refused with 429"),
-        format!("{count} in {:.2} s; RSS {} MiB; {}", elapsed.as_secs_f64(), rss / 1024, percentiles(&mut latencies)),
+        format!(
+            "overload: {OVERLOAD} calls to {WAITING} waiting runs, 64 callers, one run executing: refused with 429"
+        ),
+        format!(
+            "{count} in {:.2} s; peak RSS {} MiB; refusals {}; a health check meanwhile {}",
+            elapsed.as_secs_f64(),
+            peak_rss / 1024,
+            percentiles(&mut latencies),
+            percentiles(&mut health)
+        ),
     ));
     Ok(rows)
 }

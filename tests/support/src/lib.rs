@@ -397,6 +397,12 @@ impl Latch {
         self.child.as_mut().is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_some()))
     }
 
+    /// What the server was started with for `flag`, if it was.
+    pub fn flag(&self, flag: &str) -> Option<&str> {
+        let at = self.args.iter().position(|arg| arg == flag)?;
+        self.args.get(at + 1).map(String::as_str)
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data

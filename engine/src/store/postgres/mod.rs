@@ -706,9 +706,14 @@ impl Inbox for PgStore {
                 Ok(Some(call)) => call,
                 Ok(None) => continue,
                 Err(e) => {
-                    // One bad row must not stop the server from starting.
-                    tracing::error!("dropping an unreadable call from the inbox: {e}");
+                    // One bad row must not stop the server from starting; it is listed.
+                    tracing::error!(%run, "an unreadable call in the inbox, listed as not taken: {e}");
                     let (kind, channel, arrival): (i16, &str, i64) = (row.get(0), row.get(1), row.get(2));
+                    if let Some(channel) = channel_of(kind, channel) {
+                        let entry = InboxEntry::unreadable(&channel, arrival as u64, now_ms);
+                        let call = QueuedCall { channel, arrival: arrival as u64, entry };
+                        note_not_taken(&tx, run, &call, NotTakenReason::Unreadable, now_ms).await?;
+                    }
                     tx.execute(
                         "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
                         &[&run.bytes().as_slice(), &kind, &channel, &arrival],

@@ -282,21 +282,24 @@ impl SledStore {
         for item in tree.iter() {
             let (key, value) = item?;
             let Some(run) = keys::run_of(&key) else { continue };
-            let entry = match decode::<Slot>(&value) {
-                Ok(Slot::Call(entry)) => entry,
-                Ok(Slot::Mark { .. }) => continue,
-                Err(e) => {
-                    tracing::error!("dropping an unreadable call from an inbox: {e}");
-                    tree.remove(&key)?;
-                    continue;
-                }
-            };
             let channel = match webhooks {
                 true => keys::webhook_of(&key).map(Channel::Webhook),
                 false => keys::trigger_of(&key).map(Channel::Trigger),
             };
             let Some(channel) = channel else { continue };
             let arrival = keys::arrival(&key).unwrap_or_default();
+            let entry = match decode::<Slot>(&value) {
+                Ok(Slot::Call(entry)) => entry,
+                Ok(Slot::Mark { .. }) => continue,
+                Err(e) => {
+                    // One bad record must not stop the server from starting; it is listed.
+                    tracing::error!(%run, "an unreadable call in an inbox, listed as not taken: {e}");
+                    let unreadable = InboxEntry::unreadable(&channel, arrival, now_ms);
+                    self.note_not_taken(run, (arrival, &unreadable), NotTakenReason::Unreadable, now_ms)?;
+                    tree.remove(&key)?;
+                    continue;
+                }
+            };
             if entry.taking && self.in_log(run, &entry.request.id)? {
                 let slot = arrival == keys::SLOT && webhooks;
                 self.finish_take(run, &Claimed { channel, arrival, entry, slot })?;
