@@ -46,18 +46,25 @@ const SCHEMES: [(&str, &str); 3] = [
     ("github", "It's a Secret to Everybody"),
 ];
 
+/// A blink-callback run whose webhook takes `calls` calls signed with `scheme`, and the
+/// answer to its first message: `(run id, URL, answer)`.
+async fn first_message(latch: &Latch, scheme: &str, secret: &str, calls: u32) -> (String, String, (StatusCode, Value)) {
+    put_secret(latch, scheme, secret).await;
+    let input = json!({ "auth": "signature", "scheme": scheme, "secret": scheme, "calls": calls });
+    let id = latch.start_run("blink-callback", input).await;
+    let url = latch.waiting_url(&id).await;
+    let first = post(latch, &url, &signed(scheme, secret, 1, now_secs())).await;
+    assert_eq!(first.0, StatusCode::ACCEPTED, "{scheme}: {first:?}");
+    (id, url, first)
+}
+
 #[tokio::test]
 async fn each_schemes_retries_get_the_first_answer_and_deliver_once_across_a_sigkill() {
     let mut latch = start().await;
     latch.upload_plugin("blink-callback").await;
     let mut runs = Vec::new();
     for (scheme, secret) in SCHEMES {
-        put_secret(&latch, scheme, secret).await;
-        let input = json!({ "auth": "signature", "scheme": scheme, "secret": scheme, "calls": 2 });
-        let id = latch.start_run("blink-callback", input).await;
-        let url = latch.waiting_url(&id).await;
-        let first = post(&latch, &url, &signed(scheme, secret, 1, now_secs())).await;
-        assert_eq!(first.0, StatusCode::ACCEPTED, "{scheme}: {first:?}");
+        let (id, url, first) = first_message(&latch, scheme, secret, 2).await;
         // The same message again, re-signed as a sender's retry is, then exactly as sent.
         for retry in [signed(scheme, secret, 1, now_secs() + 1), signed(scheme, secret, 1, now_secs())] {
             assert_eq!(post(&latch, &url, &retry).await, first, "{scheme}");
@@ -91,12 +98,7 @@ async fn each_schemes_retries_to_a_single_use_url_and_another_body_under_a_used_
     latch.upload_plugin("blink-callback").await;
     let mut runs = Vec::new();
     for (scheme, secret) in SCHEMES {
-        put_secret(&latch, scheme, secret).await;
-        let input = json!({ "auth": "signature", "scheme": scheme, "secret": scheme, "calls": 1 });
-        let id = latch.start_run("blink-callback", input).await;
-        let url = latch.waiting_url(&id).await;
-        let first = post(&latch, &url, &signed(scheme, secret, 1, now_secs())).await;
-        assert_eq!(first.0, StatusCode::ACCEPTED, "{scheme}: {first:?}");
+        let (id, url, first) = first_message(&latch, scheme, secret, 1).await;
         latch.wait_for(&id, "completed").await;
         assert_eq!(post(&latch, &url, &signed(scheme, secret, 1, now_secs() + 1)).await, first, "{scheme}");
         runs.push((scheme, secret, id, url, first));
