@@ -126,8 +126,9 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1_000)]
     max_run_webhooks: usize,
     /// Timers one run may set (each sleep or wait with a deadline sets one; past it the run
-    /// fails as `quota-exceeded`).
-    #[arg(long, default_value_t = 10_000)]
+    /// fails as `quota-exceeded`). The default is what the events quota allows anyway (a
+    /// timed wait is two events): set it lower to bound timers more tightly.
+    #[arg(long, default_value_t = 50_000)]
     max_run_timers: usize,
     /// Events in one run's log (a log line, a wait and its timer, a step are each one).
     #[arg(long, default_value_t = 100_000)]

@@ -43,8 +43,8 @@ pub enum Broken {
     Run,
     /// The first event of its log.
     FirstEvent,
-    /// A call queued on its first webhook, a held one (its caller was waiting).
-    QueuedCall,
+    /// A call queued on its first webhook at `arrival` (a single-use webhook's slot is 0).
+    QueuedCall { arrival: u64 },
 }
 
 /// Overwrites a record of run `id` with bytes that are not one, in a stopped server's
@@ -58,12 +58,20 @@ pub async fn break_record(latch: &Latch, id: &str, broken: Broken) {
         let statement = match broken {
             Broken::Run => "UPDATE runs SET record = $2 WHERE id = $1",
             Broken::FirstEvent => "UPDATE events SET record = $2 WHERE run = $1 AND seq = 0",
-            Broken::QueuedCall => {
-                "INSERT INTO inbox (run, kind, channel, arrival, held, request) \
-                 VALUES ($1, 0, '0000000001', 999999, true, $2)"
+            Broken::QueuedCall { .. } => {
+                "INSERT INTO inbox (run, kind, channel, arrival, request) VALUES ($1, 0, '0000000001', $3, $2) \
+                 ON CONFLICT (run, kind, channel, arrival) DO UPDATE SET request = $2, mark = NULL"
             }
         };
-        let updated = client.execute(statement, &[&id.as_bytes().as_slice(), &garbage]).await.expect("updated");
+        let arrival = match broken {
+            Broken::QueuedCall { arrival } => arrival as i64,
+            _ => 0,
+        };
+        let updated = match broken {
+            Broken::QueuedCall { .. } => client.execute(statement, &[&id.as_bytes().as_slice(), &garbage, &arrival]).await,
+            _ => client.execute(statement, &[&id.as_bytes().as_slice(), &garbage]).await,
+        };
+        let updated = updated.expect("updated");
         assert_eq!(updated, 1, "the record is there to break");
         return;
     }
@@ -74,8 +82,8 @@ pub async fn break_record(latch: &Latch, id: &str, broken: Broken) {
             let first_event = [id.as_bytes().as_slice(), &0u64.to_be_bytes()].concat();
             db.open_tree("events").expect("events").insert(first_event, garbage)
         }
-        Broken::QueuedCall => {
-            let call = [id.as_bytes().as_slice(), &1u32.to_be_bytes(), &999_999u64.to_be_bytes()].concat();
+        Broken::QueuedCall { arrival } => {
+            let call = [id.as_bytes().as_slice(), &1u32.to_be_bytes(), &arrival.to_be_bytes()].concat();
             db.open_tree("inbox").expect("inbox").insert(call, garbage)
         }
     }
@@ -86,9 +94,14 @@ pub async fn break_record(latch: &Latch, id: &str, broken: Broken) {
 /// Where a stopped server's store holds `needle`, if anywhere: a file of its data dir, or
 /// a row of its PostgreSQL database (text, or bytes shown as hex).
 pub async fn stored_anywhere(latch: &Latch, needle: &str) -> Option<String> {
-    if let Some(found) = any_file_holds(latch.data_dir(), needle.as_bytes()) {
+    if let Some(found) = stored_in_database(latch, needle).await {
         return Some(found);
     }
+    any_file_holds(latch.data_dir(), needle.as_bytes())
+}
+
+/// The table of the server's PostgreSQL database that holds `needle`, if it has one.
+async fn stored_in_database(latch: &Latch, needle: &str) -> Option<String> {
     let url = latch.flag("--database-url")?;
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
     tokio::spawn(connection);

@@ -37,8 +37,10 @@ pub struct ConnectionLimits {
     pub shutdown_grace: Duration,
 }
 
-/// The largest request head a caller may send (larger ones get 431).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// hyper's read buffer for a request head: a head that has not ended once the buffer holds
+/// this much gets 431. Its last read may overshoot by up to as much again, so a head of
+/// up to 32 KiB is always read and one over 64 KiB never is.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Serves `app` until `shutdown` resolves, then lets requests being answered finish.
 pub async fn serve(

@@ -177,8 +177,10 @@ impl Journal {
         // Counted as it is recorded, not as it is written: a run that only logs writes
         // nothing until its next effect, and must not hold an unbounded outbox meanwhile.
         let size = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len() as u64);
-        // The event that ends the run is always recorded, quota or not.
-        if !record.event.is_terminal() {
+        // The event that ends the run is always recorded, quota or not; so is the end of a
+        // wait, which may take a call already claimed from the inbox (its size is bounded
+        // by the body limit): the quota then binds at the next event.
+        if !record.event.is_terminal() && !matches!(record.event, Event::WaitEnded { .. }) {
             self.check_quotas(size)?;
         }
         self.bytes += size;
@@ -312,5 +314,16 @@ mod tests {
         assert!(matches!(journal.record(line(2 << 20)), Err(HostFault::Quota(_))), "2 MiB past a 1 MiB quota");
         assert_eq!(journal.take_outbox().len(), 1, "the huge line was not kept");
         journal.record(line(1000)).expect("what fits still does");
+    }
+
+    #[test]
+    fn a_wait_that_takes_a_call_ends_whatever_the_quota() {
+        let mut journal = journal(vec![started()]);
+        for n in 0..4 {
+            journal.record(Event::Random { value: n }).expect("under the quota");
+        }
+        let ended = Event::WaitEnded { index: 0, result: crate::store::records::WaitOutcome::TimedOut };
+        journal.record(ended).expect("the end of a wait is recorded past the quota");
+        assert!(matches!(journal.record(Event::Random { value: 9 }), Err(HostFault::Quota(_))), "then it binds");
     }
 }

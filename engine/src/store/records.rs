@@ -335,15 +335,15 @@ pub struct InboxEntry {
 
 impl InboxEntry {
     /// Stands for a queued call whose stored record cannot be read, so that it is listed
-    /// as not taken instead of vanishing: only its place (channel, arrival) is known, and
-    /// it is counted as acknowledged (its caller may have had a 2xx).
-    pub fn unreadable(channel: &super::Channel, arrival: u64, now_ms: u64) -> InboxEntry {
+    /// as not taken instead of vanishing: only its channel is known (`number` is a fresh
+    /// request number), and it is counted as acknowledged (its caller may have had a 2xx).
+    pub fn unreadable(channel: &super::Channel, number: u64, now_ms: u64) -> InboxEntry {
         let webhook = match channel {
             super::Channel::Webhook(id) => id.to_string(),
             super::Channel::Trigger(name) => format!("trigger:{name}"),
         };
         let request = RequestRecord {
-            id: format!("unreadable-{arrival}"),
+            id: format!("rq-{number}"),
             webhook,
             method: Method::Post,
             path: String::new(),

@@ -695,7 +695,8 @@ impl Inbox for PgStore {
         }
         let rows = tx
             .query(
-                &format!("SELECT {ENTRY_COLUMNS}, run FROM inbox WHERE mark IS NULL AND (taking OR held) FOR UPDATE"),
+                // Every queued call is read: one that cannot be read is listed, not kept.
+                &format!("SELECT {ENTRY_COLUMNS}, run FROM inbox WHERE mark IS NULL FOR UPDATE"),
                 &[],
             )
             .await?;
@@ -709,19 +710,27 @@ impl Inbox for PgStore {
                     // One bad row must not stop the server from starting; it is listed.
                     tracing::error!(%run, "an unreadable call in the inbox, listed as not taken: {e}");
                     let (kind, channel, arrival): (i16, &str, i64) = (row.get(0), row.get(1), row.get(2));
-                    if let Some(channel) = channel_of(kind, channel) {
-                        let entry = InboxEntry::unreadable(&channel, arrival as u64, now_ms);
-                        let call = QueuedCall { channel, arrival: arrival as u64, entry };
-                        note_not_taken(&tx, run, &call, NotTakenReason::Unreadable, now_ms).await?;
-                    }
-                    tx.execute(
-                        "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
-                        &[&run.bytes().as_slice(), &kind, &channel, &arrival],
-                    )
-                    .await?;
+                    let Some(channel) = channel_of(kind, channel) else {
+                        tx.execute(
+                            "DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
+                            &[&run.bytes().as_slice(), &kind, &channel, &arrival],
+                        )
+                        .await?;
+                        continue;
+                    };
+                    let number = tx.query_one("SELECT nextval('ids')", &[]).await?.get::<_, i64>(0) as u64;
+                    let entry = InboxEntry::unreadable(&channel, number, now_ms);
+                    let call = QueuedCall { channel, arrival: arrival as u64, entry };
+                    note_not_taken(&tx, run, &call, NotTakenReason::Unreadable, now_ms).await?;
+                    // A single-use webhook's slot stays used: its URL takes no other call.
+                    let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
+                    finish_take(&tx, run, &call.channel, call.arrival, slot).await?;
                     continue;
                 }
             };
+            if !call.entry.taking && !call.entry.held {
+                continue;
+            }
             let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
             if call.entry.taking && in_log(&tx, run, &call.entry.request.id).await? {
                 finish_take(&tx, run, &call.channel, call.arrival, slot).await?;

@@ -294,9 +294,14 @@ impl SledStore {
                 Err(e) => {
                     // One bad record must not stop the server from starting; it is listed.
                     tracing::error!(%run, "an unreadable call in an inbox, listed as not taken: {e}");
-                    let unreadable = InboxEntry::unreadable(&channel, arrival, now_ms);
+                    let unreadable = InboxEntry::unreadable(&channel, self.next_arrival()?, now_ms);
                     self.note_not_taken(run, (arrival, &unreadable), NotTakenReason::Unreadable, now_ms)?;
-                    tree.remove(&key)?;
+                    // A single-use webhook's slot stays used: its URL takes no other call.
+                    if webhooks && arrival == keys::SLOT {
+                        tree.insert(&key, encode(&Slot::Mark { mark: Mark::Taken })?)?;
+                    } else {
+                        tree.remove(&key)?;
+                    }
                     continue;
                 }
             };
@@ -826,9 +831,12 @@ impl Registry for SledStore {
         let Some(digest) = self.key_names.get(name.as_str().as_bytes())? else { return Ok(false) };
         // The key first: from here on it opens nothing.
         let revoked = self.api_keys.remove(&digest)?.is_some();
-        // Only if the name still points at the revoked key: a key made under the same
-        // name since then keeps it (and stays revocable by it).
-        let _ = self.key_names.compare_and_swap(name.as_str().as_bytes(), Some(digest), None::<&[u8]>)?;
+        // Only once a key was revoked, and only if the name still points at it: a key being
+        // made under the name (its name taken, the key not yet stored) or made since keeps
+        // the name, and stays revocable by it.
+        if revoked {
+            let _ = self.key_names.compare_and_swap(name.as_str().as_bytes(), Some(digest), None::<&[u8]>)?;
+        }
         self.durable().await?;
         Ok(revoked)
     }
