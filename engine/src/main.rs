@@ -17,6 +17,7 @@ use latch::clock::{SharedClock, SystemClock};
 use latch::executor::{Executor, RunStateWriter};
 use latch::http::server::ConnectionLimits;
 use latch::http::{AppState, Dispatch, Limits};
+use latch::runtime::outbound::OutboundLimits;
 use latch::runtime::{AllowedHosts, GuestLimits, RunQuotas, Runtime, Settings, Shared};
 use latch::store::{Leadership, Registry, Store};
 
@@ -101,10 +102,24 @@ struct ServeArgs {
     /// may sit idle, in ms.
     #[arg(long, default_value_t = 10_000)]
     header_timeout_ms: u64,
-    /// Time a request body may take before it must arrive at 64 KiB/s on average, in ms
-    /// (else 408).
+    /// Time a request body may take before it must arrive at `--min-body-rate-kib` on
+    /// average, in ms (else 408).
     #[arg(long, default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// Past the body timeout, how fast a body must keep arriving, in KiB/s (else 408).
+    #[arg(long, default_value_t = 64)]
+    min_body_rate_kib: u64,
+    /// A request's head (request line and headers), in KiB: one of this size is always
+    /// read, one of twice this size never (431).
+    #[arg(long, default_value_t = 32)]
+    max_head_kib: usize,
+    /// Largest answer a run's outbound call may get, in MiB (past it the call fails as
+    /// `too-large`).
+    #[arg(long, default_value_t = 1)]
+    max_outbound_answer_mib: usize,
+    /// The longest a run's outbound call may take, whatever the run asks, in seconds.
+    #[arg(long, default_value_t = 300)]
+    max_outbound_seconds: u64,
     /// Memory all request bodies being read may hold at once, in MiB (past it, 429).
     #[arg(long, default_value_t = 256)]
     max_body_buffer_mib: usize,
@@ -224,6 +239,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = public_url.trim_end_matches('/').to_string();
     let connections = ConnectionLimits {
         header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_head_bytes: args.max_head_kib << 10,
         max_connections: connection_cap(args.max_connections),
         shutdown_grace: Duration::from_secs(10),
     };
@@ -284,6 +300,7 @@ fn limits(args: &ServeArgs) -> Limits {
         max_body_bytes: args.max_body_bytes,
         max_module_bytes: args.max_module_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
+        min_body_rate: args.min_body_rate_kib.max(1) << 10,
         body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
     }
 }
@@ -305,6 +322,10 @@ async fn start_engine(args: &ServeArgs, store: Store, public_url: &str) -> anyho
             memory_bytes: args.memory_limit_mib << 20,
         },
         allow_http: AllowedHosts::new(args.allow_http.clone()).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?,
+        outbound: OutboundLimits {
+            max_answer_bytes: args.max_outbound_answer_mib << 20,
+            max_timeout: Duration::from_secs(args.max_outbound_seconds),
+        },
         take_timeout: Duration::from_millis(args.take_timeout_ms),
         max_active_runs: args.max_active_runs,
         max_queued_runs: args.max_queued_runs,

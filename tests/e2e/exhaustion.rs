@@ -400,12 +400,34 @@ async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
     assert_eq!(latch.wait_for(&id, "completed").await["output"]["payment"]["paid"], 1);
 
     for (pad, status) in [(30_000, "HTTP/1.1 200"), (70_000, "HTTP/1.1 431")] {
-        let mut stream = TcpStream::connect(address(&latch)).await.expect("connects");
-        let head = format!("GET /healthz HTTP/1.1\r\nHost: latch\r\nConnection: close\r\nX-Pad: {}\r\n\r\n", "x".repeat(pad));
-        let _ = stream.write_all(head.as_bytes()).await;
-        let answer = until_closed(&mut stream, Duration::from_secs(5)).await.expect("answered and closed");
-        assert!(answer.starts_with(status), "a head of {pad} bytes: {answer}");
+        assert!(head_answer(&latch, pad).await.starts_with(status), "a head of {pad} bytes");
     }
+    // Both bounds are the operator's: a stricter rate refuses the same body, a smaller
+    // head buffer the same head.
+    let strict = start_with(&["--body-timeout-ms", "500", "--min-body-rate-kib", "1024", "--max-head-kib", "8"]).await;
+    strict.upload_plugin("order-payment").await;
+    let id = strict.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let target = strict.waiting_url(&id).await.trim_start_matches(&strict.base).to_string();
+    let mut stream = TcpStream::connect(address(&strict)).await.expect("connects");
+    let head = format!("POST {target} HTTP/1.1\r\nHost: latch\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).await.expect("sent");
+    for chunk in body.as_bytes().chunks(50_000) {
+        if stream.write_all(chunk).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answer = until_closed(&mut stream, Duration::from_secs(10)).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body-timeout"), "{answer}");
+    assert!(head_answer(&strict, 30_000).await.starts_with("HTTP/1.1 431"));
+}
+
+/// The answer to a `GET /healthz` whose head carries `pad` bytes more.
+async fn head_answer(latch: &Latch, pad: usize) -> String {
+    let mut stream = TcpStream::connect(address(latch)).await.expect("connects");
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: latch\r\nConnection: close\r\nX-Pad: {}\r\n\r\n", "x".repeat(pad));
+    let _ = stream.write_all(head.as_bytes()).await;
+    until_closed(&mut stream, Duration::from_secs(5)).await.expect("answered and closed")
 }
 
 /// A run's inbox is bounded in bytes as well as in calls, and the server in callers it holds.
@@ -537,6 +559,28 @@ async fn outbound_calls_follow_no_redirect_and_a_cancellation_ends_one_in_flight
     assert!(send(cancel).await.0.is_success());
     latch.wait_for(&id, "cancelled").await;
     assert!(began.elapsed() < Duration::from_secs(10), "the call in flight held the run {:?}", began.elapsed());
+}
+
+/// An outbound answer larger than `--max-outbound-answer-mib` fails the call as `too-large`.
+#[tokio::test]
+async fn an_outbound_answer_past_its_limit_is_refused() {
+    let large = Vendor::start(Behaviour::Large(2 << 20)).await;
+    for (limit, refused) in [("1", true), ("3", false)] {
+        let latch = start_with(&["--allow-http", "127.0.0.1:*", "--max-outbound-answer-mib", limit]).await;
+        latch.upload_plugin("async-verification").await;
+        let input = json!({ "document_id": "d-1", "vendor_url": large.url, "deadline_ms": 60_000 });
+        let id = latch.start_run("async-verification", input).await;
+        if refused {
+            // Retried as a step is, then failed.
+            let run = latch.wait_for(&id, "failed").await;
+            assert_eq!(run["error"]["code"], "too-large", "{run}");
+            assert!(run["error"]["message"].as_str().is_some_and(|m| m.contains("over 1048576 bytes")), "{run}");
+        } else {
+            // Taken: the run goes on to wait for the vendor's callback.
+            let url = latch.waiting_url(&id).await;
+            assert!(url.contains("/hooks/"), "a 2 MiB answer under a 3 MiB limit: {url}");
+        }
+    }
 }
 
 fn size_of(dir: &Path) -> u64 {

@@ -27,6 +27,8 @@ pub enum Behaviour {
     Redirect(String),
     /// Takes the submission and never answers.
     Hang,
+    /// Answers 200 with a body of this many bytes.
+    Large(usize),
 }
 
 struct Shared {
@@ -68,6 +70,10 @@ async fn handle(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> a
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()
         }
+        Behaviour::Large(bytes) => {
+            shared.received.lock().expect("lock").push(body);
+            (StatusCode::OK, "x".repeat(*bytes)).into_response()
+        }
         _ => answer(&shared, body).into_response(),
     }
 }
@@ -93,6 +99,6 @@ fn answer(shared: &Shared, body: Value) -> (StatusCode, Json<Value>) {
         Behaviour::Status(status) => {
             (StatusCode::from_u16(*status).unwrap_or(StatusCode::IM_A_TEAPOT), Json(json!({ "status": status })))
         }
-        Behaviour::Redirect(_) | Behaviour::Hang => unreachable!("answered by `handle`"),
+        Behaviour::Redirect(_) | Behaviour::Hang | Behaviour::Large(_) => unreachable!("answered by `handle`"),
     }
 }

@@ -28,8 +28,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest component upload.
     pub max_module_bytes: usize,
-    /// How long a body may take to arrive before it must keep up `BODY_MIN_RATE`.
+    /// How long a body may take to arrive before it must keep up `min_body_rate`.
     pub body_timeout: std::time::Duration,
+    /// After the body timeout, a body must arrive at least this fast on average (bytes a
+    /// second): a stalled body and a trickle both end in a 408.
+    pub min_body_rate: u64,
     /// The bytes all bodies being read may hold at once.
     pub body_buffer: Arc<tokio::sync::Semaphore>,
 }
@@ -38,22 +41,21 @@ pub struct Limits {
 struct BodyBounds<'a> {
     limit: usize,
     timeout: std::time::Duration,
+    min_rate: u64,
     buffer: &'a tokio::sync::Semaphore,
 }
 
 impl Limits {
     fn body(&self) -> BodyBounds<'_> {
-        BodyBounds { limit: self.max_body_bytes, timeout: self.body_timeout, buffer: &self.body_buffer }
+        let (timeout, min_rate, buffer) = (self.body_timeout, self.min_body_rate, &self.body_buffer);
+        BodyBounds { limit: self.max_body_bytes, timeout, min_rate, buffer }
     }
 
     fn module(&self) -> BodyBounds<'_> {
-        BodyBounds { limit: self.max_module_bytes, timeout: self.body_timeout, buffer: &self.body_buffer }
+        let (timeout, min_rate, buffer) = (self.body_timeout, self.min_body_rate, &self.body_buffer);
+        BodyBounds { limit: self.max_module_bytes, timeout, min_rate, buffer }
     }
 }
-
-/// After the body timeout, a body must arrive at least this fast on average (bytes a
-/// second): a stalled body and a trickle both end in a 408.
-const BODY_MIN_RATE: u64 = 64 * 1024;
 
 pub struct AppState {
     pub executor: Arc<Executor>,
@@ -103,18 +105,18 @@ async fn access_log(
 }
 
 /// Reads a body up to `limit` bytes (a larger one is a 413), within the body timeout plus
-/// what `BODY_MIN_RATE` allows for what has arrived (else a 408).
+/// what the minimum rate allows for what has arrived (else a 408).
 /// While they are read, bodies hold their bytes against the server's buffer for bodies:
 /// when it is full, a 429 (so that many slow bodies cannot hold the server's memory).
 async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
-    let BodyBounds { limit, timeout, buffer } = bounds;
+    let BodyBounds { limit, timeout, min_rate, buffer } = bounds;
     let began = tokio::time::Instant::now();
     let mut body = http_body_util::Limited::new(body, limit);
     let mut read = Vec::new();
     let mut held = Vec::new();
     loop {
-        let allowed = timeout + std::time::Duration::from_millis(read.len() as u64 * 1000 / BODY_MIN_RATE);
+        let allowed = timeout + std::time::Duration::from_millis(read.len() as u64 * 1000 / min_rate);
         let frame = match tokio::time::timeout_at(began + allowed, body.frame()).await {
             Err(_) => {
                 return Err(ApiError::new(

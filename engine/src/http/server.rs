@@ -31,16 +31,15 @@ use tokio::time::Sleep;
 pub struct ConnectionLimits {
     /// Time to send a request's head, and the longest a keep-alive connection sits idle.
     pub header_timeout: Duration,
+    /// hyper's read buffer for a request head: a head that has not ended once the buffer
+    /// holds this much gets 431. Its last read may overshoot by up to as much again, so a
+    /// head of this size is always read and one of twice it never is.
+    pub max_head_bytes: usize,
     /// Connections open at once.
     pub max_connections: usize,
     /// How long a shutdown waits for requests being answered.
     pub shutdown_grace: Duration,
 }
-
-/// hyper's read buffer for a request head: a head that has not ended once the buffer holds
-/// this much gets 431. Its last read may overshoot by up to as much again, so a head of
-/// up to 32 KiB is always read and one over 64 KiB never is.
-const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Serves `app` until `shutdown` resolves, then lets requests being answered finish.
 pub async fn serve(
@@ -52,7 +51,8 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
+        // hyper refuses a smaller buffer.
+        .max_buf_size(limits.max_head_bytes.max(8192))
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();

@@ -11,7 +11,7 @@ pub mod holds;
 mod journal;
 mod limits;
 pub mod live;
-mod outbound;
+pub mod outbound;
 mod redact;
 mod responses;
 mod sleeps;
@@ -58,8 +58,9 @@ pub struct Settings {
     /// At most this many instances are kept parked in memory at once.
     pub max_hot_runs: usize,
     pub limits: GuestLimits,
-    /// Hosts a run may call with `outbound.send`.
+    /// Hosts a run may call with `outbound.send`, and the bounds of those calls.
     pub allow_http: AllowedHosts,
+    pub outbound: outbound::OutboundLimits,
     /// How long a held caller waits for its run to take its call before the call is
     /// withdrawn and the caller answered 503.
     pub take_timeout: Duration,
@@ -154,7 +155,7 @@ impl Shared {
             store,
             clock,
             run_state,
-            outbound: OutboundHttp::new(settings.allow_http.clone()),
+            outbound: OutboundHttp::new(settings.allow_http.clone(), settings.outbound),
             live: LiveRuns::default(),
             activations: activations::Activations::new(settings.max_active_runs, settings.max_queued_runs),
             holds: Arc::new(Holds::new(settings.max_held_calls)),

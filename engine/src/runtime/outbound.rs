@@ -12,18 +12,24 @@ use super::webhooks::{diverged_unless, method_from_wit};
 use crate::store::records::{Event, Failure, HttpResponse, Method};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest a run may ask a call to take.
-const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-/// Larger answers are refused: they would bloat the run's log.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// What bounds a run's outbound calls, besides the hosts it may call.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundLimits {
+    /// Larger answers are refused: they would bloat the run's log.
+    pub max_answer_bytes: usize,
+    /// The longest a run may ask a call to take.
+    pub max_timeout: Duration,
+}
 
 pub struct OutboundHttp {
     client: Option<reqwest::Client>,
     allowed: AllowedHosts,
+    limits: OutboundLimits,
 }
 
 impl OutboundHttp {
-    pub fn new(allowed: AllowedHosts) -> Self {
+    pub fn new(allowed: AllowedHosts, limits: OutboundLimits) -> Self {
         // reqwest is built without a TLS crypto provider of its own; ring is ours. Another
         // part of the process may have installed one already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -42,7 +48,7 @@ impl OutboundHttp {
         if let Err(e) = &client {
             tracing::error!("outbound HTTP is unavailable: {e}");
         }
-        OutboundHttp { client: client.ok(), allowed }
+        OutboundHttp { client: client.ok(), allowed, limits }
     }
 
     async fn send(&self, method: Method, request: HttpRequest) -> Result<HttpResponse, Failure> {
@@ -76,8 +82,10 @@ impl OutboundHttp {
         let client = self.client.as_ref().ok_or_else(|| Failure::new("unavailable", "outbound HTTP is unavailable"))?;
         let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
             .map_err(|e| Failure::new("bad-method", e.to_string()))?;
-        let timeout =
-            request.timeout_ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into())).min(MAX_TIMEOUT);
+        let timeout = request
+            .timeout_ms
+            .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()))
+            .min(self.limits.max_timeout);
         let mut builder = client.request(method, url).timeout(timeout).body(request.body);
         for (name, value) in request.headers {
             builder = builder.header(name, value);
@@ -91,8 +99,9 @@ impl OutboundHttp {
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(send_failure)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Failure::new("too-large", format!("the answer is over {MAX_RESPONSE_BYTES} bytes")));
+            let most = self.limits.max_answer_bytes;
+            if body.len() + chunk.len() > most {
+                return Err(Failure::new("too-large", format!("the answer is over {most} bytes")));
             }
             body.extend_from_slice(&chunk);
         }

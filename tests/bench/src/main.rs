@@ -708,6 +708,10 @@ async fn instantiation(language: &str, component: &[u8], samples: usize) -> anyh
         max_hot_runs: 0,
         limits,
         allow_http: AllowedHosts::default(),
+        outbound: latch::runtime::outbound::OutboundLimits {
+            max_answer_bytes: 1 << 20,
+            max_timeout: Duration::from_secs(300),
+        },
         take_timeout: Duration::from_secs(10),
         max_active_runs: 8,
         max_queued_runs: 100,
