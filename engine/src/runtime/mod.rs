@@ -279,12 +279,22 @@ const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
 
 impl Runtime {
     pub fn new(shared: Arc<Shared>, data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
         let settings = &shared.settings;
-        let pool = limits::pool(settings.max_active_runs, settings.limits);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(wasmtime_error)?;
+        let config = |scanned| {
+            let mut config = Config::new();
+            config.epoch_interruption(true);
+            let pool = limits::pool(settings.max_active_runs, settings.limits, scanned);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            config
+        };
+        // Memories reset with PAGEMAP_SCAN where the kernel has it, else without.
+        let engine = match Engine::new(&config(true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::info!("guest memories are reset without PAGEMAP_SCAN (Linux 6.7 and later): {e}");
+                Engine::new(&config(false)).map_err(wasmtime_error)?
+            }
+        };
         limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
