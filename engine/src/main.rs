@@ -107,18 +107,19 @@ struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     body_timeout_ms: u64,
     /// Past the body timeout, how fast a body must keep arriving, in KiB/s (else 408).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     min_body_rate_kib: u64,
-    /// A request's head (request line and headers), in KiB: one of this size is always
-    /// read, one of twice this size never (431).
-    #[arg(long, default_value_t = 32)]
-    max_head_kib: usize,
-    /// Largest answer a run's outbound call may get, in MiB (past it the call fails as
-    /// `too-large`).
-    #[arg(long, default_value_t = 1)]
-    max_outbound_answer_mib: usize,
-    /// The longest a run's outbound call may take, whatever the run asks, in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// A request's head (request line and headers), in KiB, 8 to 1024: one of this size is
+    /// always read, one of twice this size never (431).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(8..=1024))]
+    max_head_kib: u64,
+    /// Largest answer a run's outbound call may get, in MiB, 1 to 1024 (past it the call
+    /// fails as `too-large`; it must also fit in the run's log).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_outbound_answer_mib: u64,
+    /// The longest a run's outbound call may take, whatever the run asks, in seconds (1 to
+    /// 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_outbound_seconds: u64,
     /// Memory all request bodies being read may hold at once, in MiB (past it, 429).
     #[arg(long, default_value_t = 256)]
@@ -239,7 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = public_url.trim_end_matches('/').to_string();
     let connections = ConnectionLimits {
         header_timeout: Duration::from_millis(args.header_timeout_ms),
-        max_head_bytes: args.max_head_kib << 10,
+        max_head_bytes: (args.max_head_kib as usize) << 10,
         max_connections: connection_cap(args.max_connections),
         shutdown_grace: Duration::from_secs(10),
     };
@@ -300,7 +301,7 @@ fn limits(args: &ServeArgs) -> Limits {
         max_body_bytes: args.max_body_bytes,
         max_module_bytes: args.max_module_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
-        min_body_rate: args.min_body_rate_kib.max(1) << 10,
+        min_body_rate: args.min_body_rate_kib << 10,
         body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
     }
 }
@@ -323,7 +324,7 @@ async fn start_engine(args: &ServeArgs, store: Store, public_url: &str) -> anyho
         },
         allow_http: AllowedHosts::new(args.allow_http.clone()).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?,
         outbound: OutboundLimits {
-            max_answer_bytes: args.max_outbound_answer_mib << 20,
+            max_answer_bytes: (args.max_outbound_answer_mib as usize) << 20,
             max_timeout: Duration::from_secs(args.max_outbound_seconds),
         },
         take_timeout: Duration::from_millis(args.take_timeout_ms),

@@ -51,7 +51,7 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        // hyper refuses a smaller buffer.
+        // hyper refuses a buffer under 8 KiB (the flag's floor).
         .max_buf_size(limits.max_head_bytes.max(8192))
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));

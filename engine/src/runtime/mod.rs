@@ -287,14 +287,12 @@ impl Runtime {
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
             config
         };
-        // Memories reset with PAGEMAP_SCAN where the kernel has it, else without.
-        let engine = match Engine::new(&config(true)) {
-            Ok(engine) => engine,
-            Err(e) => {
-                tracing::info!("guest memories are reset without PAGEMAP_SCAN (Linux 6.7 and later): {e}");
-                Engine::new(&config(false)).map_err(wasmtime_error)?
-            }
-        };
+        let scanned = limits::memories_reset_by_scan();
+        tracing::info!(
+            "guest memories are reset {}",
+            if scanned { "with PAGEMAP_SCAN" } else { "without PAGEMAP_SCAN (needs Linux 6.7+ and no swap)" }
+        );
+        let engine = Engine::new(&config(scanned)).map_err(wasmtime_error)?;
         limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
