@@ -18,6 +18,13 @@ fn address(latch: &Latch) -> String {
     latch.base.trim_start_matches("http://").to_string()
 }
 
+/// An `order-payment` run waiting on its callback URL: `(run id, URL)`.
+async fn waiting_order(latch: &Latch) -> (String, String) {
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    (id, url)
+}
+
 /// Reads until the server closes the connection; `None` if it keeps it open past `wait`.
 async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
     let mut read = Vec::new();
@@ -86,8 +93,7 @@ async fn past_its_descriptors_the_server_keeps_serving() {
         idle.push(TcpStream::connect(address(&latch)).await.expect("the kernel takes the connection"));
     }
     let began = Instant::now();
-    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
-    let url = latch.waiting_url(&id).await;
+    let (id, url) = waiting_order(&latch).await;
     assert_eq!(send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
     latch.wait_for(&id, "completed").await;
     assert!(began.elapsed() < Duration::from_secs(30), "served after {:?}", began.elapsed());
@@ -126,8 +132,7 @@ async fn a_caller_that_stops_reading_its_answer_is_cut_off() {
 async fn bodies_being_read_are_bounded_together() {
     let latch = start_with(&["--max-body-buffer-mib", "1", "--body-timeout-ms", "30000"]).await;
     latch.upload_plugin("order-payment").await;
-    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
-    let url = latch.waiting_url(&id).await;
+    let (id, url) = waiting_order(&latch).await;
     let target = url.trim_start_matches(&latch.base).to_string();
     // Each sends 700 kB of a 900 kB body, then stalls: two do not fit in 1 MiB.
     let mut slow = Vec::new();
@@ -317,10 +322,21 @@ async fn a_run_past_its_quotas_fails_alone() {
         let kept = serde_json::to_vec(&latch.events(&id).await).map_or(0, |events| events.len());
         assert!(kept < 1 << 20, "{module} {input}: {kept} bytes of log kept past a 1 MiB quota");
     }
-    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
-    let url = latch.waiting_url(&id).await;
+    let (id, url) = waiting_order(&latch).await;
     send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await;
     latch.wait_for(&id, "completed").await;
+}
+
+/// A `payment-ledger` run busy with a slow event for `ms` (it took it and sleeps, its
+/// caller held for the answer): what comes next waits in its inbox. `(run id, URL, the slow
+/// event's caller)`.
+async fn ledger_busy(latch: &Latch, ms: u64) -> (String, String, tokio::task::JoinHandle<(StatusCode, serde_json::Value)>) {
+    latch.upload_plugin("payment-ledger").await;
+    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 60_000 })).await;
+    let url = latch.waiting_url(&id).await;
+    let slow = tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "slow", "ms": ms }))));
+    listed(latch, &id, "delivered", 1).await;
+    (id, url, slow)
 }
 
 /// Polls a run's calls until `count` of them are in `state`.
@@ -356,12 +372,8 @@ async fn a_call_larger_than_the_log_left_is_still_taken() {
 #[tokio::test]
 async fn a_full_inbox_refuses_calls_with_429() {
     let latch = start_with(&["--max-queued-calls", "2", "--take-timeout-ms", "60000"]).await;
-    latch.upload_plugin("payment-ledger").await;
-    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 60_000 })).await;
-    let url = latch.waiting_url(&id).await;
-    // The run takes a slow event and sleeps; the next two wait in its inbox.
-    let _slow = tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "slow", "ms": 8000 }))));
-    listed(&latch, &id, "delivered", 1).await;
+    // The next two wait in the busy run's inbox.
+    let (id, url, _slow) = ledger_busy(&latch, 8000).await;
     let waiting: Vec<_> =
         (0..2).map(|_| tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "payment.created" }))))).collect();
     listed(&latch, &id, "queued", 2).await;
@@ -378,8 +390,7 @@ async fn a_full_inbox_refuses_calls_with_429() {
 async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
     let latch = start_with(&["--body-timeout-ms", "500"]).await;
     latch.upload_plugin("order-payment").await;
-    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
-    let url = latch.waiting_url(&id).await;
+    let (id, url) = waiting_order(&latch).await;
     let target = url.trim_start_matches(&latch.base).to_string();
     let body = format!("{{\"paid\": 1, \"pad\": \"{}\"}}", "x".repeat(300_000));
     let mut stream = TcpStream::connect(address(&latch)).await.expect("connects");
@@ -406,8 +417,8 @@ async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
     // head buffer the same head.
     let strict = start_with(&["--body-timeout-ms", "500", "--min-body-rate-kib", "1024", "--max-head-kib", "8"]).await;
     strict.upload_plugin("order-payment").await;
-    let id = strict.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
-    let target = strict.waiting_url(&id).await.trim_start_matches(&strict.base).to_string();
+    let (_, url) = waiting_order(&strict).await;
+    let target = url.trim_start_matches(&strict.base).to_string();
     let mut stream = TcpStream::connect(address(&strict)).await.expect("connects");
     let head = format!("POST {target} HTTP/1.1\r\nHost: latch\r\nContent-Length: {}\r\n\r\n", body.len());
     stream.write_all(head.as_bytes()).await.expect("sent");
@@ -442,12 +453,7 @@ async fn queued_bytes_and_held_callers_are_capped() {
         let mut args = vec!["--take-timeout-ms", "60000"];
         args.extend(flags);
         let latch = start_with(&args).await;
-        latch.upload_plugin("payment-ledger").await;
-        let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 60_000 })).await;
-        let url = latch.waiting_url(&id).await;
-        // The run takes a slow event and sleeps; what comes next waits for it.
-        let _slow = tokio::spawn(send(latch.http.post(&url).json(&json!({ "type": "slow", "ms": 6000 }))));
-        listed(&latch, &id, "delivered", 1).await;
+        let (id, url, _slow) = ledger_busy(&latch, 6000).await;
         let big = json!({ "type": "payment.created", "pad": "x".repeat(600_000) });
         let mut accepted = Vec::new();
         let answer = loop {

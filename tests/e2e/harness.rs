@@ -56,21 +56,14 @@ pub async fn break_record(latch: &Latch, id: &str, broken: Broken) {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
         tokio::spawn(connection);
         let statement = match broken {
-            Broken::Run => "UPDATE runs SET record = $2 WHERE id = $1",
-            Broken::FirstEvent => "UPDATE events SET record = $2 WHERE run = $1 AND seq = 0",
-            Broken::QueuedCall { .. } => {
-                "INSERT INTO inbox (run, kind, channel, arrival, request) VALUES ($1, 0, '0000000001', $3, $2) \
+            Broken::Run => "UPDATE runs SET record = $2 WHERE id = $1".to_string(),
+            Broken::FirstEvent => "UPDATE events SET record = $2 WHERE run = $1 AND seq = 0".to_string(),
+            Broken::QueuedCall { arrival } => format!(
+                "INSERT INTO inbox (run, kind, channel, arrival, request) VALUES ($1, 0, '0000000001', {arrival}, $2) \
                  ON CONFLICT (run, kind, channel, arrival) DO UPDATE SET request = $2, mark = NULL"
-            }
+            ),
         };
-        let arrival = match broken {
-            Broken::QueuedCall { arrival } => arrival as i64,
-            _ => 0,
-        };
-        let updated = match broken {
-            Broken::QueuedCall { .. } => client.execute(statement, &[&id.as_bytes().as_slice(), &garbage, &arrival]).await,
-            _ => client.execute(statement, &[&id.as_bytes().as_slice(), &garbage]).await,
-        };
+        let updated = client.execute(&statement, &[&id.as_bytes().as_slice(), &garbage]).await;
         let updated = updated.expect("updated");
         assert_eq!(updated, 1, "the record is there to break");
         return;

@@ -475,7 +475,7 @@ impl Executor {
         let request_id = request.id.clone();
         let input = request.data.clone();
         if let Some(response) = automatic {
-            self.start_run_as(module, run_id, input, Some(request)).await?;
+            self.start_run_as(module, run_id, input, request).await?;
             return Ok(Answer::for_request(response, &request_id));
         }
         let deadline_ms = match mode {
@@ -484,7 +484,7 @@ impl Executor {
         };
         // Held before the run exists: it may answer at once.
         let mut hold = self.shared.holds.hold_caller(&request_id).ok_or(ExecError::Overloaded)?;
-        self.start_run_as(module, run_id, input, Some(request)).await?;
+        self.start_run_as(module, run_id, input, request).await?;
         let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
         match hold.until(deadline, |s| matches!(s, CallState::Answered(_) | CallState::Unanswered)).await {
             CallState::Answered(response) => Ok(Answer::for_request(response, &request_id)),

@@ -185,26 +185,36 @@ impl Executor {
         Ok((entry, true))
     }
 
-    /// Creates a run on the module's latest version, durably, and starts driving it.
-    pub async fn start_run(self: &Arc<Self>, module: &str, input: Value) -> Result<RunRecord, ExecError> {
-        let module = ModuleName::parse(module).map_err(|_| ExecError::UnknownModule(module.to_string()))?;
-        self.start_run_as(&module, RunId::new(), input, None).await
+    /// Creates a run on the latest version of `module` (as `module()` read it), durably,
+    /// and starts driving it.
+    pub async fn start_run(self: &Arc<Self>, module: &ModuleRecord, input: Value) -> Result<RunRecord, ExecError> {
+        self.create_run(module, RunId::new(), input, None).await
     }
 
-    /// Creates run `run_id` as `start_run` does, from a call to one of the module's
-    /// triggers when `trigger` is given (the run's start is that request).
+    /// Creates run `run_id` from a call to one of the module's triggers (the run's start is
+    /// that request).
     async fn start_run_as(
         self: &Arc<Self>,
         module_name: &ModuleName,
+        run_id: RunId,
+        input: Value,
+        trigger: RequestRecord,
+    ) -> Result<RunRecord, ExecError> {
+        let unknown = || ExecError::UnknownModule(module_name.to_string());
+        let module = self.shared.store.module(module_name).await?.ok_or_else(unknown)?;
+        self.create_run(&module, run_id, input, Some(trigger)).await
+    }
+
+    async fn create_run(
+        self: &Arc<Self>,
+        module: &ModuleRecord,
         run_id: RunId,
         input: Value,
         trigger: Option<RequestRecord>,
     ) -> Result<RunRecord, ExecError> {
         self.admit_work()?;
         let store = &self.shared.store;
-        let unknown = || ExecError::UnknownModule(module_name.to_string());
-        let module = store.module(module_name).await?.ok_or_else(unknown)?;
-        let version = module.latest().ok_or_else(unknown)?;
+        let version = module.latest().ok_or_else(|| ExecError::UnknownModule(module.name.to_string()))?;
         let now = self.now_ms();
         let run = RunRecord {
             id: run_id,

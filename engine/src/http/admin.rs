@@ -119,9 +119,9 @@ async fn start_run(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // The target first: a body for an unknown module is not read.
-    app.executor.module(&name).await.map_err(|e| ApiError::from(e).before_body())?;
+    let module = app.executor.module(&name).await.map_err(|e| ApiError::from(e).before_body())?;
     let input = parse_json(&read_body(body, app.limits.body()).await?)?;
-    let run = app.executor.start_run(&name, input).await?;
+    let run = app.executor.start_run(&module, input).await?;
     let view = json!({ "id": run.id, "status": run.status, "module": run.module, "version": run.version });
     Ok((StatusCode::CREATED, Json(view)))
 }

@@ -280,19 +280,16 @@ const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
 impl Runtime {
     pub fn new(shared: Arc<Shared>, data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
         let settings = &shared.settings;
-        let config = |scanned| {
-            let mut config = Config::new();
-            config.epoch_interruption(true);
-            let pool = limits::pool(settings.max_active_runs, settings.limits, scanned);
-            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-            config
-        };
         let scanned = limits::memories_reset_by_scan();
         tracing::info!(
             "guest memories are reset {}",
             if scanned { "with PAGEMAP_SCAN" } else { "without PAGEMAP_SCAN (needs Linux 6.7+ and no swap)" }
         );
-        let engine = Engine::new(&config(scanned)).map_err(wasmtime_error)?;
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let pool = limits::pool(settings.max_active_runs, settings.limits, scanned);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(wasmtime_error)?;
         limits::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;

@@ -942,3 +942,26 @@ impl Registry for SledStore {
         Ok(forgotten)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A revoke that finds the name pointing at a key not stored yet (a create between its
+    /// two writes) revokes nothing and leaves the name: once the create ends, the key is
+    /// revocable by it. Clearing the name there would leave a live key no name reaches.
+    #[tokio::test]
+    async fn a_revoke_between_a_creates_two_writes_leaves_the_name_to_the_new_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let name = KeyName::parse("racing").expect("name");
+        let key = ApiKeyRecord { name: name.clone(), roles: Vec::new(), key_sha256: "new".into(), created_at_ms: 0 };
+        // The create's first write: the name taken for its key.
+        store.key_names.insert(name.as_str(), "new").expect("name taken");
+        assert!(!store.revoke_api_key(&name).await.expect("revoke"), "no key was there to revoke");
+        // The create's second write.
+        store.api_keys.insert("new", encode(&key).expect("encoded")).expect("key stored");
+        assert!(store.revoke_api_key(&name).await.expect("revoke"), "the new key is revocable by its name");
+        assert!(store.api_key("new").await.expect("read").is_none());
+    }
+}
