@@ -15,6 +15,7 @@
 //!   `Idempotency-Key`) gets the first call's answer and delivers nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -342,10 +343,18 @@ impl Executor {
             true => Some(self.shared.holds.hold_caller(&request.id).ok_or(ExecError::Overloaded)?),
             false => None,
         };
-        let delivered = store.deliver(hook, request, held, self.now_ms()).await;
-        // Even when the write was not confirmed durable the call may be in the inbox: the
-        // run must see it.
-        self.wake(hook.run_id);
+        // The run is woken once the call is in its inbox, not once it is durable: taking it
+        // needs a durable write of the run's log, which covers the call's too. Even when the
+        // write was not confirmed durable the call may be in the inbox: the run must see it.
+        let woken = AtomicBool::new(false);
+        let wake = || {
+            woken.store(true, Ordering::Relaxed);
+            self.wake(hook.run_id);
+        };
+        let delivered = store.deliver(hook, request, held, self.now_ms(), &wake).await;
+        if !woken.load(Ordering::Relaxed) {
+            self.wake(hook.run_id);
+        }
         match delivered? {
             Delivery::Accepted => {}
             Delivery::Gone => return Err(ExecError::Gone("the webhook no longer takes calls".into())),

@@ -375,7 +375,7 @@ impl Executor {
             tracing::error!(run = %run.id, "cannot close what the run left: {e}");
         }
         if let Some(wait) = wait
-            && let Err(e) = self.run_state.unpark(&run, &wait).await
+            && let Err(e) = self.run_state.clear_wait(&run, &wait).await
         {
             tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
         }

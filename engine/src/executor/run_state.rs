@@ -51,19 +51,28 @@ impl RunStateWriter {
 
     /// Shows a run running again after its wait, whose timer and places it no longer needs.
     pub async fn unpark(&self, run: &RunRecord, wait: &Wait) -> Result<RunRecord, StoreError> {
+        self.clear_wait(run, wait).await?;
         let mut run = run.clone();
-        if let Some(at) = run.wake_at_ms.or(wait.wake_at_ms) {
-            self.store.remove_timer(at, run.id).await?;
-        }
-        for name in wait.triggers() {
-            self.store.remove_trigger_waiter(&run.module, name, run.id).await?;
-        }
         run.status = RunStatus::Running;
         run.waiting_on.clear();
         run.wake_at_ms = None;
         run.updated_at_ms = self.clock.now_ms();
         self.store.put_run(&run).await?;
         Ok(run)
+    }
+}
+
+impl RunStateWriter {
+    /// Takes away a wait's timer and places at named triggers; the caller writes the
+    /// run's record (an ending run writes it once, with its end).
+    pub async fn clear_wait(&self, run: &RunRecord, wait: &Wait) -> Result<(), StoreError> {
+        if let Some(at) = run.wake_at_ms.or(wait.wake_at_ms) {
+            self.store.remove_timer(at, run.id).await?;
+        }
+        for name in wait.triggers() {
+            self.store.remove_trigger_waiter(&run.module, name, run.id).await?;
+        }
+        Ok(())
     }
 }
 

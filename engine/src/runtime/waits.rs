@@ -167,10 +167,23 @@ impl HostState {
     async fn try_end_wait(&mut self, awaited: &Awaited) -> Result<Option<(u32, WaitOutcome)>, HostFault> {
         let store = self.shared.store.clone();
         let run = self.run.id;
-        while let Some(channel) = store.first_arrival(run, &awaited.channels).await? {
+        loop {
+            let channel = match awaited.channels.as_slice() {
+                // One channel: `claim` finds its oldest call itself, without a look first.
+                [only] => only.clone(),
+                many => match store.first_arrival(run, many).await? {
+                    Some(channel) => channel,
+                    None => break,
+                },
+            };
             // Claimed by nothing else (a caller that withdrew it) or taken already (a take a
             // crash cut short, which this replay delivered): then the next call.
-            let Some(claimed) = store.claim(run, &channel).await? else { continue };
+            let Some(claimed) = store.claim(run, &channel).await? else {
+                match awaited.channels.len() {
+                    1 => break,
+                    _ => continue,
+                }
+            };
             if self.delivered.contains(&claimed.entry.request.id) {
                 store.taken(run, &claimed).await?;
                 continue;

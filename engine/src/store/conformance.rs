@@ -118,7 +118,8 @@ async fn of_two_calls_racing_for_a_single_use_webhook_one_is_accepted() {
         let hook = hook(run, 1, "tok-single", true);
         store.create_hook(&hook, NOW).await.unwrap();
         let (a, b) = (request(&store, json!(1)).await, request(&store, json!(2)).await);
-        let (first, second) = tokio::join!(store.deliver(&hook, &a, false, NOW), store.deliver(&hook, &b, false, NOW));
+        let (first, second) =
+            tokio::join!(store.deliver(&hook, &a, false, NOW, &|| {}), store.deliver(&hook, &b, false, NOW, &|| {}));
         let accepted = [first.unwrap(), second.unwrap()].iter().filter(|d| matches!(d, Delivery::Accepted)).count();
         assert_eq!(accepted, 1);
         assert_eq!(store.queued(run).await.unwrap().len(), 1);
@@ -132,14 +133,14 @@ async fn a_taken_single_use_call_leaves_a_mark_that_refuses_any_other() {
         let hook = hook(run, 1, "tok-mark", true);
         store.create_hook(&hook, NOW).await.unwrap();
         let call = request(&store, json!({"n": 1})).await;
-        assert!(matches!(store.deliver(&hook, &call, false, NOW).await.unwrap(), Delivery::Accepted));
+        assert!(matches!(store.deliver(&hook, &call, false, NOW, &|| {}).await.unwrap(), Delivery::Accepted));
         let claimed = store.claim(run, &webhook(1)).await.unwrap().expect("the call is claimed");
         assert!(claimed.slot);
         store.append(run, &[taking_event(1, &call)]).await.unwrap();
         store.taken(run, &claimed).await.unwrap();
         assert!(store.queued(run).await.unwrap().is_empty());
         let again = request(&store, json!({"n": 2})).await;
-        assert!(matches!(store.deliver(&hook, &again, false, NOW).await.unwrap(), Delivery::Gone));
+        assert!(matches!(store.deliver(&hook, &again, false, NOW, &|| {}).await.unwrap(), Delivery::Gone));
     }
 }
 
@@ -150,8 +151,8 @@ async fn a_claimed_call_cannot_be_withdrawn_and_a_withdrawn_one_cannot_be_claime
         let hook = hook(run, 1, "tok-withdraw", false);
         store.create_hook(&hook, NOW).await.unwrap();
         let (a, b) = (request(&store, json!("a")).await, request(&store, json!("b")).await);
-        store.deliver(&hook, &a, true, NOW).await.unwrap();
-        store.deliver(&hook, &b, true, NOW).await.unwrap();
+        store.deliver(&hook, &a, true, NOW, &|| {}).await.unwrap();
+        store.deliver(&hook, &b, true, NOW, &|| {}).await.unwrap();
 
         let claimed = store.claim(run, &webhook(1)).await.unwrap().unwrap();
         assert_eq!(claimed.entry.request.id, a.id);
@@ -173,10 +174,10 @@ async fn a_withdrawn_single_use_call_frees_the_slot_for_the_senders_retry() {
         let hook = hook(run, 1, "tok-retry", true);
         store.create_hook(&hook, NOW).await.unwrap();
         let first = request(&store, json!(1)).await;
-        store.deliver(&hook, &first, true, NOW).await.unwrap();
+        store.deliver(&hook, &first, true, NOW, &|| {}).await.unwrap();
         assert!(store.withdraw(run, &webhook(1), &first, NOW).await.unwrap());
         let retry = request(&store, json!(1)).await;
-        assert!(matches!(store.deliver(&hook, &retry, true, NOW).await.unwrap(), Delivery::Accepted));
+        assert!(matches!(store.deliver(&hook, &retry, true, NOW, &|| {}).await.unwrap(), Delivery::Accepted));
     }
 }
 
@@ -187,8 +188,8 @@ async fn a_take_cut_short_before_its_event_goes_back_to_the_inbox_and_after_it_i
         let hook = hook(run, 1, "tok-repair", false);
         store.create_hook(&hook, NOW).await.unwrap();
         let (a, b) = (request(&store, json!("a")).await, request(&store, json!("b")).await);
-        store.deliver(&hook, &a, false, NOW).await.unwrap();
-        store.deliver(&hook, &b, false, NOW).await.unwrap();
+        store.deliver(&hook, &a, false, NOW, &|| {}).await.unwrap();
+        store.deliver(&hook, &b, false, NOW, &|| {}).await.unwrap();
 
         // `a`: claimed, its event appended, the crash before the entry was removed.
         store.claim(run, &webhook(1)).await.unwrap().unwrap();
@@ -212,8 +213,8 @@ async fn held_calls_are_refused_at_start_up_and_acknowledged_ones_are_kept() {
         let hook = hook(run, 1, "tok-held", false);
         store.create_hook(&hook, NOW).await.unwrap();
         let (held, acked) = (request(&store, json!("held")).await, request(&store, json!("acked")).await);
-        store.deliver(&hook, &held, true, NOW).await.unwrap();
-        store.deliver(&hook, &acked, false, NOW).await.unwrap();
+        store.deliver(&hook, &held, true, NOW, &|| {}).await.unwrap();
+        store.deliver(&hook, &acked, false, NOW, &|| {}).await.unwrap();
         let name = TriggerName::parse("paid").unwrap();
         let at_trigger = request(&store, json!("trigger")).await;
         store.deliver_to_trigger(run, &name, &at_trigger).await.unwrap();
@@ -259,8 +260,8 @@ async fn closing_a_webhook_lists_what_it_held_as_not_taken_and_refuses_later_cal
         let hook = hook(run, 3, "tok-close", false);
         store.create_hook(&hook, NOW).await.unwrap();
         let (acked, held) = (request(&store, json!(1)).await, request(&store, json!(2)).await);
-        store.deliver(&hook, &acked, false, NOW).await.unwrap();
-        store.deliver(&hook, &held, true, NOW).await.unwrap();
+        store.deliver(&hook, &acked, false, NOW, &|| {}).await.unwrap();
+        store.deliver(&hook, &held, true, NOW, &|| {}).await.unwrap();
         let token = hook.token.clone();
         let left = store.close_hook(&token, run, WebhookId(3), NotTakenReason::RunEnded, NOW).await.unwrap();
         assert_eq!(left.len(), 2);
@@ -270,7 +271,7 @@ async fn closing_a_webhook_lists_what_it_held_as_not_taken_and_refuses_later_cal
         assert_eq!(not_taken.len(), 2);
         assert!(not_taken.iter().any(|n| n.request.id == acked.id && n.acknowledged));
         let late = request(&store, json!(3)).await;
-        assert!(matches!(store.deliver(&hook, &late, false, NOW).await.unwrap(), Delivery::Gone));
+        assert!(matches!(store.deliver(&hook, &late, false, NOW, &|| {}).await.unwrap(), Delivery::Gone));
     }
 }
 
@@ -283,8 +284,8 @@ async fn the_oldest_call_across_channels_comes_first() {
         store.create_hook(&two, NOW).await.unwrap();
         let first = request(&store, json!(1)).await;
         let second = request(&store, json!(2)).await;
-        store.deliver(&two, &first, false, NOW).await.unwrap();
-        store.deliver(&one, &second, false, NOW).await.unwrap();
+        store.deliver(&two, &first, false, NOW, &|| {}).await.unwrap();
+        store.deliver(&one, &second, false, NOW, &|| {}).await.unwrap();
         let channels = [webhook(1), webhook(2)];
         assert_eq!(store.first_arrival(run, &channels).await.unwrap(), Some(webhook(2)));
         assert_eq!(store.queued_load(run).await.unwrap().0, 2);
@@ -469,7 +470,7 @@ async fn deleting_a_run_removes_everything_it_owns() {
         let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url: "http://h/hooks/tok-delete".into() };
         store.append(run, &[event_record(1, NOW, Event::WebhookCreated { webhook: Ok(info) })]).await.unwrap();
         let call = request(&store, json!(1)).await;
-        store.deliver(&hook, &call, false, NOW).await.unwrap();
+        store.deliver(&hook, &call, false, NOW, &|| {}).await.unwrap();
         store.close_hook(&hook.token, run, WebhookId(1), NotTakenReason::RunEnded, NOW).await.unwrap();
         let mut ended = run_record(run);
         ended.status = RunStatus::Completed;
@@ -541,10 +542,30 @@ async fn calls_left_on_two_single_use_webhooks_are_both_listed_as_not_taken() {
             let hook = hook(run, number, &format!("tok-single-{number}"), true);
             store.create_hook(&hook, NOW).await.unwrap();
             let call = request(&store, json!(number)).await;
-            assert!(matches!(store.deliver(&hook, &call, false, NOW).await.unwrap(), Delivery::Accepted));
+            assert!(matches!(store.deliver(&hook, &call, false, NOW, &|| {}).await.unwrap(), Delivery::Accepted));
             store.close_hook(&hook.token, run, WebhookId(number), NotTakenReason::RunEnded, NOW).await.unwrap();
         }
         let listed: Vec<Value> = store.not_taken(run).await.unwrap().into_iter().map(|r| r.request.data).collect();
         assert_eq!(listed, [json!(1), json!(2)]);
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_tells_when_its_call_is_written_and_a_refused_one_never() {
+    for (_dir, store) in backends().await {
+        let run = new_run(&store).await;
+        let hook = hook(run, 1, "tok-written", true);
+        store.create_hook(&hook, NOW).await.unwrap();
+        let told = std::sync::atomic::AtomicUsize::new(0);
+        let written = || {
+            told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        };
+        let call = request(&store, json!(1)).await;
+        assert!(matches!(store.deliver(&hook, &call, false, NOW, &written).await.unwrap(), Delivery::Accepted));
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The slot is used: the second call is refused, and nobody is told of a write.
+        let again = request(&store, json!(2)).await;
+        assert!(matches!(store.deliver(&hook, &again, false, NOW, &written).await.unwrap(), Delivery::Gone));
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

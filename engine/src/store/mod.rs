@@ -67,6 +67,9 @@ pub use self::commit_latency::CommitLatency;
 pub use self::postgres::{Leadership, PgStore};
 pub use self::sled::SledStore;
 
+/// Told that a write is visible to readers of the store, though not yet durable.
+pub type Written<'a> = dyn Fn() + Send + Sync + 'a;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed (I/O, a full disk, a lost connection): the write did not happen,
@@ -221,12 +224,16 @@ pub trait Inbox: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InboxEntry>>> + Send;
     /// Puts a call in the inbox of the webhook `hook` names, if that webhook still holds the
     /// token and takes calls. A `held` call's caller waits for the run to take it.
+    /// `written` is called as soon as the call is in the inbox, before it is durable: the run
+    /// may take it meanwhile (its log's durable write then covers the call's), so its wait
+    /// and the call's fsync overlap.
     fn deliver(
         &self,
         hook: &HookRecord,
         request: &RequestRecord,
         held: bool,
         now_ms: u64,
+        written: &Written<'_>,
     ) -> impl Future<Output = Result<Delivery>> + Send;
     /// Keeps a call to a named trigger for a run until it takes it; its caller is held.
     fn deliver_to_trigger(
@@ -237,7 +244,8 @@ pub trait Inbox: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Of the given channels of a run, the one whose oldest call came first.
     fn first_arrival(&self, run: RunId, channels: &[Channel]) -> impl Future<Output = Result<Option<Channel>>> + Send;
-    /// Claims the oldest call on a channel (`Call` to `Taking`), staged.
+    /// Claims the oldest call on a channel (`Call` to `Taking`), staged. `None` only when
+    /// no call is left on it.
     fn claim(&self, run: RunId, channel: &Channel) -> impl Future<Output = Result<Option<Claimed>>> + Send;
     /// Finishes taking a claimed call, once the event that took it is durable, staged.
     fn taken(&self, run: RunId, claimed: &Claimed) -> impl Future<Output = Result<()>> + Send;

@@ -26,7 +26,7 @@ use super::records::{
 };
 use super::{
     Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, RunPage, RunQuery, StoreError, Timers,
-    Unreadable,
+    Unreadable, Written,
 };
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
@@ -526,7 +526,14 @@ impl Inbox for PgStore {
         Ok(moved)
     }
 
-    async fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
+    async fn deliver(
+        &self,
+        hook: &HookRecord,
+        request: &RequestRecord,
+        held: bool,
+        now_ms: u64,
+        written: &Written<'_>,
+    ) -> Result<Delivery> {
         // Numbered before the transaction: it holds a pooled connection, and waiting for a
         // second one while holding it could exhaust the pool.
         let arrival = match (hook.single_use, request.arrival()) {
@@ -558,7 +565,9 @@ impl Inbox for PgStore {
         if inserted == 0 {
             return Ok(Delivery::Gone);
         }
+        // Readers see the call only once it is committed, and so durable.
         self.commits.time(tx.commit()).await?;
+        written();
         Ok(Delivery::Accepted)
     }
 
@@ -591,25 +600,31 @@ impl Inbox for PgStore {
 
     async fn claim(&self, run: RunId, channel: &Channel) -> Result<Option<Claimed>> {
         let (kind, name) = channel_key(channel);
-        // The oldest call not being taken; one a concurrent withdrawal holds is waited for,
-        // and skipped if it went.
-        let row = self
-            .staged()
-            .await?
-            .query_opt(
-                &format!(
-                    "UPDATE inbox SET taking = true WHERE (run, kind, channel, arrival) = (
-                       SELECT run, kind, channel, arrival FROM inbox
-                       WHERE run = $1 AND kind = $2 AND channel = $3 AND mark IS NULL AND NOT taking
-                       ORDER BY arrival LIMIT 1 FOR UPDATE)
-                     RETURNING {ENTRY_COLUMNS}"
-                ),
-                &[&run.bytes().as_slice(), &kind, &name],
-            )
-            .await?;
-        let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() else { return Ok(None) };
-        let slot = matches!(channel, Channel::Webhook(_)) && row.arrival == 0;
-        Ok(Some(Claimed { channel: channel.clone(), arrival: row.arrival, entry: row.entry, slot }))
+        loop {
+            // The oldest call not being taken; one a concurrent withdrawal holds is waited
+            // for, and skipped if it went (without the next in its place: hence the loop).
+            let row = self
+                .staged()
+                .await?
+                .query_opt(
+                    &format!(
+                        "UPDATE inbox SET taking = true WHERE (run, kind, channel, arrival) = (
+                           SELECT run, kind, channel, arrival FROM inbox
+                           WHERE run = $1 AND kind = $2 AND channel = $3 AND mark IS NULL AND NOT taking
+                           ORDER BY arrival LIMIT 1 FOR UPDATE)
+                         RETURNING {ENTRY_COLUMNS}"
+                    ),
+                    &[&run.bytes().as_slice(), &kind, &name],
+                )
+                .await?;
+            if let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() {
+                let slot = matches!(channel, Channel::Webhook(_)) && row.arrival == 0;
+                return Ok(Some(Claimed { channel: channel.clone(), arrival: row.arrival, entry: row.entry, slot }));
+            }
+            if self.first_call(run, channel).await?.is_none() {
+                return Ok(None);
+            }
+        }
     }
 
     async fn taken(&self, run: RunId, claimed: &Claimed) -> Result<()> {

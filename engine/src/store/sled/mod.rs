@@ -20,7 +20,7 @@ use super::records::{
 };
 use super::{
     Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, RunPage, RunQuery, StoreError, Timers,
-    Unreadable,
+    Unreadable, Written,
 };
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 use std::sync::Arc;
@@ -536,7 +536,14 @@ impl Inbox for SledStore {
         Ok(moved)
     }
 
-    async fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64) -> Result<Delivery> {
+    async fn deliver(
+        &self,
+        hook: &HookRecord,
+        request: &RequestRecord,
+        held: bool,
+        now_ms: u64,
+        written: &Written<'_>,
+    ) -> Result<Delivery> {
         // The caller was checked against `hook`: the token must still be that hook's.
         let current = self.hook(&hook.token).await?;
         let open = current.is_some_and(|c| c.is(hook.run_id, hook.webhook()) && c.takes_calls(now_ms));
@@ -561,6 +568,7 @@ impl Inbox for SledStore {
                 return Ok(Delivery::Gone);
             }
         }
+        written();
         self.durable().await?;
         Ok(Delivery::Accepted)
     }
