@@ -176,14 +176,15 @@ impl HostState {
                     None => break,
                 },
             };
-            // Claimed by nothing else (a caller that withdrew it) or taken already (a take a
-            // crash cut short, which this replay delivered): then the next call.
+            // No call left on the channel: on one channel the wait cannot end with a call; of
+            // several, the one `first_arrival` named was withdrawn meanwhile: look again.
             let Some(claimed) = store.claim(run, &channel).await? else {
                 match awaited.channels.len() {
                     1 => break,
                     _ => continue,
                 }
             };
+            // Taken already (a take a crash cut short, which this replay delivered): the next.
             if self.delivered.contains(&claimed.entry.request.id) {
                 store.taken(run, &claimed).await?;
                 continue;

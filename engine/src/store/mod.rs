@@ -67,7 +67,8 @@ pub use self::commit_latency::CommitLatency;
 pub use self::postgres::{Leadership, PgStore};
 pub use self::sled::SledStore;
 
-/// Told that a write is visible to readers of the store, though not yet durable.
+/// Told that a write is visible to readers of the store; it is durable no later than the
+/// store's next durable write (a backend may call it once the write is durable already).
 pub type Written<'a> = dyn Fn() + Send + Sync + 'a;
 
 #[derive(Debug, thiserror::Error)]
@@ -224,9 +225,10 @@ pub trait Inbox: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InboxEntry>>> + Send;
     /// Puts a call in the inbox of the webhook `hook` names, if that webhook still holds the
     /// token and takes calls. A `held` call's caller waits for the run to take it.
-    /// `written` is called as soon as the call is in the inbox, before it is durable: the run
-    /// may take it meanwhile (its log's durable write then covers the call's), so its wait
-    /// and the call's fsync overlap.
+    /// `written` is called as soon as the call is in the inbox, possibly before it is durable
+    /// (sled: before its fsync; PostgreSQL: after its commit): the run may take it meanwhile
+    /// (its log's durable write then covers the call's), so its wait and the call's fsync
+    /// overlap.
     fn deliver(
         &self,
         hook: &HookRecord,
