@@ -60,9 +60,7 @@ impl RunStateWriter {
         self.store.put_run(&run).await?;
         Ok(run)
     }
-}
 
-impl RunStateWriter {
     /// Takes away a wait's timer and places at named triggers; the caller writes the
     /// run's record (an ending run writes it once, with its end).
     pub async fn clear_wait(&self, run: &RunRecord, wait: &Wait) -> Result<(), StoreError> {

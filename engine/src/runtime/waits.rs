@@ -179,10 +179,10 @@ impl HostState {
             // No call left on the channel: on one channel the wait cannot end with a call; of
             // several, the one `first_arrival` named was withdrawn meanwhile: look again.
             let Some(claimed) = store.claim(run, &channel).await? else {
-                match awaited.channels.len() {
-                    1 => break,
-                    _ => continue,
+                if awaited.channels.len() == 1 {
+                    break;
                 }
+                continue;
             };
             // Taken already (a take a crash cut short, which this replay delivered): the next.
             if self.delivered.contains(&claimed.entry.request.id) {

@@ -1,6 +1,9 @@
 //! What every backend must do, tested the same way on each: the durability and recovery
 //! rules of the module's doc, each multi-record write cut short where a crash could cut it.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+
 use serde_json::{Value, json};
 
 use super::records::{
@@ -556,16 +559,16 @@ async fn a_delivery_tells_when_its_call_is_written_and_a_refused_one_never() {
         let run = new_run(&store).await;
         let hook = hook(run, 1, "tok-written", true);
         store.create_hook(&hook, NOW).await.unwrap();
-        let told = std::sync::atomic::AtomicUsize::new(0);
+        let told = AtomicUsize::new(0);
         let written = || {
-            told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            told.fetch_add(1, SeqCst);
         };
         let call = request(&store, json!(1)).await;
         assert!(matches!(store.deliver(&hook, &call, false, NOW, &written).await.unwrap(), Delivery::Accepted));
-        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(told.load(SeqCst), 1);
         // The slot is used: the second call is refused, and nobody is told of a write.
         let again = request(&store, json!(2)).await;
         assert!(matches!(store.deliver(&hook, &again, false, NOW, &written).await.unwrap(), Delivery::Gone));
-        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(told.load(SeqCst), 1);
     }
 }
