@@ -302,7 +302,8 @@ impl Executor {
                 return;
             }
         };
-        let end = match self.runtime.execute(run.clone(), events, slot).await {
+        let (outcome, run) = self.runtime.execute(run, events, slot).await;
+        let end = match outcome {
             // The wait that suspended already handed the driver slot back.
             Outcome::Suspended => {
                 guard.armed = false;
@@ -363,20 +364,15 @@ impl Executor {
             }
             End::Cancelled => run.status = RunStatus::Cancelled,
         }
-        // The record passed in may be older than the one the run's waits wrote.
-        let stored = store.run(run.id).await.ok().flatten();
-        let wait = stored.map(|stored| Wait { on: stored.waiting_on, wake_at_ms: stored.wake_at_ms });
-        run.waiting_on.clear();
-        run.wake_at_ms = None;
+        // The record is the one the run's waits wrote last: what it still waits on goes.
+        let wait = Wait { on: std::mem::take(&mut run.waiting_on), wake_at_ms: run.wake_at_ms.take() };
         run.updated_at_ms = self.now_ms();
         // Each step is tried whatever became of the others: a run whose log cannot be read
         // still ends.
         if let Err(e) = self.refuse_leftovers(run.id).await {
             tracing::error!(run = %run.id, "cannot close what the run left: {e}");
         }
-        if let Some(wait) = wait
-            && let Err(e) = self.run_state.clear_wait(&run, &wait).await
-        {
+        if let Err(e) = self.run_state.clear_wait(&run, &wait).await {
             tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
         }
         if let Err(e) = store.clear_cancel(run.id).await {

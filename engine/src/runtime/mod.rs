@@ -467,34 +467,36 @@ impl Runtime {
 
     /// Runs (replaying, then live) a run until it completes, fails or suspends, in an
     /// activation `slot`. A completion or failure is appended to the log before it is
-    /// returned; the instance and the slot are given up before that write.
+    /// returned; the instance and the slot are given up before that write. It returns with
+    /// the run's record as its waits last wrote it, so that its end needs no read.
     pub async fn execute(
         &self,
         run: RunRecord,
         (events, bytes): (Vec<EventRecord>, u64),
         slot: activations::Slot,
-    ) -> Outcome {
+    ) -> (Outcome, RunRecord) {
         let Some(Event::Started { input, start_ms, seed, trigger }) = events.first().map(|e| e.event.clone()) else {
-            return Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`"));
+            return (Outcome::Failed(Failure::new("corrupt-log", "the run's log does not begin with `started`")), run);
         };
         let pre = match self.instance_pre(&run.version).await {
             Ok(pre) => pre,
-            Err(e) => return Outcome::Failed(Failure::new("module-unavailable", e.to_string())),
+            Err(e) => return (Outcome::Failed(Failure::new("module-unavailable", e.to_string())), run),
         };
         let declared_triggers = match self.declared_triggers(&run).await {
             Ok(names) => names,
-            Err(e) => return Outcome::Failed(Failure::new("storage", e.to_string())),
+            Err(e) => return (Outcome::Failed(Failure::new("storage", e.to_string())), run),
         };
         let quotas = self.shared.settings.quotas;
         let redactor = self.redactor(&run.id.to_string());
         let journal = Journal::new((events, bytes), redactor, self.shared.clock.clone(), quotas);
         let (mut store, stderr) = self.new_store(run, journal, declared_triggers, start_ms, seed);
         if let Some(terminal) = store.data().journal.terminal() {
-            return match terminal.clone() {
+            let outcome = match terminal.clone() {
                 Event::Completed { output } => Outcome::Completed(output),
                 Event::Failed { error } => Outcome::Failed(error),
                 _ => Outcome::Cancelled,
             };
+            return (outcome, store.into_data().run);
         }
         // Cancelled while it had no instance: it ends without running again.
         let outcome = if self.shared.live.is_cancelled(store.data().run.id) {
@@ -514,7 +516,7 @@ impl Runtime {
             Outcome::Completed(output) => Event::Completed { output: output.clone() },
             Outcome::Failed(error) => Event::Failed { error: error.clone() },
             Outcome::Cancelled => Event::Cancelled,
-            Outcome::Suspended => return outcome,
+            Outcome::Suspended => return (outcome, store.into_data().run),
         };
         // Another run may execute while this one's end is written.
         let mut state = store.into_data();
@@ -527,13 +529,14 @@ impl Runtime {
             Err(e) => Outcome::Failed(Failure::new(e.code(), e.to_string())),
         };
         if let Err(e) = state.commit().await {
-            return Outcome::Failed(Failure::new(e.code(), format!("the run's end could not be written: {e}")));
+            let failure = Failure::new(e.code(), format!("the run's end could not be written: {e}"));
+            return (Outcome::Failed(failure), state.run);
         }
         // Callers still held for an answer the run will never give are told.
         for request_id in state.delivered.difference(&state.responded) {
             self.shared.holds.unanswered(request_id);
         }
-        ended
+        (ended, state.run)
     }
 
     /// Replays the run's log on the code of `version` (another version of its module)

@@ -1,5 +1,12 @@
 //! Group commit: callers that need their writes durable share one fsync.
 //!
+//! Under load the flushes are paced, as PostgreSQL's `commit_delay` does: once a flush
+//! covered several callers, the next one starts no sooner than `PACE` after it began, so
+//! that it covers more. Each sled flush hands its buffer to sled's IO pool, which wakes
+//! all seven of its threads; flushing back to back (one per fsync, ~3,000 a second)
+//! spent a sixth of the server's CPU on those wake-ups. A lone caller (one waiting run,
+//! a sequential client) is never held back.
+//!
 //! sled's own `flush_async` runs the blocking flush on sled's bounded IO thread pool, the
 //! same pool that performs the log writes the flush waits for; with many concurrent
 //! callers every pool thread ends up waiting and nothing writes (a deadlock seen with
@@ -9,6 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -81,19 +89,42 @@ impl GroupCommit {
     }
 }
 
+/// The least time from one flush's start to the next one's while flushes cover several
+/// callers. Measured with `latch-bench --hot-path-only` (64 callers): 1 ms cut flushes by
+/// a third and context switches by a quarter, and raised durable callbacks accepted by
+/// about 15%; 1.5 and 2 ms did no better, and the hot resume (one caller) is unchanged.
+const PACE: Duration = Duration::from_millis(1);
+
+/// How many callers one flush must have covered for the next one to be paced: a
+/// resumed run's take and its caller's call can share a flush, and must not wait.
+const PACED_FROM: u64 = 3;
+
+/// How long to wait before the next flush, given when the last one started and how many
+/// callers it covered.
+fn pause_before_flush(last_start: Instant, last_covered: u64, now: Instant) -> Option<Duration> {
+    if last_covered < PACED_FROM {
+        return None;
+    }
+    (last_start + PACE).checked_duration_since(now).filter(|pause| !pause.is_zero())
+}
+
 fn flush_loop(db: &sled::Db, requested: &AtomicU64, woken: &mpsc::Receiver<()>, report: &watch::Sender<Progress>) {
     let mut done = 0;
+    let (mut last_start, mut last_covered) = (Instant::now(), 0);
     while woken.recv().is_ok() {
         // Extra wake-ups left in the channel only cause a cheap check here.
-        loop {
-            let target = requested.load(Ordering::SeqCst);
-            if target <= done {
-                break;
+        while requested.load(Ordering::SeqCst) > done {
+            if let Some(pause) = pause_before_flush(last_start, last_covered, Instant::now()) {
+                std::thread::sleep(pause);
             }
+            // Read after the pause: the flush covers every caller that came during it.
+            let target = requested.load(Ordering::SeqCst);
+            last_start = Instant::now();
             let failed = db.flush().err().map(|error| {
                 tracing::error!("flushing the store failed: {error}");
                 (done, target, Arc::new(error))
             });
+            last_covered = target - done;
             done = target;
             report.send_replace(Progress { done, failed });
         }
@@ -103,6 +134,23 @@ fn flush_loop(db: &sled::Db, requested: &AtomicU64, woken: &mpsc::Receiver<()>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flush_that_covered_few_callers_is_followed_at_once() {
+        let start = Instant::now();
+        for covered in 0..PACED_FROM {
+            assert_eq!(pause_before_flush(start, covered, start), None);
+        }
+    }
+
+    #[test]
+    fn a_flush_that_covered_many_callers_is_followed_a_pace_after_it_began() {
+        let start = Instant::now();
+        let later = start + Duration::from_micros(300);
+        assert_eq!(pause_before_flush(start, PACED_FROM, later), Some(PACE - Duration::from_micros(300)));
+        assert_eq!(pause_before_flush(start, 50, start + PACE), None);
+        assert_eq!(pause_before_flush(start, 50, start + PACE * 3), None);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_flushes_all_complete() {
