@@ -58,11 +58,41 @@ enum Mark {
 /// An inbox value: a call, or a slot's mark.
 // Decoded and consumed at once: boxing the call would add an allocation to every read.
 #[allow(clippy::large_enum_variant)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize)]
 #[serde(untagged)]
 enum Slot {
     Call(InboxEntry),
     Mark { mark: Mark },
+}
+
+impl Slot {
+    /// Reads an inbox value in two plain passes, its flags and then its call. serde's
+    /// `untagged` (and `InboxEntry`'s `flatten`) would first copy the whole call, headers
+    /// and body, into an intermediate tree and read it from there.
+    fn decode(bytes: &[u8]) -> Result<Slot> {
+        #[derive(serde::Deserialize)]
+        struct Flags {
+            #[serde(default)]
+            mark: Option<Mark>,
+            #[serde(default)]
+            held: bool,
+            #[serde(default)]
+            taking: bool,
+        }
+        let flags: Flags = decode(bytes)?;
+        if let Some(mark) = flags.mark {
+            return Ok(Slot::Mark { mark });
+        }
+        let request = decode(bytes)?;
+        Ok(Slot::Call(InboxEntry { request, held: flags.held, taking: flags.taking }))
+    }
+}
+
+/// A call read from an inbox, with its key and its bytes as stored.
+struct StoredCall {
+    key: sled::IVec,
+    stored: sled::IVec,
+    entry: InboxEntry,
 }
 
 #[derive(Clone)]
@@ -171,13 +201,17 @@ impl SledStore {
         }
     }
 
-    /// The calls waiting on a channel (marks passed over), oldest first, with their keys.
-    fn calls(&self, run: RunId, channel: &Channel) -> impl Iterator<Item = Result<(sled::IVec, InboxEntry)>> + '_ {
+    /// The calls waiting on a channel (marks passed over), oldest first, with their keys
+    /// and their stored bytes (what a compare-and-swap of the call expects).
+    fn calls(&self, run: RunId, channel: &Channel) -> impl Iterator<Item = Result<StoredCall>> + '_ {
         self.inbox_of(channel).scan_prefix(keys::channel_prefix(run, channel)).filter_map(|item| {
-            let decoded = item.map_err(StoreError::from).and_then(|(key, value)| Ok((key, decode::<Slot>(&value)?)));
+            let decoded = item.map_err(StoreError::from).and_then(|(key, value)| {
+                let slot = Slot::decode(&value)?;
+                Ok((key, value, slot))
+            });
             match decoded {
-                Ok((key, Slot::Call(entry))) => Some(Ok((key, entry))),
-                Ok((_, Slot::Mark { .. })) => None,
+                Ok((key, stored, Slot::Call(entry))) => Some(Ok(StoredCall { key, stored, entry })),
+                Ok((.., Slot::Mark { .. })) => None,
                 Err(e) => Some(Err(e)),
             }
         })
@@ -231,14 +265,13 @@ impl SledStore {
         let inbox = self.inbox_of(channel);
         let mut moved = Vec::new();
         for item in self.calls(run, channel).collect::<Vec<_>>() {
-            let (key, entry) = item?;
+            let StoredCall { key, stored, entry } = item?;
             if entry.taking {
                 continue;
             }
             let arrival = keys::arrival(&key).unwrap_or_default();
             self.note_not_taken(run, (arrival, &entry), reason, now_ms)?;
-            let current = encode(&Slot::Call(entry.clone()))?;
-            if inbox.compare_and_swap(&key, Some(current), None::<&[u8]>)?.is_ok() {
+            if inbox.compare_and_swap(&key, Some(stored), None::<&[u8]>)?.is_ok() {
                 moved.push(entry);
             }
         }
@@ -288,7 +321,7 @@ impl SledStore {
             };
             let Some(channel) = channel else { continue };
             let arrival = keys::arrival(&key).unwrap_or_default();
-            let entry = match decode::<Slot>(&value) {
+            let entry = match Slot::decode(&value) {
                 Ok(Slot::Call(entry)) => entry,
                 Ok(Slot::Mark { .. }) => continue,
                 Err(e) => {
@@ -583,9 +616,8 @@ impl Inbox for SledStore {
     async fn first_arrival(&self, run: RunId, channels: &[Channel]) -> Result<Option<Channel>> {
         let mut first: Option<(u64, &Channel)> = None;
         for channel in channels {
-            if let Some(call) = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |(_, e)| !e.taking)) {
-                let (_, entry) = call?;
-                let arrival = entry.request.arrival().unwrap_or(u64::MAX);
+            if let Some(call) = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |c| !c.entry.taking)) {
+                let arrival = call?.entry.request.arrival().unwrap_or(u64::MAX);
                 if first.is_none_or(|(earliest, _)| arrival < earliest) {
                     first = Some((arrival, channel));
                 }
@@ -597,15 +629,11 @@ impl Inbox for SledStore {
     async fn claim(&self, run: RunId, channel: &Channel) -> Result<Option<Claimed>> {
         let inbox = self.inbox_of(channel);
         loop {
-            let next = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |(_, e)| !e.taking));
+            let next = self.calls(run, channel).find(|c| c.as_ref().map_or(true, |c| !c.entry.taking));
             let Some(call) = next else { return Ok(None) };
-            let (key, entry) = call?;
-            let claimed = InboxEntry { taking: true, ..entry.clone() };
-            let swapped = inbox.compare_and_swap(
-                &key,
-                Some(encode(&Slot::Call(entry))?),
-                Some(encode(&Slot::Call(claimed.clone()))?),
-            )?;
+            let StoredCall { key, stored, entry } = call?;
+            let claimed = InboxEntry { taking: true, ..entry };
+            let swapped = inbox.compare_and_swap(&key, Some(stored), Some(encode(&Slot::Call(claimed.clone()))?))?;
             // Withdrawn by its caller meanwhile: the next one.
             if swapped.is_ok() {
                 let arrival = keys::arrival(&key).unwrap_or_default();
@@ -627,7 +655,7 @@ impl Inbox for SledStore {
         for arrival in [keys::SLOT, arrival] {
             let key = keys::call(run, channel, arrival);
             if let Some(bytes) = inbox.get(&key)?
-                && let Slot::Call(entry) = decode::<Slot>(&bytes)?
+                && let Slot::Call(entry) = Slot::decode(&bytes)?
                 && entry.request.id == request.id
             {
                 found = Some((key, arrival, bytes, entry));
@@ -650,7 +678,7 @@ impl Inbox for SledStore {
         let mut queued = Vec::new();
         for tree in [&self.inbox, &self.trigger_inbox] {
             for value in tree.scan_prefix(run.bytes()).values() {
-                if let Slot::Call(entry) = decode(&value?)? {
+                if let Slot::Call(entry) = Slot::decode(&value?)? {
                     queued.push(entry);
                 }
             }
@@ -954,6 +982,40 @@ impl Registry for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::{Caller, Method};
+
+    /// Every inbox value reads back as it was written, in the same JSON serde's derived
+    /// reader takes: a call (whatever its flags, headers and body) and each mark.
+    #[test]
+    fn an_inbox_value_reads_back_as_written() {
+        let request = RequestRecord {
+            id: "rq-7".into(),
+            webhook: "wh-1".into(),
+            method: Method::Post,
+            path: "/hooks/t".into(),
+            query: vec![("a".into(), "b".into())],
+            headers: vec![("x-mark".into(), "taken".into())],
+            data: serde_json::json!({ "mark": "taken", "held": true, "nested": [{ "taking": true }] }),
+            caller: Caller::ApiKey { name: "ops".into(), roles: vec!["admin".into()] },
+            received_at_ms: 42,
+        };
+        for (held, taking) in [(false, false), (true, false), (false, true), (true, true)] {
+            let entry = InboxEntry { request: request.clone(), held, taking };
+            let bytes = encode(&Slot::Call(entry.clone())).expect("encoded");
+            match Slot::decode(&bytes).expect("decoded") {
+                Slot::Call(read) => assert_eq!(read, entry),
+                Slot::Mark { .. } => panic!("a call read back as a mark"),
+            }
+            let derived: InboxEntry = decode(&bytes).expect("serde's own reader");
+            assert_eq!(derived, entry);
+        }
+        for mark in [Mark::Taken, Mark::Closed] {
+            let bytes = encode(&Slot::Mark { mark }).expect("encoded");
+            assert!(matches!(Slot::decode(&bytes), Ok(Slot::Mark { mark: read }) if read == mark));
+        }
+        assert!(Slot::decode(b"{\"request\": 1}").is_err(), "neither a call nor a mark");
+        assert!(Slot::decode(b"{\"mark\": \"other\"}").is_err());
+    }
 
     /// A revoke that finds the name pointing at a key not stored yet (a create between its
     /// two writes) revokes nothing and leaves the name: once the create ends, the key is
