@@ -228,7 +228,16 @@ impl HostState {
         // Everything the run did before it waits (the URLs it handed out above all) is
         // durable before anyone can see it waiting.
         self.commit().await?;
-        self.run = shared.run_state.parked(&self.run, &awaited.wait).await?;
+        match shared.run_state.parked(&self.run, &awaited.wait).await {
+            Ok(parked) => self.run = parked,
+            Err(e) => {
+                // Part of the park (its timer, its places at triggers) may be written: the
+                // run's end clears the wait its record names.
+                self.run.waiting_on = awaited.wait.on.clone();
+                self.run.wake_at_ms = awaited.wait.wake_at_ms;
+                return Err(e.into());
+            }
+        }
         shared.metrics.wait_parked();
         let hot = shared.live.try_hot(shared.settings.max_hot_runs);
         let hot_until = Instant::now() + if hot.is_some() { shared.settings.hot_hold } else { Duration::ZERO };

@@ -4,8 +4,10 @@
 //! covered several callers, the next one starts no sooner than `PACE` after it began, so
 //! that it covers more. Each sled flush hands its buffer to sled's IO pool, which wakes
 //! all seven of its threads; flushing back to back (one per fsync, ~3,000 a second)
-//! spent a sixth of the server's CPU on those wake-ups. A lone caller (one waiting run,
-//! a sequential client) is never held back.
+//! spent about a tenth of the server's CPU on those wake-ups. A sequential caller (one
+//! run resumed at a time) is not held back: its flushes cover one or two callers each.
+//! A caller that comes less than `PACE` after a flush that covered several waits for the
+//! rest of it.
 //!
 //! sled's own `flush_async` runs the blocking flush on sled's bounded IO thread pool, the
 //! same pool that performs the log writes the flush waits for; with many concurrent
@@ -90,9 +92,10 @@ impl GroupCommit {
 }
 
 /// The least time from one flush's start to the next one's while flushes cover several
-/// callers. Measured with `latch-bench --hot-path-only` (64 callers): 1 ms cut flushes by
-/// a third and context switches by a quarter, and raised durable callbacks accepted by
-/// about 15%; 1.5 and 2 ms did no better, and the hot resume (one caller) is unchanged.
+/// callers. Measured with `latch-bench --hot-path-only` (64 callers): 1 ms took a callback
+/// flood's flushes from about 2,900 to 1,000 a second, halved its context switches per
+/// run and raised durable callbacks accepted by 15 to 25%; 1.5 and 2 ms did no better,
+/// and the hot resume (one caller) is unchanged.
 const PACE: Duration = Duration::from_millis(1);
 
 /// How many callers one flush must have covered for the next one to be paced: a
