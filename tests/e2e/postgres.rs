@@ -4,3 +4,5 @@
 include!("modules.rs");
 // Several nodes on one database: PostgreSQL only.
 mod cluster;
+// Faults of the store injected with SQL: PostgreSQL only.
+mod faults;

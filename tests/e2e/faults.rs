@@ -1,0 +1,45 @@
+//! Faults of the store injected with SQL: a write PostgreSQL refuses ends the run that made
+//! it, cleanly. PostgreSQL only: sled has no way to refuse one write from outside.
+
+use serde_json::json;
+
+use crate::harness::start_with;
+
+/// Makes every write that shows a run waiting fail, as a full disk or a lost connection
+/// would fail it half-way through a park (its timer is written just before).
+const REFUSE_WAITING_RUNS: &str = r#"
+CREATE FUNCTION refuse_waiting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF position('"status":"waiting"' in convert_from(NEW.record, 'UTF8')) > 0 THEN
+        RAISE EXCEPTION 'injected fault: no run may wait';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_waiting BEFORE INSERT OR UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_waiting();
+"#;
+
+#[tokio::test]
+async fn a_run_whose_park_fails_half_way_ends_failed_and_leaves_no_timer_behind() {
+    let latch = start_with(&["--hot-hold-ms", "0"]).await;
+    latch.upload_plugin("wait-patterns").await;
+    let url = latch.flag("--database-url").expect("a PostgreSQL server");
+    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    database.batch_execute(REFUSE_WAITING_RUNS).await.expect("the fault is installed");
+
+    let id = latch.start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 3_600_000 })).await;
+    let run = latch.wait_for(&id, "failed").await;
+    assert_eq!(run["error"]["code"], "storage", "the failed park is the run's failure: {run}");
+    let run_id = uuid::Uuid::parse_str(&id).expect("a uuid");
+    let timers: i64 = database
+        .query_one("SELECT count(*) FROM timers WHERE run = $1", &[&run_id.as_bytes().as_slice()])
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(timers, 0, "the timer the failed park wrote went with the run's end");
+
+    // The fault hurt that run alone: with it gone, the next run sleeps and wakes.
+    database.batch_execute("DROP TRIGGER refuse_waiting ON runs").await.expect("the fault is removed");
+    let next = latch.start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 200 })).await;
+    latch.wait_for(&next, "completed").await;
+}
