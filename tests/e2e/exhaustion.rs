@@ -340,7 +340,7 @@ async fn ledger_busy(latch: &Latch, ms: u64) -> (String, String, tokio::task::Jo
 }
 
 /// Polls a run's calls until `count` of them are in `state`.
-async fn listed(latch: &Latch, id: &str, state: &str, count: usize) {
+pub(crate) async fn listed(latch: &Latch, id: &str, state: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
@@ -384,8 +384,36 @@ async fn a_full_inbox_refuses_calls_with_429() {
     }
 }
 
+/// A held call its run does not take within `--take-timeout-ms` is withdrawn: `503
+/// not-taken` with `Retry-After`, listed `not-taken`, never delivered later.
+#[tokio::test]
+async fn a_held_call_not_taken_in_time_is_503_with_retry_after_and_never_delivered() {
+    let latch = start_with(&["--take-timeout-ms", "500"]).await;
+    latch.upload_plugin("order-approval").await;
+    let payments = latch.new_key("psp", &["payments"]).await;
+    let id = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    latch.wait_for(&id, "waiting").await;
+    // Held: the run waits at `payment-confirmed`, not at `payment-verified`.
+    let verified = format!("{}/t/order-approval/payment-verified?execution={id}", latch.base);
+    let call = latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "confirmed" }));
+    let answer = call.send().await.expect("answered");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = answer.json().await.expect("a JSON error");
+    assert_eq!(error_code(&body), "not-taken", "{body}");
+    listed(&latch, &id, "not-taken", 1).await;
+    let (_, requests) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    assert!(!requests["requests"].as_array().expect("requests").iter().any(|r| r["state"] == "queued"), "{requests}");
+    // The run goes on; the withdrawn call never reaches it.
+    let confirmed = format!("{}/t/order-approval/payment-confirmed?execution={id}", latch.base);
+    assert_eq!(send(latch.http.post(confirmed).json(&json!({ "via": "confirmed" }))).await.0, StatusCode::OK);
+    let run = latch.wait_for(&id, "completed").await;
+    assert_eq!(run["output"]["payment"], json!({ "via": "confirmed" }), "{run}");
+}
+
 /// A body may take longer than `--body-timeout-ms` while it keeps arriving faster than
-/// 64 KiB/s; a head of 30 KiB is read, one larger than 64 KiB is refused with 431.
+/// 64 KiB/s; a head of 30 KiB or of 100 lines is read, one larger than 64 KiB or of 101 lines
+/// is refused with 431.
 #[tokio::test]
 async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
     let latch = start_with(&["--body-timeout-ms", "500"]).await;
@@ -413,6 +441,9 @@ async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
     for (pad, status) in [(30_000, "HTTP/1.1 200"), (70_000, "HTTP/1.1 431")] {
         assert!(head_answer(&latch, pad).await.starts_with(status), "a head of {pad} bytes");
     }
+    for (lines, status) in [(100, "HTTP/1.1 200"), (101, "HTTP/1.1 431")] {
+        assert!(head_lines_answer(&latch, lines).await.starts_with(status), "a head of {lines} header lines");
+    }
     // Both bounds are the operator's: a stricter rate refuses the same body, a smaller
     // head buffer the same head.
     let strict = start_with(&["--body-timeout-ms", "500", "--min-body-rate-kib", "1024", "--max-head-kib", "8"]).await;
@@ -437,6 +468,15 @@ async fn a_steady_body_outlasts_the_timeout_and_a_huge_head_is_431() {
 async fn head_answer(latch: &Latch, pad: usize) -> String {
     let mut stream = TcpStream::connect(address(latch)).await.expect("connects");
     let head = format!("GET /healthz HTTP/1.1\r\nHost: latch\r\nConnection: close\r\nX-Pad: {}\r\n\r\n", "x".repeat(pad));
+    let _ = stream.write_all(head.as_bytes()).await;
+    until_closed(&mut stream, Duration::from_secs(5)).await.expect("answered and closed")
+}
+
+/// The answer to a small head of `lines` header lines, `Host` and `Connection` among them.
+async fn head_lines_answer(latch: &Latch, lines: usize) -> String {
+    let mut stream = TcpStream::connect(address(latch)).await.expect("connects");
+    let padding: String = (2..lines).map(|n| format!("X-Pad-{n}: x\r\n")).collect();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: latch\r\nConnection: close\r\n{padding}\r\n");
     let _ = stream.write_all(head.as_bytes()).await;
     until_closed(&mut stream, Duration::from_secs(5)).await.expect("answered and closed")
 }

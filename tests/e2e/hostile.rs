@@ -88,6 +88,23 @@ async fn an_unreadable_run_record_is_reported_and_stops_neither_start_up_nor_oth
 }
 
 #[tokio::test]
+async fn an_unreadable_run_waiting_at_a_trigger_holds_up_no_other_run_there() {
+    let mut latch = start().await;
+    latch.upload_plugin("order-approval").await;
+    let broken = latch.start_run("order-approval", json!({ "order_id": "o-1" })).await;
+    latch.wait_for(&broken, "waiting").await;
+    let healthy = latch.start_run("order-approval", json!({ "order_id": "o-2" })).await;
+    latch.wait_for(&healthy, "waiting").await;
+    latch.kill();
+    break_record(&latch, &broken, Broken::Run).await;
+    latch.restart().await;
+    let all = format!("{}/t/order-approval/payment-confirmed?execution=all", latch.base);
+    let (status, body) = send(latch.http.post(all).json(&json!({ "via": "all" }))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": 1 })));
+    assert_eq!(latch.wait_for(&healthy, "completed").await["output"]["payment"], json!({ "via": "all" }));
+}
+
+#[tokio::test]
 async fn an_unreadable_event_fails_its_run_alone_and_start_up_goes_on() {
     let mut latch = start().await;
     latch.upload_plugin("order-payment").await;

@@ -182,6 +182,39 @@ async fn a_declared_named_trigger_checks_its_callers_roles_and_its_condition() {
     assert_eq!(run["output"]["caller"], "psp", "the caller's identity reached the run");
 }
 
+/// A run whose inbox is full is passed over by `any` and `all`: it holds up no other run
+/// waiting at the trigger, and only a call for it by id is refused.
+#[tokio::test]
+async fn a_run_with_a_full_inbox_is_passed_over_by_any_and_all() {
+    let latch = crate::harness::start_with(&["--max-queued-calls", "2", "--take-timeout-ms", "60000"]).await;
+    latch.upload_plugin("order-approval").await;
+    let payments = latch.new_key("psp", &["payments"]).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await;
+        latch.wait_for(&id, "waiting").await;
+        ids.push(id);
+    }
+    // The longest waiting run's inbox fills with calls kept for a trigger it has not reached.
+    let verified = format!("{}/t/order-approval/payment-verified?execution={}", latch.base, ids[0]);
+    let confirmed = || latch.http.post(&verified).bearer_auth(&payments).json(&json!({ "status": "confirmed" }));
+    let _held: Vec<_> = (0..2).map(|_| tokio::spawn(send(confirmed()))).collect();
+    crate::exhaustion::listed(&latch, &ids[0], "queued", 2).await;
+
+    let (status, body) = send(latch.http.post(named(&latch, "any")).json(&json!({ "via": "any" }))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": 1 })));
+    assert_eq!(latch.wait_for(&ids[1], "completed").await["output"]["payment"], json!({ "via": "any" }));
+    let (status, body) = send(latch.http.post(named(&latch, "all")).json(&json!({ "via": "all" }))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "resumed": 1 })));
+    assert_eq!(latch.wait_for(&ids[2], "completed").await["output"]["payment"], json!({ "via": "all" }));
+
+    let (status, body) = send(latch.http.post(named(&latch, &ids[0])).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "run-inbox-full"), "{body}");
+    let (status, body) = send(latch.http.post(named(&latch, "any")).json(&json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "run-inbox-full"), "{body}");
+    assert_eq!(latch.run(&ids[0]).await["status"], "waiting");
+}
+
 #[tokio::test]
 async fn a_listening_trigger_captures_a_sample_event_and_learns_its_shape() {
     let latch = start().await;

@@ -734,9 +734,7 @@ impl Executor {
         let deadline = Instant::now() + self.shared.settings.take_timeout;
         let nothing_waiting = || ExecError::NothingWaiting(module.to_string(), name.to_string());
         // Checked before any run is claimed: a refusal takes no run out of the queue.
-        for (run_id, _) in &admitted {
-            self.admit_call(*run_id).await?;
-        }
+        let admitted = self.with_room(admitted).await?;
         match execution {
             Execution::Run(_) => {
                 let (run_id, caller) = admitted.into_iter().next().ok_or_else(nothing_waiting)?;
@@ -829,6 +827,27 @@ impl Executor {
         self.wake(run_id);
         let channel = Channel::Trigger(name.clone());
         self.until_taken(&mut hold, run_id, &channel, &request, deadline).await
+    }
+
+    /// The runs among `admitted` with room for one more call. A full one is passed over,
+    /// so that it holds up no other run at its trigger; if none has room, the caller is
+    /// refused as the first one refused it.
+    async fn with_room(&self, admitted: Vec<(RunId, Caller)>) -> Result<Vec<(RunId, Caller)>, ExecError> {
+        let mut with_room = Vec::with_capacity(admitted.len());
+        let mut full = None;
+        for (run_id, caller) in admitted {
+            match self.admit_call(run_id).await {
+                Ok(()) => with_room.push((run_id, caller)),
+                Err(e @ ExecError::InboxFull(_)) => {
+                    full.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match full {
+            Some(refusal) if with_room.is_empty() => Err(refusal),
+            _ => Ok(with_room),
+        }
     }
 
     // --- shared steps ---------------------------------------------------------------

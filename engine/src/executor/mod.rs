@@ -247,7 +247,16 @@ impl Executor {
         let store = &self.shared.store;
         let mut waiting = Vec::new();
         for (run_id, since) in store.trigger_waiters(module, name).await? {
-            match store.run(run_id).await? {
+            let run = match store.run(run_id).await {
+                Ok(run) => run,
+                // An unreadable run is passed over: it holds up no other run waiting here.
+                Err(e @ StoreError::Codec(_)) => {
+                    tracing::error!(run = %run_id, "a run waiting at a trigger cannot be read: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match run {
                 Some(run) if !run.status.is_terminal() => {
                     // Registered only once its status says it waits here; a run between
                     // two waits is passed over, not forgotten.

@@ -572,3 +572,31 @@ async fn a_delivery_tells_when_its_call_is_written_and_a_refused_one_never() {
         assert_eq!(told.load(SeqCst), 1);
     }
 }
+
+/// A call racing its webhook's close is either refused or listed as not taken once the
+/// close is done: none is accepted and then left in the inbox of a closed webhook, where
+/// no run would ever take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_racing_its_webhooks_close_is_refused_or_listed_never_stranded() {
+    for (_dir, store) in backends().await {
+        // Without a look after the write, sled stranded a call within a few hundred rounds.
+        for round in 0..1500 {
+            let run = new_run(&store).await;
+            let single_use = round % 2 == 0;
+            let hook = hook(run, 1, &format!("tok-race-{round}"), single_use);
+            store.create_hook(&hook, NOW).await.unwrap();
+            let call = request(&store, json!(round)).await;
+            let (delivering, closing) = (store.clone(), store.clone());
+            let token = hook.token.clone();
+            let deliver = tokio::spawn(async move { delivering.deliver(&hook, &call, false, NOW, &|| {}).await });
+            let close = tokio::spawn(async move {
+                closing.close_hook(&token, run, WebhookId(1), NotTakenReason::RunEnded, NOW).await
+            });
+            let (delivered, _) = (deliver.await.unwrap().unwrap(), close.await.unwrap().unwrap());
+            assert!(store.queued(run).await.unwrap().is_empty(), "round {round}: a call is left in a closed webhook");
+            let listed = store.not_taken(run).await.unwrap().len();
+            let accepted = usize::from(matches!(delivered, Delivery::Accepted));
+            assert_eq!(listed, accepted, "round {round}: an accepted call is listed, a refused one is not");
+        }
+    }
+}

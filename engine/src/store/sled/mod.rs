@@ -221,8 +221,9 @@ impl SledStore {
     fn refused_kept(&self, run: RunId) -> Result<usize> {
         let mut count = 0;
         for value in self.not_taken.scan_prefix(run.bytes()).values() {
-            let record: NotTakenRecord = decode(&value?)?;
-            count += usize::from(!record.acknowledged);
+            // One that cannot be read counts as refused: it stops no run's end and no start-up.
+            let refused = decode::<NotTakenRecord>(&value?).map_or(true, |record| !record.acknowledged);
+            count += usize::from(refused);
             if count >= REFUSED_KEPT_PER_RUN {
                 break;
             }
@@ -238,23 +239,25 @@ impl SledStore {
         (arrival, entry): (u64, &InboxEntry),
         reason: NotTakenReason,
         now: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<sled::IVec>> {
         let record = if entry.held {
             if self.refused_kept(run)? >= REFUSED_KEPT_PER_RUN {
-                return Ok(());
+                return Ok(None);
             }
             NotTakenRecord::refused(entry.request.clone(), reason, now)
         } else {
             NotTakenRecord { request: entry.request.clone(), acknowledged: true, reason, at_ms: now }
         };
         // Keyed by the call's own number: every single-use webhook's slot is at arrival 0.
-        let key = keys::not_taken(run, entry.request.arrival().unwrap_or(arrival));
-        self.not_taken.insert(key, encode(&record)?)?;
-        Ok(())
+        let key = sled::IVec::from(keys::not_taken(run, entry.request.arrival().unwrap_or(arrival)));
+        self.not_taken.insert(&key, encode(&record)?)?;
+        Ok(Some(key))
     }
 
     /// Moves every call left on a channel to the run's not-taken list: written there
-    /// first, then taken out of the inbox (if it is still there, unclaimed).
+    /// first, then taken out of the inbox if it is still there, unclaimed. One that went
+    /// meanwhile (claimed by its run, withdrawn by its caller, taken back by a delivery that
+    /// saw the close) is struck off the list again: it was not left behind.
     fn move_to_not_taken(
         &self,
         run: RunId,
@@ -270,9 +273,11 @@ impl SledStore {
                 continue;
             }
             let arrival = keys::arrival(&key).unwrap_or_default();
-            self.note_not_taken(run, (arrival, &entry), reason, now_ms)?;
+            let noted = self.note_not_taken(run, (arrival, &entry), reason, now_ms)?;
             if inbox.compare_and_swap(&key, Some(stored), None::<&[u8]>)?.is_ok() {
                 moved.push(entry);
+            } else if let Some(noted) = noted {
+                self.not_taken.remove(noted)?;
             }
         }
         Ok(moved)
@@ -578,28 +583,36 @@ impl Inbox for SledStore {
         written: &Written<'_>,
     ) -> Result<Delivery> {
         // The caller was checked against `hook`: the token must still be that hook's.
-        let current = self.hook(&hook.token).await?;
+        let token = hook.token.as_str().as_bytes();
+        let looked_at = self.hooks.get(token)?;
+        let current = looked_at.as_deref().map(decode::<HookRecord>).transpose()?;
         let open = current.is_some_and(|c| c.is(hook.run_id, hook.webhook()) && c.takes_calls(now_ms));
         if !open {
             return Ok(Delivery::Gone);
         }
         let channel = Channel::Webhook(hook.webhook());
-        let entry = encode(&Slot::Call(InboxEntry { request: request.clone(), held, taking: false }))?;
-        if hook.single_use {
+        let entry =
+            sled::IVec::from(encode(&Slot::Call(InboxEntry { request: request.clone(), held, taking: false }))?);
+        let key = if hook.single_use {
             // The one slot: of two racing calls (or a call and the close), one wins.
             let slot = keys::call(hook.run_id, &channel, keys::SLOT);
-            if self.inbox.compare_and_swap(slot, None::<&[u8]>, Some(entry))?.is_err() {
+            if self.inbox.compare_and_swap(&slot, None::<&[u8]>, Some(&entry))?.is_err() {
                 return Ok(Delivery::Gone);
             }
+            slot
         } else {
             let arrival = request.arrival().map_or_else(|| self.next_arrival(), Ok)?;
             let key = keys::call(hook.run_id, &channel, arrival);
-            self.inbox.insert(&key, entry.clone())?;
-            // A close that came meanwhile may have missed this call: take it back out.
-            let closed = self.hook(&hook.token).await?.is_none_or(|c| !c.takes_calls(now_ms));
-            if closed && self.inbox.compare_and_swap(&key, Some(entry), None::<&[u8]>)?.is_ok() {
-                return Ok(Delivery::Gone);
-            }
+            self.inbox.insert(&key, &entry)?;
+            key
+        };
+        // A close that came between the look above and the write may have missed this
+        // call: take it back out. If the close got it first, it lists the call as
+        // acknowledged, and so the caller is answered. (A close rewrites the hook record:
+        // the same bytes mean no close came.)
+        let closed = self.hooks.get(token)? != looked_at;
+        if closed && self.inbox.compare_and_swap(&key, Some(entry), None::<&[u8]>)?.is_ok() {
+            return Ok(Delivery::Gone);
         }
         written();
         self.durable().await?;
