@@ -1,6 +1,9 @@
 //! Faults of the store injected with SQL: a write PostgreSQL refuses ends the run that made
 //! it, cleanly. PostgreSQL only: sled has no way to refuse one write from outside.
 
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::start_with;
@@ -42,4 +45,38 @@ async fn a_run_whose_park_fails_half_way_ends_failed_and_leaves_no_timer_behind(
     database.batch_execute("DROP TRIGGER refuse_waiting ON runs").await.expect("the fault is removed");
     let next = latch.start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 200 })).await;
     latch.wait_for(&next, "completed").await;
+}
+
+/// Makes closing webhook `race-a` fail, as a lost connection would fail it.
+const REFUSE_CLOSING_RACE_A: &str = r#"
+CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'injected fault: webhook race-a cannot be closed';
+END $$;
+CREATE TRIGGER refuse_close BEFORE UPDATE ON hooks FOR EACH ROW
+    WHEN (NEW.token = 'race-a' AND position('"state":"closed"' in convert_from(NEW.record, 'UTF8')) > 0)
+    EXECUTE FUNCTION refuse_close();
+"#;
+
+#[tokio::test]
+async fn a_webhook_that_cannot_be_closed_leaves_the_runs_other_webhooks_closed() {
+    let latch = start_with(&[]).await;
+    latch.upload_plugin("wait-patterns").await;
+    let url = latch.flag("--database-url").expect("a PostgreSQL server");
+    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    database.batch_execute(REFUSE_CLOSING_RACE_A).await.expect("the fault is installed");
+
+    let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"], "only_first": true });
+    let id = latch.start_run("wait-patterns", input).await;
+    latch.wait_for(&id, "waiting").await;
+    assert_eq!(latch.resume("race-a", &json!({})).await.0, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !["completed", "failed"].contains(&latch.run(&id).await["status"].as_str().unwrap_or_default()) {
+        assert!(Instant::now() < deadline, "the run never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The run has ended: its other webhook takes no call, though the first one's close failed.
+    let (status, body) = latch.resume("race-b", &json!({})).await;
+    assert!(!status.is_success(), "a call to an ended run's webhook was accepted: {status} {body}");
 }

@@ -172,6 +172,7 @@ struct NamedTargets {
 type Noted<'a> = (&'a str, tokio::sync::Mutex<IdempotencyRecord>);
 
 /// How a call fared against one set of checks (a version's declaration of a trigger).
+#[derive(Clone)]
 enum Admission {
     Admitted(Caller),
     /// Failed where the policy is to ignore, or its condition does not hold.
@@ -544,17 +545,20 @@ impl Executor {
         let mut admitted = Vec::new();
         let mut first_refusal = None;
         let mut ignored = false;
-        let mut by_version: Vec<(String, Caller)> = Vec::new();
+        // Checked once per version (its declaration), however many of its runs wait: a
+        // refused caller costs no more than an admitted one.
+        let mut by_version: Vec<(&str, Admission)> = Vec::new();
         for (run, declared) in &targets.candidates {
             let admission = match by_version.iter().find(|(version, _)| *version == run.version) {
-                Some((_, caller)) => Admission::Admitted(caller.clone()),
-                None => self.admit_named(declared, &presented_query, &incoming, &mut call).await?,
+                Some((_, admission)) => admission.clone(),
+                None => {
+                    let admission = self.admit_named(declared, &presented_query, &incoming, &mut call).await?;
+                    by_version.push((&run.version, admission.clone()));
+                    admission
+                }
             };
             match admission {
-                Admission::Admitted(caller) => {
-                    by_version.push((run.version.clone(), caller.clone()));
-                    admitted.push((run.id, caller));
-                }
+                Admission::Admitted(caller) => admitted.push((run.id, caller)),
                 Admission::Ignored => ignored = true,
                 Admission::Refused(refusal) => {
                     first_refusal.get_or_insert(refusal);

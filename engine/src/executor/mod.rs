@@ -24,8 +24,8 @@ use crate::ids::{BadName, ModuleName, RunId, TriggerName};
 use crate::json::JsonError;
 use crate::runtime::{Outcome, Runtime, RuntimeError, Shared, Wait};
 use crate::store::records::{
-    Event, Failure, Method, ModuleRecord, ModuleVersion, NotTakenReason, RequestRecord, RunRecord, RunStatus,
-    WaitTarget, Waiting,
+    Event, Failure, InboxEntry, Method, ModuleRecord, ModuleVersion, NotTakenReason, RequestRecord, RunRecord,
+    RunStatus, WaitTarget, Waiting,
 };
 use crate::store::{Inbox, Registry, RunLog, StoreError, event_record};
 
@@ -406,14 +406,24 @@ impl Executor {
     async fn refuse_leftovers(&self, run: RunId) -> Result<(), StoreError> {
         let store = &self.shared.store;
         let now = self.now_ms();
-        let mut left = store.refuse_trigger_calls(run, NotTakenReason::RunEnded, now).await?;
+        // Each is closed whatever became of the others: one left open would take calls
+        // for a run that will never take them.
+        let mut failed = None;
+        let mut left = Vec::new();
+        let mut keep = |closed: Result<Vec<InboxEntry>, StoreError>| match closed {
+            Ok(refused) => left.extend(refused),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        };
+        keep(store.refuse_trigger_calls(run, NotTakenReason::RunEnded, now).await);
         for (token, webhook) in store.webhooks_of(run).await? {
-            left.extend(store.close_hook(&token, run, webhook, NotTakenReason::RunEnded, now).await?);
+            keep(store.close_hook(&token, run, webhook, NotTakenReason::RunEnded, now).await);
         }
         for request in inbound::held(left) {
             self.shared.holds.refused(&request.id, NotTakenReason::RunEnded);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// After a start: repairs the inbox (takes a crash cut short, held calls whose callers

@@ -1030,6 +1030,31 @@ mod tests {
         assert!(Slot::decode(b"{\"mark\": \"other\"}").is_err());
     }
 
+    /// An unreadable not-taken record (a bug or a disk could leave one) stops no close of
+    /// the run's webhooks: it counts as a refused call, and the held call is still listed.
+    #[test]
+    fn an_unreadable_not_taken_record_stops_no_close() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let run = RunId::new();
+        store.not_taken.insert(keys::not_taken(run, 1), b"{\"not a record\": [".as_slice()).expect("written");
+        let request = RequestRecord {
+            id: "rq-2".into(),
+            webhook: "wh-1".into(),
+            method: Method::Post,
+            path: "/hooks/t".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            data: serde_json::json!({}),
+            caller: Caller::Anonymous,
+            received_at_ms: 2,
+        };
+        let held = InboxEntry { request, held: true, taking: false };
+        let noted = store.note_not_taken(run, (2, &held), NotTakenReason::RunEnded, 3).expect("noted");
+        assert!(noted.is_some());
+        assert_eq!(store.refused_kept(run).expect("counted"), 2);
+    }
+
     /// A revoke that finds the name pointing at a key not stored yet (a create between its
     /// two writes) revokes nothing and leaves the name: once the create ends, the key is
     /// revocable by it. Clearing the name there would leave a live key no name reaches.
