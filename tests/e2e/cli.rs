@@ -1,10 +1,12 @@
 //! The operator's CLI: the real `latch` binary's commands against a real server.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
-use serde_json::Value;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_KEY, Latch, plugin, start};
+use crate::harness::{ADMIN_KEY, Latch, plugin, send, start, start_with};
 
 /// Runs `latch ARGS` against the server, with its URL and admin key from the environment.
 fn latch_cli(latch: &Latch, args: &[&str]) -> Output {
@@ -187,4 +189,90 @@ fn every_flag_of_latch_serve_is_in_the_readme() {
     assert!(flags.len() > 20, "the help lists the flags: {help}");
     let missing: Vec<_> = flags.iter().filter(|flag| !["--help"].contains(flag) && !readme.contains(*flag)).collect();
     assert!(missing.is_empty(), "flags of `latch serve` the README does not mention: {missing:?}");
+}
+
+/// A server process, killed when dropped (a failed assertion leaves none behind).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `latch serve` on `data` with no admin key given, and what it printed before it
+/// listened; its stdout is drained until it exits.
+fn serve_without_a_key(data: &std::path::Path, backend: &[String]) -> (Server, String, Vec<String>) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(backend)
+        .env_remove("LATCH_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("latch starts");
+    let stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let server = Server(server);
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|line| drop(lines.send(line))));
+    let mut before = Vec::new();
+    loop {
+        let line = printed.recv_timeout(std::time::Duration::from_secs(60)).expect("latch prints its address");
+        if let Some(rest) = line.strip_prefix("latch listening on ") {
+            let address = rest.split_whitespace().next().expect("an address").to_string();
+            return (server, format!("http://{address}"), before);
+        }
+        before.push(line);
+    }
+}
+
+/// On its first start the server prints an admin key once: the key opens the admin API,
+/// and a restart prints none and keeps it.
+#[tokio::test]
+async fn the_first_start_prints_an_admin_key_once() {
+    let data = tempfile::tempdir().expect("a data dir");
+    let backend = crate::harness::backend_args().await;
+    let (first, base, printed) = serve_without_a_key(data.path(), &backend);
+    let keys: Vec<&str> =
+        printed.iter().filter_map(|line| line.strip_prefix("admin key (shown once, store it now): ")).collect();
+    assert_eq!(keys.len(), 1, "one admin key is printed: {printed:?}");
+    let key = keys[0].to_string();
+    let http = latch_testkit::http_client();
+    let modules = |base: &str, key: &str| http.get(format!("{base}/v1/modules")).bearer_auth(key).send();
+    assert_eq!(modules(&base, &key).await.expect("answered").status(), StatusCode::OK);
+    assert_eq!(modules(&base, "not-the-key").await.expect("answered").status(), StatusCode::UNAUTHORIZED);
+    drop(first);
+
+    let (_again, base, printed) = serve_without_a_key(data.path(), &backend);
+    assert!(printed.iter().all(|line| !line.contains("admin key")), "a key is printed again: {printed:?}");
+    assert_eq!(modules(&base, &key).await.expect("answered").status(), StatusCode::OK, "the key is kept");
+}
+
+/// `--public-url` is the base of the URLs runs hand out; calls to their paths reach them.
+#[tokio::test]
+async fn public_url_is_the_base_of_the_urls_handed_out() {
+    let latch = start_with(&["--public-url", "https://flows.example.com"]).await;
+    latch.upload_plugin("order-payment").await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let url = latch.waiting_url(&id).await;
+    assert!(url.starts_with("https://flows.example.com/hooks/"), "{url}");
+    let (status, _) = send(latch.http.post(latch.rebase(&url)).json(&json!({ "paid": 1 }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    latch.wait_for(&id, "completed").await;
+}
+
+/// `--max-module-bytes` bounds an upload: one byte over is `413` and stores nothing.
+#[tokio::test]
+async fn an_upload_past_max_module_bytes_is_413_and_stores_nothing() {
+    let component = plugin("order-payment");
+    let exactly = component.len().to_string();
+    let smaller = (component.len() - 1).to_string();
+    let latch = start_with(&["--max-module-bytes", &smaller]).await;
+    let (status, body) = latch.upload("orders", component.clone()).await;
+    assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"));
+    assert_eq!(latch.get("/v1/modules/orders").await.0, StatusCode::NOT_FOUND, "nothing was stored");
+    let latch = start_with(&["--max-module-bytes", &exactly]).await;
+    assert_eq!(latch.upload("orders", component).await.0, StatusCode::CREATED);
 }
