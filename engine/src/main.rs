@@ -377,3 +377,21 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--retain` takes each unit the README names, and refuses zero, no unit and others.
+    #[test]
+    fn a_retention_is_a_number_and_a_unit() {
+        let day = Duration::from_secs(86_400);
+        for (text, expected) in [("90s", 90), ("15m", 900), ("12h", 43_200), ("30d", 30 * 86_400)] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs(expected)), "{text}");
+        }
+        assert_eq!(parse_duration("1d"), Ok(day));
+        for refused in ["0d", "30", "d", "3w", "-1h", "1.5h", ""] {
+            assert!(parse_duration(refused).is_err(), "{refused} is refused");
+        }
+    }
+}

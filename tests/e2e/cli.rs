@@ -81,7 +81,9 @@ async fn run_wait_prints_the_output_and_fails_with_the_runs_error() {
     let input = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(input.path(), r#"{"amount": 5}"#).expect("written");
     let at_file = format!("@{}", input.path().display());
-    let failed = refused(latch_cli(&latch, &["run", "order-payment", "--input", &at_file, "--wait"]));
+    let output = latch_cli(&latch, &["run", "order-payment", "--input", &at_file, "--wait"]);
+    assert_eq!(output.status.code(), Some(1), "a failed run exits 1");
+    let failed = refused(output);
     assert!(failed.contains("failed: bad-input"), "{failed}");
 
     // A run that completes once called: `--wait` and `events --follow` end with it.
@@ -113,6 +115,28 @@ async fn run_wait_prints_the_output_and_fails_with_the_runs_error() {
     assert!(output.contains("\"paid\""), "{output}");
     let followed = ok(follow.wait_with_output().expect("it ends"));
     assert!(followed.lines().last().is_some_and(|line| line.contains("completed")), "{followed}");
+
+    // A cancelled run: `--wait` exits 1 as well.
+    let waiting = Command::new(binary)
+        .args(["run", "order-payment", "--input", r#"{"order_id":"o-3","amount":1}"#, "--wait"])
+        .env("LATCH_URL", &latch.base)
+        .env("LATCH_ADMIN_KEY", ADMIN_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the CLI runs");
+    let id = loop {
+        let (_, runs) = latch.get("/v1/runs?status=waiting").await;
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    ok(latch_cli(&latch, &["cancel", &id]));
+    let output = waiting.wait_with_output().expect("it ends");
+    assert_eq!(output.status.code(), Some(1), "a cancelled run exits 1");
+    let stderr = refused(output);
+    assert!(stderr.contains("cancelled"), "{stderr}");
 }
 
 #[tokio::test]

@@ -221,9 +221,13 @@ async fn a_node_that_does_not_lead_passes_a_call_on_once_and_bounds_its_body() {
     let own = "UPDATE settings SET value = $1 WHERE key = 'leader-url'";
     cluster.database.execute(own, &[&follower.base]).await.expect("updates");
     let began = Instant::now();
-    let (status, body) = follower.get("/v1/runs").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no-leader")));
+    let answer = follower.http.get(format!("{}/v1/runs", follower.base)).bearer_auth(crate::harness::ADMIN_KEY);
+    let answer = answer.send().await.expect("answered");
     assert!(began.elapsed() < Duration::from_secs(5), "no loop: {:?}", began.elapsed());
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "retry in a second");
+    let body: serde_json::Value = answer.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "no-leader", "{body}");
 
     // A call's body is bounded as the leader bounds it, before it is passed on.
     let url = format!("{}/hooks/some-token", follower.base);

@@ -223,6 +223,25 @@ fn rss_mib(latch: &Latch) -> u64 {
 }
 
 #[tokio::test]
+async fn a_hot_parked_instance_gives_its_slot_up_as_soon_as_another_run_waits() {
+    // One slot, and a hot hold of a minute: without the give-up the second run would wait
+    // that minute.
+    let latch = start_with(&["--max-active-runs", "1", "--hot-hold-ms", "60000"]).await;
+    latch.upload_plugin("order-payment").await;
+    let first = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let first_url = latch.waiting_url(&first).await;
+    let began = Instant::now();
+    let second = latch.start_run("order-payment", json!({ "order_id": "o-2", "amount": 2 })).await;
+    let second_url = latch.waiting_url(&second).await;
+    assert!(began.elapsed() < Duration::from_secs(20), "the slot was held for {:?}", began.elapsed());
+    // Both go on: the first is driven again from its log.
+    for (id, url) in [(&first, &first_url), (&second, &second_url)] {
+        assert_eq!(send(latch.http.post(url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
+        latch.wait_for(id, "completed").await;
+    }
+}
+
+#[tokio::test]
 async fn runs_past_the_active_cap_queue_and_guest_memory_stays_bounded() {
     let latch = start_with(&["--max-active-runs", "2", "--cpu-budget-ms", "1500"]).await;
     latch.upload_plugin("misbehave").await;

@@ -170,7 +170,7 @@ async fn patched_works_the_same_in_python_and_javascript() {
 #[tokio::test]
 async fn an_upgrade_is_refused_clearly_for_an_unknown_version_another_modules_or_a_bad_request() {
     let latch = start().await;
-    upload_version(&latch, 1).await;
+    let own = upload_version(&latch, 1).await;
     latch.upload_plugin("order-payment").await;
     let (_, module) = latch.get("/v1/modules/order-payment").await;
     let other = module["versions"][0]["version"].as_str().expect("a version").to_string();
@@ -179,6 +179,11 @@ async fn an_upgrade_is_refused_clearly_for_an_unknown_version_another_modules_or
     let (status, body) = post(json!({ "to": other, "runs": "all-waiting" })).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "version-of-another-module"), "{body}");
     let (status, body) = post(json!({ "to": "0".repeat(64), "runs": "all-waiting" })).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-version"), "{body}");
+    // A version is named by its id or a start of it of 8 characters or more.
+    let (status, lines) = upgrade(&latch, json!({ "to": &own[..8], "runs": [], "dry_run": true })).await;
+    assert_eq!(status, StatusCode::OK, "{lines:?}");
+    let (status, body) = post(json!({ "to": &own[..7], "runs": [], "dry_run": true })).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "unknown-version"), "{body}");
     let (status, body) = post(json!({ "to": other, "runs": 7 })).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-upgrade-request"), "{body}");
