@@ -80,3 +80,48 @@ async fn a_webhook_that_cannot_be_closed_leaves_the_runs_other_webhooks_closed()
     let (status, body) = latch.resume("race-b", &json!({})).await;
     assert!(!status.is_success(), "a call to an ended run's webhook was accepted: {status} {body}");
 }
+
+/// Makes the first two closes of webhook `race-a` fail, as a passing outage would (a
+/// sequence counts them: it is not rolled back with the failed write).
+const REFUSE_CLOSING_RACE_A_TWICE: &str = r#"
+CREATE SEQUENCE close_attempts;
+CREATE FUNCTION refuse_close_twice() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('close_attempts') <= 2 THEN
+        RAISE EXCEPTION 'injected fault: webhook race-a cannot be closed yet';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_close_twice BEFORE UPDATE ON hooks FOR EACH ROW
+    WHEN (NEW.token = 'race-a' AND position('"state":"closed"' in convert_from(NEW.record, 'UTF8')) > 0)
+    EXECUTE FUNCTION refuse_close_twice();
+"#;
+
+#[tokio::test]
+async fn a_close_that_fails_for_a_while_is_tried_again_until_the_webhook_is_closed() {
+    let latch = start_with(&[]).await;
+    latch.upload_plugin("wait-patterns").await;
+    let url = latch.flag("--database-url").expect("a PostgreSQL server");
+    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    database.batch_execute(REFUSE_CLOSING_RACE_A_TWICE).await.expect("the fault is installed");
+
+    let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"], "only_first": true });
+    let id = latch.start_run("wait-patterns", input).await;
+    latch.wait_for(&id, "waiting").await;
+    assert_eq!(latch.resume("race-b", &json!({})).await.0, StatusCode::ACCEPTED);
+    latch.wait_for(&id, "completed").await;
+    // The webhook the run did not take a call on is closed in the end: no call is accepted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempts: i64 =
+            database.query_one("SELECT last_value FROM close_attempts", &[]).await.expect("read").get(0);
+        if attempts >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the close was not tried again ({attempts} attempts)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = latch.resume("race-a", &json!({})).await;
+    assert!(!status.is_success(), "a call to an ended run's webhook was accepted: {status} {body}");
+}

@@ -121,6 +121,10 @@ pub fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
+/// The pauses before a run's end tries again to close what it left.
+const CLOSE_RETRY_PAUSES: [Duration; 3] =
+    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600)];
+
 pub struct Executor {
     runtime: Runtime,
     shared: Arc<Shared>,
@@ -378,9 +382,7 @@ impl Executor {
         run.updated_at_ms = self.now_ms();
         // Each step is tried whatever became of the others: a run whose log cannot be read
         // still ends.
-        if let Err(e) = self.refuse_leftovers(run.id).await {
-            tracing::error!(run = %run.id, "cannot close what the run left: {e}");
-        }
+        self.close_leftovers(run.id).await;
         if let Err(e) = self.run_state.clear_wait(&run, &wait).await {
             tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
         }
@@ -398,6 +400,25 @@ impl Executor {
                 inbound::held(late).for_each(|request| self.shared.holds.refused(&request.id, NotTakenReason::RunEnded))
             }
             Err(e) => tracing::error!(run = %run.id, "cannot refuse calls that came late: {e}"),
+        }
+    }
+
+    /// Closes what a run left as it ends, trying again after a store failure that may pass
+    /// (a lost connection, a lock timeout): a webhook left open would take calls for a run
+    /// that will never take them, and recovery does not come back to an ended run.
+    async fn close_leftovers(&self, run: RunId) {
+        let mut pauses = CLOSE_RETRY_PAUSES.iter();
+        loop {
+            let failed = match self.refuse_leftovers(run).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            let Some(pause) = matches!(failed, StoreError::Unavailable(_)).then(|| pauses.next()).flatten() else {
+                tracing::error!(run = %run, "cannot close what the run left: {failed}");
+                return;
+            };
+            tracing::warn!(run = %run, "closing what the run left failed, trying again: {failed}");
+            tokio::time::sleep(*pause).await;
         }
     }
 

@@ -38,7 +38,9 @@
 //!   not-taken list and removed from the inbox. Recovery: a run whose log ends is
 //!   finished again at start-up, which repeats every step; a replay closes the webhook
 //!   again; writing a not-taken record twice is harmless. A held caller told its call was
-//!   not taken is right either way: recovery refuses a held call left in an inbox.
+//!   not taken is right either way: recovery refuses a held call left in an inbox. A
+//!   close that fails without a crash is tried again (`Executor::close_leftovers`), and a
+//!   call racing a close looks at the hook record again after its write.
 //! - **An API key**: created by claiming its name (compare-and-swap), then writing the key
 //!   under its digest; revoked in the other order. Recovery: a name whose key is gone is
 //!   free again.
