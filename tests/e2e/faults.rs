@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::start_with;
+use crate::harness::{send, start_with};
 
 /// Makes every write that shows a run waiting fail, as a full disk or a lost connection
 /// would fail it half-way through a park (its timer is written just before).
@@ -124,4 +124,51 @@ async fn a_close_that_fails_for_a_while_is_tried_again_until_the_webhook_is_clos
     }
     let (status, body) = latch.resume("race-a", &json!({})).await;
     assert!(!status.is_success(), "a call to an ended run's webhook was accepted: {status} {body}");
+}
+
+/// Makes the first withdrawal of a held call fail (its not-taken note cannot be written,
+/// so the whole withdrawal is undone): the call stays in the inbox.
+const REFUSE_ONE_WITHDRAWAL: &str = r#"
+CREATE SEQUENCE withdrawals;
+CREATE FUNCTION refuse_one_withdrawal() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('withdrawals') <= 1 THEN
+        RAISE EXCEPTION 'injected fault: the withdrawal cannot be written';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_one_withdrawal BEFORE INSERT ON not_taken FOR EACH ROW
+    EXECUTE FUNCTION refuse_one_withdrawal();
+"#;
+
+/// A call whose withdrawal failed is still in its run: the caller got a 500, not a 2xx,
+/// and its retry under the same Idempotency-Key is recognised, not delivered again.
+#[tokio::test]
+async fn a_retry_of_a_call_whose_fate_was_unknown_is_not_delivered_twice() {
+    let latch = start_with(&[]).await;
+    latch.upload_plugin("payment-ledger").await;
+    let url = latch.flag("--database-url").expect("a PostgreSQL server");
+    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    database.batch_execute(REFUSE_ONE_WITHDRAWAL).await.expect("the fault is installed");
+
+    // The run answers each call within 300 ms, but is busy for 1.5 s with the first.
+    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 300 })).await;
+    let hook = latch.waiting_url(&id).await;
+    let slow = tokio::spawn(send(latch.http.post(&hook).json(&json!({ "type": "slow", "ms": 1500 }))));
+    crate::exhaustion::listed(&latch, &id, "delivered", 1).await;
+    let call =
+        || latch.http.post(&hook).header("Idempotency-Key", "failed-1").json(&json!({ "type": "payment.failed" }));
+    let (status, body) = send(call()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "the withdrawal failed: {body}");
+    slow.await.expect("the slow caller");
+    // The call stayed in the inbox, and the run takes it once it is free.
+    crate::exhaustion::listed(&latch, &id, "delivered", 2).await;
+    // The sender retries: it is told the call is in the run, and nothing is delivered again.
+    let (status, body) = send(call()).await;
+    assert!(status.is_success(), "the retry of a call in its run: {status} {body}");
+    assert_eq!(send(latch.http.post(&hook).json(&json!({ "type": "payment.succeeded" }))).await.0, StatusCode::OK);
+    let run = latch.wait_for(&id, "completed").await;
+    let ledger = run["output"]["ledger"].as_array().expect("a ledger");
+    assert_eq!(ledger.iter().filter(|e| e["type"] == "payment.failed").count(), 1, "{run}");
 }

@@ -1087,9 +1087,16 @@ impl Executor {
     }
 
     /// After a first call: an accepted message keeps its answer for retries (durably before
-    /// the caller sees it); a refused one is forgotten, so a retry is a new call.
+    /// the caller sees it); a refused one is forgotten, so a retry is a new call; one whose
+    /// fate is unknown stays as it is.
     async fn settle(&self, message: &Option<Message>, outcome: &Result<Answer, ExecError>) {
         let Some(message) = message else { return };
+        // Neither accepted nor refused (taken but not known to be durable, or the store
+        // failed on the way): the note stays, and a retry looks for the call where it would
+        // be (`first_fate`) before it delivers anything.
+        if matches!(outcome, Err(ExecError::Undurable | ExecError::Store(_))) {
+            return;
+        }
         let store = &self.shared.store;
         // Any answer about a delivered call, or a late one: the call is in its run.
         let accepted = matches!(outcome, Ok(_) | Err(ExecError::ResponseTimeout(_) | ExecError::NoAnswer));
