@@ -626,6 +626,22 @@ async fn outbound_calls_follow_no_redirect_and_a_cancellation_ends_one_in_flight
     assert!(began.elapsed() < Duration::from_secs(10), "the call in flight held the run {:?}", began.elapsed());
 }
 
+/// An outbound call that gets no answer ends at `--max-outbound-seconds`, below the 30 s a
+/// call takes by default, as `timeout`.
+#[tokio::test]
+async fn an_outbound_call_past_its_time_is_a_timeout() {
+    let hanging = Vendor::start(Behaviour::Hang).await;
+    let latch = start_with(&["--allow-http", "127.0.0.1:*", "--max-outbound-seconds", "1"]).await;
+    latch.upload_plugin("async-verification").await;
+    let input = json!({ "document_id": "d-1", "vendor_url": hanging.url, "deadline_ms": 60_000 });
+    let began = Instant::now();
+    let id = latch.start_run("async-verification", input).await;
+    // Retried as a step is, then failed.
+    let run = latch.wait_for(&id, "failed").await;
+    assert_eq!(run["error"]["code"], "timeout", "{run}");
+    assert!(began.elapsed() < Duration::from_secs(25), "each attempt ended at 1 s: {:?}", began.elapsed());
+}
+
 /// An outbound answer larger than `--max-outbound-answer-mib` fails the call as `too-large`.
 #[tokio::test]
 async fn an_outbound_answer_past_its_limit_is_refused() {
