@@ -95,13 +95,7 @@ async fn run_wait_prints_the_output_and_fails_with_the_runs_error() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the CLI runs");
-    let id = loop {
-        let (_, runs) = latch.get("/v1/runs?status=waiting").await;
-        if let Some(id) = runs["runs"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let id = waiting_run_id(&latch).await;
     let follow = Command::new(binary)
         .args(["events", &id, "--follow"])
         .env("LATCH_URL", &latch.base)
@@ -125,13 +119,7 @@ async fn run_wait_prints_the_output_and_fails_with_the_runs_error() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the CLI runs");
-    let id = loop {
-        let (_, runs) = latch.get("/v1/runs?status=waiting").await;
-        if let Some(id) = runs["runs"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let id = waiting_run_id(&latch).await;
     ok(latch_cli(&latch, &["cancel", &id]));
     let output = waiting.wait_with_output().expect("it ends");
     assert_eq!(output.status.code(), Some(1), "a cancelled run exits 1");
@@ -213,6 +201,19 @@ fn every_flag_of_latch_serve_is_in_the_readme() {
     assert!(flags.len() > 20, "the help lists the flags: {help}");
     let missing: Vec<_> = flags.iter().filter(|flag| !["--help"].contains(flag) && !readme.contains(*flag)).collect();
     assert!(missing.is_empty(), "flags of `latch serve` the README does not mention: {missing:?}");
+}
+
+/// The id of the one run waiting, once there is one (within 60 s).
+async fn waiting_run_id(latch: &Latch) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, runs) = latch.get("/v1/runs?status=waiting").await;
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no run waits: {runs}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A server process, killed when dropped (a failed assertion leaves none behind).

@@ -152,10 +152,10 @@ async fn a_retry_of_a_call_whose_fate_was_unknown_is_not_delivered_twice() {
     tokio::spawn(connection);
     database.batch_execute(REFUSE_ONE_WITHDRAWAL).await.expect("the fault is installed");
 
-    // The run answers each call within 300 ms, but is busy for 1.5 s with the first.
+    // The run answers each call within 300 ms, but is busy for 4 s with the first.
     let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 300 })).await;
     let hook = latch.waiting_url(&id).await;
-    let slow = tokio::spawn(send(latch.http.post(&hook).json(&json!({ "type": "slow", "ms": 1500 }))));
+    let slow = tokio::spawn(send(latch.http.post(&hook).json(&json!({ "type": "slow", "ms": 4000 }))));
     crate::exhaustion::listed(&latch, &id, "delivered", 1).await;
     let call =
         || latch.http.post(&hook).header("Idempotency-Key", "failed-1").json(&json!({ "type": "payment.failed" }));

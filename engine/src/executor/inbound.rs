@@ -753,8 +753,10 @@ impl Executor {
                     let handed = self.hand_to_trigger(run_id, name, call, caller, deadline, noted).await;
                     match self.unclaim_unless_taken(module, name, run_id, handed).await? {
                         Ok(()) => return Ok(vec![run_id]),
-                        // It ended (or closed) before taking it: the next one may.
+                        // It ended (or closed) before taking it, or filled up since the look
+                        // at its room: the next one may.
                         Err(ExecError::NotTaken(reason)) if reason != NotTakenReason::TimedOut => continue,
+                        Err(ExecError::InboxFull(_)) => continue,
                         Err(e) => return Err(e),
                     }
                 }
@@ -827,8 +829,11 @@ impl Executor {
             record.deliveries.push((run_id.to_string(), request.id.clone()));
             self.shared.store.put_message(key, &record).await?;
         }
-        self.shared.store.deliver_to_trigger(run_id, name, &request).await?;
+        let delivered = self.shared.store.deliver_to_trigger(run_id, name, &request).await;
+        // Woken whatever the write's fate: a call written but not confirmed durable may be
+        // in the inbox, and the run must see it (as on the webhook path).
         self.wake(run_id);
+        delivered?;
         let channel = Channel::Trigger(name.clone());
         self.until_taken(&mut hold, run_id, &channel, &request, deadline).await
     }

@@ -438,8 +438,14 @@ impl Executor {
             }
         };
         keep(store.refuse_trigger_calls(run, NotTakenReason::RunEnded, now).await);
-        for (token, webhook) in store.webhooks_of(run).await? {
-            keep(store.close_hook(&token, run, webhook, NotTakenReason::RunEnded, now).await);
+        match store.webhooks_of(run).await {
+            Ok(webhooks) => {
+                for (token, webhook) in webhooks {
+                    keep(store.close_hook(&token, run, webhook, NotTakenReason::RunEnded, now).await);
+                }
+            }
+            // The callers refused above are still told.
+            Err(e) => keep(Err(e)),
         }
         for request in inbound::held(left) {
             self.shared.holds.refused(&request.id, NotTakenReason::RunEnded);

@@ -239,7 +239,7 @@ impl SledStore {
         (arrival, entry): (u64, &InboxEntry),
         reason: NotTakenReason,
         now: u64,
-    ) -> Result<Option<sled::IVec>> {
+    ) -> Result<Option<(sled::IVec, Vec<u8>)>> {
         let record = if entry.held {
             if self.refused_kept(run)? >= REFUSED_KEPT_PER_RUN {
                 return Ok(None);
@@ -250,8 +250,9 @@ impl SledStore {
         };
         // Keyed by the call's own number: every single-use webhook's slot is at arrival 0.
         let key = sled::IVec::from(keys::not_taken(run, entry.request.arrival().unwrap_or(arrival)));
-        self.not_taken.insert(&key, encode(&record)?)?;
-        Ok(Some(key))
+        let written = encode(&record)?;
+        self.not_taken.insert(&key, written.as_slice())?;
+        Ok(Some((key, written)))
     }
 
     /// Moves every call left on a channel to the run's not-taken list: written there
@@ -276,8 +277,9 @@ impl SledStore {
             let noted = self.note_not_taken(run, (arrival, &entry), reason, now_ms)?;
             if inbox.compare_and_swap(&key, Some(stored), None::<&[u8]>)?.is_ok() {
                 moved.push(entry);
-            } else if let Some(noted) = noted {
-                self.not_taken.remove(noted)?;
+            } else if let Some((key, written)) = noted {
+                // Only this note: a withdrawal may have noted the call since, under its key.
+                let _ = self.not_taken.compare_and_swap(key, Some(written), None::<&[u8]>)?;
             }
         }
         Ok(moved)
@@ -1030,10 +1032,11 @@ mod tests {
         assert!(Slot::decode(b"{\"mark\": \"other\"}").is_err());
     }
 
-    /// An unreadable not-taken record (a bug or a disk could leave one) stops no close of
-    /// the run's webhooks: it counts as a refused call, and the held call is still listed.
+    /// An unreadable not-taken record (a bug or a disk could leave one) fails no note that
+    /// a close, a withdrawal or start-up writes: it counts as a refused call, and the held
+    /// call is still listed.
     #[test]
-    fn an_unreadable_not_taken_record_stops_no_close() {
+    fn an_unreadable_not_taken_record_counts_as_refused_and_fails_no_note() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
         let run = RunId::new();
