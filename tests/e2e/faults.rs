@@ -1,12 +1,33 @@
-//! Faults of the store injected with SQL: a write PostgreSQL refuses ends the run that made
-//! it, cleanly. PostgreSQL only: sled has no way to refuse one write from outside.
+//! Faults of the store injected with SQL: a write PostgreSQL refuses hurts only the run or
+//! the call that made it, and loses or repeats nothing acknowledged. PostgreSQL only: sled
+//! has no way to refuse one write from outside.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{send, start_with};
+use crate::harness::{Latch, send, start_with};
+
+/// A fresh server with `plugin` uploaded and the fault `sql` installed in its database;
+/// a session of its own on that database, to look at it.
+async fn with_fault(args: &[&str], plugin: &str, sql: &str) -> (Latch, tokio_postgres::Client) {
+    let latch = start_with(args).await;
+    latch.upload_plugin(plugin).await;
+    let url = latch.flag("--database-url").expect("a PostgreSQL server");
+    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    database.batch_execute(sql).await.expect("the fault is installed");
+    (latch, database)
+}
+
+/// A run waiting on webhooks `race-a` and `race-b`, which ends after the first call.
+async fn racing_run(latch: &Latch) -> String {
+    let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"], "only_first": true });
+    let id = latch.start_run("wait-patterns", input).await;
+    latch.wait_for(&id, "waiting").await;
+    id
+}
 
 /// Makes every write that shows a run waiting fail, as a full disk or a lost connection
 /// would fail it half-way through a park (its timer is written just before).
@@ -23,12 +44,7 @@ CREATE TRIGGER refuse_waiting BEFORE INSERT OR UPDATE ON runs FOR EACH ROW EXECU
 
 #[tokio::test]
 async fn a_run_whose_park_fails_half_way_ends_failed_and_leaves_no_timer_behind() {
-    let latch = start_with(&["--hot-hold-ms", "0"]).await;
-    latch.upload_plugin("wait-patterns").await;
-    let url = latch.flag("--database-url").expect("a PostgreSQL server");
-    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
-    tokio::spawn(connection);
-    database.batch_execute(REFUSE_WAITING_RUNS).await.expect("the fault is installed");
+    let (latch, database) = with_fault(&["--hot-hold-ms", "0"], "wait-patterns", REFUSE_WAITING_RUNS).await;
 
     let id = latch.start_run("wait-patterns", json!({ "pattern": "sleep", "ms": 3_600_000 })).await;
     let run = latch.wait_for(&id, "failed").await;
@@ -60,16 +76,9 @@ CREATE TRIGGER refuse_close BEFORE UPDATE ON hooks FOR EACH ROW
 
 #[tokio::test]
 async fn a_webhook_that_cannot_be_closed_leaves_the_runs_other_webhooks_closed() {
-    let latch = start_with(&[]).await;
-    latch.upload_plugin("wait-patterns").await;
-    let url = latch.flag("--database-url").expect("a PostgreSQL server");
-    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
-    tokio::spawn(connection);
-    database.batch_execute(REFUSE_CLOSING_RACE_A).await.expect("the fault is installed");
+    let (latch, _) = with_fault(&[], "wait-patterns", REFUSE_CLOSING_RACE_A).await;
 
-    let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"], "only_first": true });
-    let id = latch.start_run("wait-patterns", input).await;
-    latch.wait_for(&id, "waiting").await;
+    let id = racing_run(&latch).await;
     assert_eq!(latch.resume("race-a", &json!({})).await.0, StatusCode::ACCEPTED);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !["completed", "failed"].contains(&latch.run(&id).await["status"].as_str().unwrap_or_default()) {
@@ -99,16 +108,9 @@ CREATE TRIGGER refuse_close_twice BEFORE UPDATE ON hooks FOR EACH ROW
 
 #[tokio::test]
 async fn a_close_that_fails_for_a_while_is_tried_again_until_the_webhook_is_closed() {
-    let latch = start_with(&[]).await;
-    latch.upload_plugin("wait-patterns").await;
-    let url = latch.flag("--database-url").expect("a PostgreSQL server");
-    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
-    tokio::spawn(connection);
-    database.batch_execute(REFUSE_CLOSING_RACE_A_TWICE).await.expect("the fault is installed");
+    let (latch, database) = with_fault(&[], "wait-patterns", REFUSE_CLOSING_RACE_A_TWICE).await;
 
-    let input = json!({ "pattern": "first-of-two", "tokens": ["race-a", "race-b"], "only_first": true });
-    let id = latch.start_run("wait-patterns", input).await;
-    latch.wait_for(&id, "waiting").await;
+    let id = racing_run(&latch).await;
     assert_eq!(latch.resume("race-b", &json!({})).await.0, StatusCode::ACCEPTED);
     latch.wait_for(&id, "completed").await;
     // The webhook the run did not take a call on is closed in the end: no call is accepted.
@@ -145,12 +147,7 @@ CREATE TRIGGER refuse_one_withdrawal BEFORE INSERT ON not_taken FOR EACH ROW
 /// and its retry under the same Idempotency-Key is recognised, not delivered again.
 #[tokio::test]
 async fn a_retry_of_a_call_whose_fate_was_unknown_is_not_delivered_twice() {
-    let latch = start_with(&[]).await;
-    latch.upload_plugin("payment-ledger").await;
-    let url = latch.flag("--database-url").expect("a PostgreSQL server");
-    let (database, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connects");
-    tokio::spawn(connection);
-    database.batch_execute(REFUSE_ONE_WITHDRAWAL).await.expect("the fault is installed");
+    let (latch, _) = with_fault(&[], "payment-ledger", REFUSE_ONE_WITHDRAWAL).await;
 
     // The run answers each call within 300 ms, but is busy for 4 s with the first.
     let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 300 })).await;
