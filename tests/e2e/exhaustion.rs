@@ -307,11 +307,14 @@ async fn past_the_queue_new_runs_and_calls_are_refused_with_429() {
     for id in [&spinning, &queued] {
         assert_eq!(latch.wait_for(id, "failed").await["error"]["code"], "cpu-limit");
     }
-    latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    // New work is taken again. The woken sleeper and the new run hold the one slot and the
+    // one queue place until they end or park (a 429 then is right), so wait for both.
+    let later = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    assert!(latch.wait_for(&sleeper, "completed").await["output"]["slept_ms"].as_u64() >= Some(1000));
+    latch.wait_for(&later, "waiting").await;
     assert_eq!(send(latch.http.post(&order_url).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
     assert_eq!(latch.wait_for(&order, "completed").await["output"]["payment"], json!({ "paid": 1 }));
     assert_eq!(latch.run(&approval).await["status"], "waiting", "the refused named call was not delivered");
-    assert!(latch.wait_for(&sleeper, "completed").await["output"]["slept_ms"].as_u64() >= Some(1000));
     let (status, _) = send(latch.http.post(&named).json(&json!({ "paid": 1 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(latch.wait_for(&approval, "completed").await["output"]["payment"], json!({ "paid": 1 }));
