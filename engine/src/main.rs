@@ -121,7 +121,8 @@ struct ServeArgs {
     /// 86400).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_outbound_seconds: u64,
-    /// Memory all request bodies being read may hold at once, in MiB (past it, 429).
+    /// Memory all calls' bodies may hold at once, as read and as parsed, from their first
+    /// byte until their caller is answered, in MiB (past it, 429).
     #[arg(long, default_value_t = 256)]
     max_body_buffer_mib: usize,
     /// Connections open at once; past it new ones wait in the listen backlog. Kept below
@@ -302,7 +303,7 @@ fn limits(args: &ServeArgs) -> Limits {
         max_module_bytes: args.max_module_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         min_body_rate: args.min_body_rate_kib << 10,
-        body_buffer: Arc::new(tokio::sync::Semaphore::new(args.max_body_buffer_mib << 20)),
+        body_budget: latch::json::BodyBudget::new(args.max_body_buffer_mib << 20),
     }
 }
 

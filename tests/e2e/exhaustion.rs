@@ -543,6 +543,90 @@ async fn queued_bytes_and_held_callers_are_capped() {
     }
 }
 
+/// A held caller's body counts against the budget for bodies, as parsed (a list of zeros
+/// takes 16 times its text) and until the caller is answered: callers past it get 429, and
+/// the server's memory stays near the budget however many come.
+#[tokio::test]
+async fn held_callers_bodies_count_against_the_budget_as_parsed_until_answered() {
+    let args = ["--max-body-buffer-mib", "64", "--max-body-bytes", "8000000", "--take-timeout-ms", "60000"];
+    let latch = start_with(&args).await;
+    let (id, url, _slow) = ledger_busy(&latch, 8000).await;
+    let base = rss_mib(&latch);
+    // 500 kB of text, about 8.5 MiB parsed: 7 fit in 64 MiB.
+    let body = format!(r#"{{"type":"payment.created","zeros":[{}0]}}"#, "0,".repeat(250_000));
+    let callers: Vec<_> = (0..30)
+        .map(|_| {
+            let request = latch.http.post(&url).header("content-type", "application/json").body(body.clone());
+            tokio::spawn(send(request))
+        })
+        .collect();
+    let mut peak = 0;
+    while callers.iter().any(|c| !c.is_finished()) {
+        peak = peak.max(rss_mib(&latch));
+        let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+        let queued = listed["requests"].as_array().map_or(0, |r| r.iter().filter(|r| r["state"] == "queued").count());
+        assert!(queued <= 7, "{queued} held callers' bodies kept past the budget");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut taken, mut refused) = (0, 0);
+    for caller in callers {
+        match caller.await.expect("caller") {
+            (StatusCode::OK, _) => taken += 1,
+            (status, body) => {
+                assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "overloaded"), "{body}");
+                refused += 1;
+            }
+        }
+    }
+    assert!((1..=7).contains(&taken), "{taken} taken, {refused} refused");
+    assert!(peak < base + 256, "peak RSS {peak} MiB over {base} MiB with the callers held");
+    // The budget is given back: a call of the same size is taken again.
+    let request = latch.http.post(&url).header("content-type", "application/json").body(body);
+    assert_eq!(send(request).await.0, StatusCode::OK);
+    // A body that alone would take more than the whole budget (4.4 MB of text, over 64 MiB
+    // parsed) never fits: a 413, not a 429 to retry.
+    let huge = format!(r#"{{"type":"payment.created","zeros":[{}0]}}"#, "0,".repeat(2_200_000));
+    let (status, answer) = send(latch.http.post(&url).header("content-type", "application/json").body(huge)).await;
+    assert_eq!((status, error_code(&answer)), (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"), "{answer}");
+}
+
+/// A call to `all` the runs at a trigger is one value in memory, however many runs it is
+/// handed to (each run's record of it shares it).
+#[tokio::test]
+async fn a_call_to_all_runs_is_held_once_not_once_a_run() {
+    let args = ["--max-active-runs", "1", "--cpu-budget-ms", "6000", "--take-timeout-ms", "3000"];
+    let latch = start_with(&args).await;
+    latch.upload_plugin("order-approval").await;
+    latch.upload_plugin("misbehave").await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await);
+    }
+    for id in &ids {
+        latch.wait_for(id, "waiting").await;
+    }
+    // The one slot is busy: the call is handed to all 40 runs, and its caller held.
+    let spinning = latch.start_run("misbehave", json!({ "do": "spin" })).await;
+    latch.wait_for(&spinning, "running").await;
+    let base = rss_mib(&latch);
+    // 500 kB of text, about 8.5 MiB parsed: 40 copies would be 340 MiB.
+    let body = format!(r#"{{"zeros":[{}0]}}"#, "0,".repeat(250_000));
+    let url = format!("{}/t/order-approval/payment-confirmed?execution=all", latch.base);
+    let call = tokio::spawn(send(latch.http.post(&url).header("content-type", "application/json").body(body)));
+    let mut peak = 0;
+    while !call.is_finished() {
+        peak = peak.max(rss_mib(&latch));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, answer) = call.await.expect("caller");
+    assert_eq!((status, error_code(&answer)), (StatusCode::SERVICE_UNAVAILABLE, "not-taken"), "{answer}");
+    assert!(peak < base + 150, "peak RSS {peak} MiB over {base} MiB while the call was held for 40 runs");
+    // Withdrawn from every run: they all wait still, and take the next call.
+    latch.wait_for(&spinning, "failed").await;
+    let (status, answer) = send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await;
+    assert_eq!((status, answer["resumed"].clone()), (StatusCode::OK, json!(40)), "{answer}");
+}
+
 #[tokio::test]
 async fn a_guest_sleeping_in_wasi_poll_obeys_its_cpu_budget_and_cancellation() {
     let latch = start_with(&["--cpu-budget-ms", "1000"]).await;

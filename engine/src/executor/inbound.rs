@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::{ExecError, Executor};
 use crate::auth::callers::{self, Presented, Refusal};
 use crate::ids::{ModuleName, RunId, Token, TriggerName};
+use crate::json::Charge;
 use crate::rules::{self, CallView};
 use crate::runtime::holds::{CallState, Hold};
 use crate::store::records::{
@@ -55,6 +56,8 @@ pub struct Incoming {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// What the body holds against the server's budget for bodies, until the call is answered.
+    pub charge: Charge,
 }
 
 /// What a caller is sent. `request_id` marks an answer about a delivered request.
@@ -119,17 +122,28 @@ struct Call {
     path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
-    data: Value,
+    /// Shared by every request record made of it: a call to many runs is one value.
+    data: Arc<Value>,
     caller: Caller,
     message_id: Option<String>,
+    /// Its body as read and as parsed, held against the budget while the call is handled.
+    _memory: Charge,
 }
 
-/// A GET's (or DELETE's) query is its data; a body's JSON otherwise.
-fn call_data(method: Method, query: &[(String, String)], body: &[u8]) -> Result<Value, ExecError> {
-    match method {
-        Method::Get | Method::Delete => Ok(query_object(query)),
-        Method::Post | Method::Put | Method::Patch => Ok(crate::json::parse_body(body)?),
-    }
+/// A GET's (or DELETE's) query is its data; a body's JSON otherwise. What it takes in memory
+/// is added to `charge`.
+fn call_data(
+    method: Method,
+    query: &[(String, String)],
+    body: &[u8],
+    charge: &mut Charge,
+) -> Result<Arc<Value>, ExecError> {
+    let data = match method {
+        Method::Get | Method::Delete => query_object(query),
+        Method::Post | Method::Put | Method::Patch => crate::json::parse_body(body)?,
+    };
+    charge.add(crate::json::parsed_bytes(&data))?;
+    Ok(Arc::new(data))
 }
 
 /// A query as an object, `{name: value}`, the last value winning.
@@ -455,6 +469,8 @@ impl Executor {
         if let Some(schema) = &trigger.expects {
             check_schema(schema, &view, "the call does not match what the trigger expects")?;
         }
+        // A copy of the data: not kept while the run starts and its caller is held.
+        drop(view);
         let mut request = self.request(&call, format!("trigger:{}", trigger.name)).await?;
         let run_id = RunId::new();
         let automatic = match &trigger.response {
@@ -483,7 +499,7 @@ impl Executor {
         automatic: Option<HttpResponse>,
     ) -> Result<Answer, ExecError> {
         let request_id = request.id.clone();
-        let input = request.data.clone();
+        let input = Value::clone(&request.data);
         if let Some(response) = automatic {
             self.start_run_as(module, run_id, input, request).await?;
             return Ok(Answer::for_request(response, &request_id));
@@ -530,7 +546,8 @@ impl Executor {
         let mut query = std::mem::take(&mut incoming.query);
         let presented_query = query.clone();
         query.retain(|(k, _)| k != callers::KEY_PARAM);
-        let data = call_data(incoming.method, &query, &incoming.body)?;
+        let mut memory = incoming.charge.take();
+        let data = call_data(incoming.method, &query, &incoming.body, &mut memory)?;
         let mut headers = incoming.headers.clone();
         callers::redact_credentials(&mut headers);
         let mut call = Call {
@@ -541,6 +558,7 @@ impl Executor {
             data,
             caller: Caller::Anonymous,
             message_id: None,
+            _memory: memory,
         };
         let mut admitted = Vec::new();
         let mut first_refusal = None;
@@ -878,7 +896,8 @@ impl Executor {
     /// Turns an admitted caller's call into what its checks and its run see: credentials
     /// redacted, data parsed.
     fn admitted_call(&self, incoming: Incoming, caller: Caller, message_id: Option<String>) -> Result<Call, ExecError> {
-        let data = call_data(incoming.method, &incoming.query, &incoming.body)?;
+        let mut memory = incoming.charge;
+        let data = call_data(incoming.method, &incoming.query, &incoming.body, &mut memory)?;
         let mut headers = incoming.headers;
         callers::redact_credentials(&mut headers);
         Ok(Call {
@@ -889,6 +908,7 @@ impl Executor {
             data,
             caller,
             message_id,
+            _memory: memory,
         })
     }
 
@@ -1138,7 +1158,7 @@ fn caller_identity(caller: &Caller) -> String {
 fn expected_view(call: &Call) -> Value {
     let headers: Map<String, Value> =
         call.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
-    json!({ "method": call.method.as_str(), "headers": headers, "query": query_object(&call.query), "body": call.data })
+    json!({ "method": call.method.as_str(), "headers": headers, "query": query_object(&call.query), "body": *call.data })
 }
 
 /// An automatic answer with `{{run_id}}`, `{{request_id}}` and `{{module}}` filled in.

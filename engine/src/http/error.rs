@@ -183,11 +183,17 @@ impl From<Refusal> for ApiError {
 
 impl From<JsonError> for ApiError {
     fn from(e: JsonError) -> ApiError {
-        let code = match e {
-            JsonError::Invalid(_) => "bad-json",
-            JsonError::TooDeep => "too-deep",
-        };
-        ApiError::bad_request(code, e.to_string())
+        let message = e.to_string();
+        match e {
+            JsonError::Invalid(_) => ApiError::bad_request("bad-json", message),
+            JsonError::TooDeep => ApiError::bad_request("too-deep", message),
+            JsonError::BudgetFull => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message);
+                error.retry_after = Some(1);
+                error
+            }
+            JsonError::OverBudget(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", message),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{any, post};
 
-use super::{ApiError, AppState, read_body};
+use super::{ApiError, AppState, read_charged_body};
 use crate::executor::{Answer, Execution, Incoming};
 use crate::store::records::Method;
 
@@ -144,12 +144,14 @@ async fn incoming(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Incoming, ApiError> {
+    let (body, charge) = read_charged_body(body, app.limits.body()).await?;
     Ok(Incoming {
         method,
         path: uri.path().to_string(),
         query: form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect(),
         headers: header_pairs(headers),
-        body: read_body(body, app.limits.body()).await?,
+        body,
+        charge,
     })
 }
 

@@ -21,6 +21,7 @@ pub use error::ApiError;
 pub use forward::Dispatch;
 
 use crate::executor::Executor;
+use crate::json::{BodyBudget, Charge};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -33,8 +34,8 @@ pub struct Limits {
     /// After the body timeout, a body must arrive at least this fast on average (bytes a
     /// second): a stalled body and a trickle both end in a 408.
     pub min_body_rate: u64,
-    /// The bytes all bodies being read may hold at once.
-    pub body_buffer: Arc<tokio::sync::Semaphore>,
+    /// The bytes all calls' bodies may hold at once, as read and as parsed.
+    pub body_budget: BodyBudget,
 }
 
 /// What bounds a body being read: its size, its time, and the server's buffer for bodies.
@@ -42,18 +43,18 @@ struct BodyBounds<'a> {
     limit: usize,
     timeout: std::time::Duration,
     min_rate: u64,
-    buffer: &'a tokio::sync::Semaphore,
+    budget: &'a BodyBudget,
 }
 
 impl Limits {
     fn body(&self) -> BodyBounds<'_> {
-        let (timeout, min_rate, buffer) = (self.body_timeout, self.min_body_rate, &self.body_buffer);
-        BodyBounds { limit: self.max_body_bytes, timeout, min_rate, buffer }
+        let (timeout, min_rate, budget) = (self.body_timeout, self.min_body_rate, &self.body_budget);
+        BodyBounds { limit: self.max_body_bytes, timeout, min_rate, budget }
     }
 
     fn module(&self) -> BodyBounds<'_> {
-        let (timeout, min_rate, buffer) = (self.body_timeout, self.min_body_rate, &self.body_buffer);
-        BodyBounds { limit: self.max_module_bytes, timeout, min_rate, buffer }
+        let (timeout, min_rate, budget) = (self.body_timeout, self.min_body_rate, &self.body_budget);
+        BodyBounds { limit: self.max_module_bytes, timeout, min_rate, budget }
     }
 }
 
@@ -104,17 +105,23 @@ async fn access_log(
     response
 }
 
+/// Reads a body whose bytes are given back once it is read (see `read_charged_body`).
+async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError> {
+    Ok(read_charged_body(body, bounds).await?.0)
+}
+
 /// Reads a body up to `limit` bytes (a larger one is a 413), within the body timeout plus
 /// what the minimum rate allows for what has arrived (else a 408).
-/// While they are read, bodies hold their bytes against the server's buffer for bodies:
-/// when it is full, a 429 (so that many slow bodies cannot hold the server's memory).
-async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError> {
+/// Bodies hold their bytes against the server's budget for bodies from their first byte,
+/// for as long as the returned charge lives: when it is full, a 429 (so that many slow
+/// bodies, or many held callers, cannot hold the server's memory).
+async fn read_charged_body(body: Body, bounds: BodyBounds<'_>) -> Result<(Bytes, Charge), ApiError> {
     use http_body_util::BodyExt;
-    let BodyBounds { limit, timeout, min_rate, buffer } = bounds;
+    let BodyBounds { limit, timeout, min_rate, budget } = bounds;
     let began = tokio::time::Instant::now();
     let mut body = http_body_util::Limited::new(body, limit);
     let mut read = Vec::new();
-    let mut held = Vec::new();
+    let mut charge = budget.charge();
     loop {
         let allowed = timeout + std::time::Duration::from_millis(read.len() as u64 * 1000 / min_rate);
         let frame = match tokio::time::timeout_at(began + allowed, body.frame()).await {
@@ -125,7 +132,7 @@ async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError
                     "the request body did not arrive in time",
                 ));
             }
-            Ok(None) => return Ok(Bytes::from(read)),
+            Ok(None) => return Ok((Bytes::from(read), charge)),
             Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,19 +146,7 @@ async fn read_body(body: Body, bounds: BodyBounds<'_>) -> Result<Bytes, ApiError
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            match buffer.try_acquire_many(bytes) {
-                Ok(permit) => held.push(permit),
-                Err(_) => {
-                    let mut error = ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "overloaded",
-                        "the server holds too many request bodies being read; retry later",
-                    );
-                    error.retry_after = Some(1);
-                    return Err(error);
-                }
-            }
+            charge.add(data.len())?;
             read.extend_from_slice(&data);
         }
     }

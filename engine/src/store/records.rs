@@ -1,5 +1,7 @@
 //! The plain serde types kept in sled. Nothing here knows keys or trees.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -308,15 +310,54 @@ pub struct RequestRecord {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
-    pub data: Value,
+    /// Shared, not copied, by the records of one call handed to many runs.
+    #[serde(with = "shared_value")]
+    pub data: Arc<Value>,
     pub caller: Caller,
     pub received_at_ms: u64,
+}
+
+/// An `Arc<Value>` stored as its value.
+mod shared_value {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Arc<Value>, serializer: S) -> Result<S::Ok, S::Error> {
+        value.as_ref().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<Value>, D::Error> {
+        Value::deserialize(deserializer).map(Arc::new)
+    }
 }
 
 impl RequestRecord {
     /// The call's arrival number: `rq-N` is the N-th call the store numbered.
     pub fn arrival(&self) -> Option<u64> {
         self.id.strip_prefix("rq-")?.parse().ok()
+    }
+}
+
+/// What identifies a stored request, read without its data, headers or query: all that
+/// a refused call's not-taken record keeps (see `NotTakenRecord::refused`), and a held
+/// call's data can take megabytes once parsed.
+#[derive(Deserialize)]
+pub struct RequestIdentity {
+    id: String,
+    webhook: String,
+    method: Method,
+    path: String,
+    caller: Caller,
+    received_at_ms: u64,
+}
+
+impl RequestIdentity {
+    pub fn into_request(self) -> RequestRecord {
+        let RequestIdentity { id, webhook, method, path, caller, received_at_ms } = self;
+        let (query, headers, data) = Default::default();
+        RequestRecord { id, webhook, method, path, query, headers, data, caller, received_at_ms }
     }
 }
 
@@ -349,7 +390,7 @@ impl InboxEntry {
             path: String::new(),
             query: Vec::new(),
             headers: Vec::new(),
-            data: Value::Null,
+            data: Arc::default(),
             caller: Caller::Anonymous,
             received_at_ms: now_ms,
         };
@@ -400,7 +441,7 @@ impl NotTakenRecord {
     /// Keeps a refused call's identity but not its contents: its caller was told it was
     /// not delivered, and a flood of refused calls must not fill the disk.
     pub fn refused(mut request: RequestRecord, reason: NotTakenReason, at_ms: u64) -> Self {
-        request.data = Value::Null;
+        request.data = Arc::default();
         request.headers.clear();
         request.query.clear();
         NotTakenRecord { request, acknowledged: false, reason, at_ms }

@@ -22,7 +22,7 @@ use super::CommitLatency;
 use super::codec::{decode, encode};
 use super::records::{
     ApiKeyRecord, Event, EventRecord, HookRecord, HookState, IdempotencyRecord, InboxEntry, ModuleRecord,
-    NotTakenReason, NotTakenRecord, RequestRecord, RunRecord, WaitOutcome,
+    NotTakenReason, NotTakenRecord, RequestIdentity, RequestRecord, RunRecord, WaitOutcome,
 };
 use super::{
     Channel, Claimed, Delivery, DueTimers, Inbox, Registry, Result, RunLog, RunPage, RunQuery, StoreError, Timers,
@@ -105,6 +105,19 @@ fn entry_row(row: &tokio_postgres::Row) -> Result<Option<QueuedCall>> {
     let request: Vec<u8> = row.get(5);
     let Some(channel) = channel_of(row.get(0), row.get(1)) else { return Ok(None) };
     let entry = InboxEntry { request: decode(&request)?, held: row.get(3), taking: row.get(4) };
+    Ok(Some(QueuedCall { channel, arrival: row.get::<_, i64>(2) as u64, entry }))
+}
+
+/// A call leaving the inbox refused: a held one is read without its data, which its
+/// not-taken record does not keep (many withdrawals at once would each parse theirs).
+fn refused_entry_row(row: &tokio_postgres::Row) -> Result<Option<QueuedCall>> {
+    if !row.get::<_, bool>(3) {
+        return entry_row(row);
+    }
+    let request: Vec<u8> = row.get(5);
+    let Some(channel) = channel_of(row.get(0), row.get(1)) else { return Ok(None) };
+    let request = decode::<RequestIdentity>(&request)?.into_request();
+    let entry = InboxEntry { request, held: true, taking: row.get(4) };
     Ok(Some(QueuedCall { channel, arrival: row.get::<_, i64>(2) as u64, entry }))
 }
 
@@ -645,7 +658,7 @@ impl Inbox for PgStore {
                 &[&run.bytes().as_slice(), &kind, &name, &request.id],
             )
             .await?;
-        let Some(row) = row.as_ref().map(entry_row).transpose()?.flatten() else { return Ok(false) };
+        let Some(row) = row.as_ref().map(refused_entry_row).transpose()?.flatten() else { return Ok(false) };
         note_not_taken(&tx, run, &row, NotTakenReason::TimedOut, now_ms).await?;
         self.commits.time(tx.commit()).await?;
         Ok(true)

@@ -1010,7 +1010,7 @@ mod tests {
             path: "/hooks/t".into(),
             query: vec![("a".into(), "b".into())],
             headers: vec![("x-mark".into(), "taken".into())],
-            data: serde_json::json!({ "mark": "taken", "held": true, "nested": [{ "taking": true }] }),
+            data: serde_json::json!({ "mark": "taken", "held": true, "nested": [{ "taking": true }] }).into(),
             caller: Caller::ApiKey { name: "ops".into(), roles: vec!["admin".into()] },
             received_at_ms: 42,
         };
@@ -1048,7 +1048,7 @@ mod tests {
             path: "/hooks/t".into(),
             query: Vec::new(),
             headers: Vec::new(),
-            data: serde_json::json!({}),
+            data: serde_json::json!({}).into(),
             caller: Caller::Anonymous,
             received_at_ms: 2,
         };
