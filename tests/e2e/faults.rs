@@ -74,19 +74,34 @@ CREATE TRIGGER refuse_close BEFORE UPDATE ON hooks FOR EACH ROW
     EXECUTE FUNCTION refuse_close();
 "#;
 
+/// While one webhook cannot be closed, the run's others are closed and its end is not
+/// recorded (an ended run has no open webhook); once the fault passes, the close is tried
+/// again and the run ends.
 #[tokio::test]
-async fn a_webhook_that_cannot_be_closed_leaves_the_runs_other_webhooks_closed() {
-    let (latch, _) = with_fault(&[], "wait-patterns", REFUSE_CLOSING_RACE_A).await;
+async fn a_run_whose_webhook_cannot_be_closed_is_not_shown_ended_until_it_is() {
+    let (latch, database) = with_fault(&[], "wait-patterns", REFUSE_CLOSING_RACE_A).await;
 
     let id = racing_run(&latch).await;
     assert_eq!(latch.resume("race-a", &json!({})).await.0, StatusCode::ACCEPTED);
+    // Its other webhook takes no call, though the first one's close failed.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !["completed", "failed"].contains(&latch.run(&id).await["status"].as_str().unwrap_or_default()) {
-        assert!(Instant::now() < deadline, "the run never ended");
+    loop {
+        let (status, _) = latch.resume("race-b", &json!({})).await;
+        if !status.is_success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run's other webhook was never closed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The run has ended: its other webhook takes no call, though the first one's close failed.
-    let (status, body) = latch.resume("race-b", &json!({})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = latch.run(&id).await["status"].clone();
+    assert!(
+        !["completed", "failed"].contains(&status.as_str().unwrap_or_default()),
+        "shown {status} with a webhook open"
+    );
+    database.batch_execute("DROP TRIGGER refuse_close ON hooks").await.expect("the fault is removed");
+    latch.wait_for(&id, "completed").await;
+    let (status, body) = latch.resume("race-a", &json!({})).await;
     assert!(!status.is_success(), "a call to an ended run's webhook was accepted: {status} {body}");
 }
 
@@ -168,4 +183,104 @@ async fn a_retry_of_a_call_whose_fate_was_unknown_is_not_delivered_twice() {
     let run = latch.wait_for(&id, "completed").await;
     let ledger = run["output"]["ledger"].as_array().expect("a ledger");
     assert_eq!(ledger.iter().filter(|e| e["type"] == "payment.failed").count(), 1, "{run}");
+}
+
+/// Makes the first run put back at a named trigger fail to be written.
+const REFUSE_ONE_PUT_BACK: &str = r#"
+CREATE SEQUENCE put_backs;
+CREATE FUNCTION refuse_one_put_back() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('put_backs') <= 1 THEN
+        RAISE EXCEPTION 'injected fault: the run cannot be put back at the trigger';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_one_put_back BEFORE INSERT ON trigger_waiters FOR EACH ROW
+    EXECUTE FUNCTION refuse_one_put_back();
+"#;
+
+/// A call to all runs that none took in time puts each back at the trigger: one that cannot
+/// be written keeps the others from nothing, and the caller hears what became of the call.
+#[tokio::test]
+async fn a_run_that_cannot_be_put_back_at_a_trigger_keeps_no_other_from_its_place() {
+    let args = ["--max-active-runs", "1", "--cpu-budget-ms", "5000", "--take-timeout-ms", "1500"];
+    let (latch, database) = with_fault(&args, "order-approval", "").await;
+    latch.upload_plugin("misbehave").await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(latch.start_run("order-approval", json!({ "order_id": format!("o-{n}") })).await);
+    }
+    for id in &ids {
+        latch.wait_for(id, "waiting").await;
+    }
+    // The one slot is busy: no run takes the call in time, and each is put back.
+    let spinning = latch.start_run("misbehave", json!({ "do": "spin" })).await;
+    latch.wait_for(&spinning, "running").await;
+    database.batch_execute(REFUSE_ONE_PUT_BACK).await.expect("the fault is installed");
+    let url = format!("{}/t/order-approval/payment-confirmed?execution=all", latch.base);
+    let (status, body) = send(latch.http.post(&url).json(&json!({ "paid": 1 }))).await;
+    assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "not-taken"), "{body}");
+    latch.wait_for(&spinning, "failed").await;
+    // Every run takes a later call (the one not put back waits there again once driven).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut resumed = 0;
+    while resumed < ids.len() {
+        assert!(Instant::now() < deadline, "only {resumed} runs took a later call");
+        let (status, answer) = send(latch.http.post(&url).json(&json!({ "paid": 2 }))).await;
+        if status == StatusCode::OK {
+            resumed += answer["resumed"].as_u64().unwrap_or(0) as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        assert_eq!(latch.wait_for(id, "completed").await["output"]["payment"], json!({ "paid": 2 }));
+    }
+}
+
+/// Makes the first write of a run's log that takes a call fail, as a lost connection would
+/// fail it: the call was claimed from the inbox, and its event is not in the log.
+const REFUSE_ONE_TAKE: &str = r#"
+CREATE SEQUENCE takes;
+CREATE FUNCTION refuse_one_take() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'wait-ended' AND position('"rq-' in convert_from(NEW.record, 'UTF8')) > 0
+        AND nextval('takes') <= 1 THEN
+        RAISE EXCEPTION 'injected fault: the take cannot be written';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_one_take BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_one_take();
+"#;
+
+/// A run whose write of a take fails ends (`storage`), and the call it was taking is
+/// settled with it: a held caller hears at once that its call was not delivered, and an
+/// acknowledged call is listed as not taken. Before, the ledger's take was finished by
+/// the write of its failure, so that the call was gone from everywhere and its caller
+/// waited a minute for a 500; and an acknowledged call stayed `queued` for the ended run
+/// until the next start.
+#[tokio::test]
+async fn a_call_whose_take_could_not_be_written_is_refused_or_listed_as_the_run_ends() {
+    let (latch, _) = with_fault(&["--take-timeout-ms", "60000"], "payment-ledger", REFUSE_ONE_TAKE).await;
+    let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 60_000 })).await;
+    let hook = latch.waiting_url(&id).await;
+    let call = send(latch.http.post(&hook).json(&json!({ "type": "payment.created" })));
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), call).await.expect("answered in time");
+    assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::GONE, "gone"), "{body}");
+    assert_eq!(latch.wait_for(&id, "failed").await["error"]["code"], "storage");
+    assert_eq!(listed_states(&latch, &id).await, vec![("not-taken".to_string(), false)]);
+
+    let (latch, _) = with_fault(&[], "order-payment", REFUSE_ONE_TAKE).await;
+    let id = latch.start_run("order-payment", json!({ "order_id": "o-1", "amount": 1 })).await;
+    let callback = latch.waiting_url(&id).await;
+    assert_eq!(send(latch.http.post(&callback).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
+    assert_eq!(latch.wait_for(&id, "failed").await["error"]["code"], "storage");
+    assert_eq!(listed_states(&latch, &id).await, vec![("not-taken".to_string(), true)], "the acknowledged call");
+}
+
+/// Each call listed for a run: its state, and whether its caller was acknowledged.
+async fn listed_states(latch: &Latch, id: &str) -> Vec<(String, bool)> {
+    let (_, listed) = latch.get(&format!("/v1/runs/{id}/requests")).await;
+    let requests = listed["requests"].as_array().cloned().unwrap_or_default();
+    let state = |r: &serde_json::Value| r["state"].as_str().unwrap_or_default().to_string();
+    requests.iter().map(|r| (state(r), r["acknowledged"].as_bool().unwrap_or(false))).collect()
 }

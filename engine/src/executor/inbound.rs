@@ -795,12 +795,13 @@ impl Executor {
                 let mut timed_out = false;
                 for ((run_id, _), handed) in claimed.into_iter().zip(outcomes) {
                     // Each run's outcome is its own: one that did not take the call does not
-                    // undo those that did.
-                    match self.unclaim_unless_taken(module, name, run_id, handed).await? {
-                        Ok(()) => resumed.push(run_id),
-                        Err(ExecError::NotTaken(NotTakenReason::TimedOut)) => timed_out = true,
-                        Err(ExecError::NotTaken(_)) => {}
-                        Err(e) => tracing::warn!(run = %run_id, "a call to all runs did not reach this one: {e}"),
+                    // undo those that did, nor keep the next from its place back in the queue.
+                    match self.unclaim_unless_taken(module, name, run_id, handed).await {
+                        Ok(Ok(())) => resumed.push(run_id),
+                        Ok(Err(ExecError::NotTaken(NotTakenReason::TimedOut))) => timed_out = true,
+                        Ok(Err(ExecError::NotTaken(_))) => {}
+                        Ok(Err(e)) => tracing::warn!(run = %run_id, "a call to all runs did not reach this one: {e}"),
+                        Err(e) => tracing::error!(run = %run_id, "cannot put the run back at the trigger: {e}"),
                     }
                 }
                 match (resumed.is_empty(), timed_out) {

@@ -121,9 +121,9 @@ pub fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
-/// The pauses before a run's end tries again to close what it left.
-const CLOSE_RETRY_PAUSES: [Duration; 3] =
-    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600)];
+/// The pauses before a run's end tries again to close what it left; the last one repeats.
+const CLOSE_RETRY_PAUSES: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600), Duration::from_secs(5)];
 
 pub struct Executor {
     runtime: Runtime,
@@ -380,9 +380,10 @@ impl Executor {
         // The record is the one the run's waits wrote last: what it still waits on goes.
         let wait = Wait { on: std::mem::take(&mut run.waiting_on), wake_at_ms: run.wake_at_ms.take() };
         run.updated_at_ms = self.now_ms();
-        // Each step is tried whatever became of the others: a run whose log cannot be read
-        // still ends.
+        // Its webhooks close before its end is recorded: an ended run has none open (a crash
+        // in between is repaired by recovery, which comes here again).
         self.close_leftovers(run.id).await;
+        // Each later step is tried whatever became of the others.
         if let Err(e) = self.run_state.clear_wait(&run, &wait).await {
             tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
         }
@@ -403,22 +404,27 @@ impl Executor {
         }
     }
 
-    /// Closes what a run left as it ends, trying again after a store failure that may pass
-    /// (a lost connection, a lock timeout): a webhook left open would take calls for a run
-    /// that will never take them, and recovery does not come back to an ended run.
+    /// Closes what a run left as it ends, trying again for as long as the store fails in a
+    /// way that may pass (a lost connection, a lock timeout): a webhook left open would
+    /// take calls for a run that will never take them, and recovery does not come back to
+    /// an ended run. Meanwhile the run is not shown ended, and its driver stays: a call
+    /// that wakes it starts no other.
     async fn close_leftovers(&self, run: RunId) {
-        let mut pauses = CLOSE_RETRY_PAUSES.iter();
+        let mut attempt = 0;
         loop {
             let failed = match self.refuse_leftovers(run).await {
                 Ok(()) => return,
                 Err(e) => e,
             };
-            let Some(pause) = matches!(failed, StoreError::Unavailable(_)).then(|| pauses.next()).flatten() else {
+            // A record that cannot be read cannot take calls either: nothing to wait for.
+            if !matches!(failed, StoreError::Unavailable(_)) {
                 tracing::error!(run = %run, "cannot close what the run left: {failed}");
                 return;
-            };
-            tracing::warn!(run = %run, "closing what the run left failed, trying again: {failed}");
-            tokio::time::sleep(*pause).await;
+            }
+            let pause = CLOSE_RETRY_PAUSES[attempt.min(CLOSE_RETRY_PAUSES.len() - 1)];
+            attempt += 1;
+            tracing::warn!(run = %run, attempt, "closing what the run left failed, trying again: {failed}");
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -430,6 +436,11 @@ impl Executor {
         // Each is closed whatever became of the others: one left open would take calls
         // for a run that will never take them.
         let mut failed = None;
+        // A take its last commit left unfinished is settled first: its call, if not in the
+        // log, is closed with the rest.
+        if let Err(e) = store.settle_takes(run).await {
+            failed.get_or_insert(e);
+        }
         let mut left = Vec::new();
         let mut keep = |closed: Result<Vec<InboxEntry>, StoreError>| match closed {
             Ok(refused) => left.extend(refused),

@@ -263,8 +263,13 @@ impl HostState {
     /// whose events are now written and tells their held callers.
     async fn commit(&mut self) -> Result<(), HostFault> {
         let events = self.journal.take_outbox();
-        if !events.is_empty() {
-            self.shared.store.append(self.run.id, &events).await?;
+        if !events.is_empty()
+            && let Err(e) = self.shared.store.append(self.run.id, &events).await
+        {
+            // The events that took these calls may not be in the log: a later commit (the
+            // run's failure) must not finish their takes. They are settled as the run ends.
+            self.claimed.clear();
+            return Err(e.into());
         }
         for claimed in std::mem::take(&mut self.claimed) {
             self.shared.store.taken(self.run.id, &claimed).await?;

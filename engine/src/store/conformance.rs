@@ -211,6 +211,41 @@ async fn a_take_cut_short_before_its_event_goes_back_to_the_inbox_and_after_it_i
     }
 }
 
+/// A run whose commit failed ends with takes unfinished: they are settled as at start-up,
+/// but a held call goes back to the inbox (its caller still waits, and is told by the
+/// close that follows), on a webhook and at a named trigger alike.
+#[tokio::test]
+async fn takes_a_failed_commit_left_are_settled_as_the_run_ends() {
+    for (_dir, store) in backends().await {
+        let run = new_run(&store).await;
+        let hook = hook(run, 1, "tok-settle", false);
+        store.create_hook(&hook, NOW).await.unwrap();
+        let (a, b) = (request(&store, json!("a")).await, request(&store, json!("b")).await);
+        store.deliver(&hook, &a, true, NOW, &|| {}).await.unwrap();
+        store.deliver(&hook, &b, true, NOW, &|| {}).await.unwrap();
+        let name = TriggerName::parse("paid").unwrap();
+        let c = request(&store, json!("c")).await;
+        store.deliver_to_trigger(run, &name, &c).await.unwrap();
+
+        // `a`: its event written, the entry not removed; `b` and `c`: no event.
+        store.claim(run, &webhook(1)).await.unwrap().unwrap();
+        store.append(run, &[taking_event(1, &a)]).await.unwrap();
+        store.claim(run, &webhook(1)).await.unwrap().unwrap();
+        store.claim(run, &Channel::Trigger(name.clone())).await.unwrap().unwrap();
+
+        store.settle_takes(run).await.unwrap();
+        let queued = store.queued(run).await.unwrap();
+        let left: Vec<_> = queued.iter().map(|e| (e.request.id.clone(), e.held, e.taking)).collect();
+        assert_eq!(left, vec![(b.id.clone(), true, false), (c.id.clone(), true, false)], "the call in the log is gone");
+        // Not taking any more: the close refuses them.
+        let refused = store.close_hook(&hook.token, run, WebhookId(1), NotTakenReason::RunEnded, NOW).await.unwrap();
+        assert_eq!(refused.iter().map(|e| e.request.id.clone()).collect::<Vec<_>>(), vec![b.id.clone()]);
+        let refused = store.refuse_trigger_calls(run, NotTakenReason::RunEnded, NOW).await.unwrap();
+        assert_eq!(refused.iter().map(|e| e.request.id.clone()).collect::<Vec<_>>(), vec![c.id.clone()]);
+        assert!(store.queued(run).await.unwrap().is_empty());
+    }
+}
+
 #[tokio::test]
 async fn held_calls_are_refused_at_start_up_and_acknowledged_ones_are_kept() {
     for (_dir, store) in backends().await {

@@ -26,7 +26,9 @@
 //!   event carrying it is appended, durably; (3) the entry is removed (a single-use slot
 //!   keeps a `Taken` mark), staged. Recovery (`repair_inbox`): an entry still `Taking`
 //!   whose request is in the log is finished as (3); one whose request is not goes back to
-//!   `Call`, or, held (its caller is gone), is refused. A replay that meets an entry whose
+//!   `Call`, or, held (its caller is gone), is refused. A run whose commit failed after (1)
+//!   settles its takes the same way as it ends (`settle_takes`), its held callers waiting
+//!   still. A replay that meets an entry whose
 //!   request it delivered already finishes it as (3): a call is never delivered twice.
 //! - **Creating a webhook**: the hook record under its token (a compare-and-swap: a live
 //!   token of another webhook is refused), staged, then the `webhook-created` event in the
@@ -279,6 +281,10 @@ pub trait Inbox: Send + Sync {
     /// At start-up: finishes or undoes interrupted takes (see the module's doc) and refuses
     /// held calls, whose callers are gone. Returns how many calls were refused.
     fn repair_inbox(&self, now_ms: u64) -> impl Future<Output = Result<usize>> + Send;
+    /// As a run ends, with no driver left: the takes its last commit left unfinished (that
+    /// commit failed) are finished if their call is in the log, and their calls queued
+    /// again if not (a close then refuses them, and tells their held callers).
+    fn settle_takes(&self, run: RunId) -> impl Future<Output = Result<()>> + Send;
     /// Notes that a run waits at a module's named trigger, staged; a note already there
     /// keeps its time.
     fn add_trigger_waiter(

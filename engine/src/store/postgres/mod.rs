@@ -272,6 +272,23 @@ async fn in_log(client: &impl GenericClient, run: RunId, request_id: &str) -> Re
     }))
 }
 
+/// A take cut short: finished if its call is in the run's log, else the call is queued again.
+async fn settle_take(client: &impl GenericClient, run: RunId, call: &QueuedCall) -> Result<()> {
+    let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
+    if in_log(client, run, &call.entry.request.id).await? {
+        return finish_take(client, run, &call.channel, call.arrival, slot).await;
+    }
+    let (kind, name) = channel_key(&call.channel);
+    let (run, arrival) = (run.bytes(), int(call.arrival));
+    client
+        .execute(
+            "UPDATE inbox SET taking = false WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
+            &[&run.as_slice(), &kind, &name, &arrival],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn finish_take(
     client: &impl GenericClient,
     run: RunId,
@@ -713,6 +730,17 @@ impl Inbox for PgStore {
         Ok(refused)
     }
 
+    async fn settle_takes(&self, run: RunId) -> Result<()> {
+        // No lock: only the run's driver, which has stopped, sets or clears `taking`.
+        let client = self.staged().await?;
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND taking AND mark IS NULL");
+        let rows = client.query(&sql, &[&run.bytes().as_slice()]).await?;
+        for call in rows.iter().map(entry_row).filter_map(Result::ok).flatten() {
+            settle_take(&client, run, &call).await?;
+        }
+        Ok(())
+    }
+
     async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -759,22 +787,16 @@ impl Inbox for PgStore {
             if !call.entry.taking && !call.entry.held {
                 continue;
             }
-            let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
-            if call.entry.taking && in_log(&tx, run, &call.entry.request.id).await? {
-                finish_take(&tx, run, &call.channel, call.arrival, slot).await?;
+            if call.entry.taking && (!call.entry.held || in_log(&tx, run, &call.entry.request.id).await?) {
+                settle_take(&tx, run, &call).await?;
+                continue;
+            }
+            if !call.entry.held {
                 continue;
             }
             let (kind, name) = channel_key(&call.channel);
             let (run_bytes, arrival) = (run.bytes(), int(call.arrival));
             let key: [&(dyn ToSql + Sync); 4] = [&run_bytes.as_slice(), &kind, &name, &arrival];
-            if !call.entry.held {
-                tx.execute(
-                    "UPDATE inbox SET taking = false WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4",
-                    &key,
-                )
-                .await?;
-                continue;
-            }
             // Held: its caller is gone with the last process, unanswered.
             note_not_taken(&tx, run, &call, NotTakenReason::Restarted, now_ms).await?;
             tx.execute("DELETE FROM inbox WHERE run = $1 AND kind = $2 AND channel = $3 AND arrival = $4", &key)

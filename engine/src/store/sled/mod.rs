@@ -322,11 +322,7 @@ impl SledStore {
         for item in tree.iter() {
             let (key, value) = item?;
             let Some(run) = keys::run_of(&key) else { continue };
-            let channel = match webhooks {
-                true => keys::webhook_of(&key).map(Channel::Webhook),
-                false => keys::trigger_of(&key).map(Channel::Trigger),
-            };
-            let Some(channel) = channel else { continue };
+            let Some(channel) = channel_at(&key, webhooks) else { continue };
             let arrival = keys::arrival(&key).unwrap_or_default();
             let entry = match Slot::decode(&value) {
                 Ok(Slot::Call(entry)) => entry,
@@ -345,15 +341,11 @@ impl SledStore {
                     continue;
                 }
             };
-            if entry.taking && self.in_log(run, &entry.request.id)? {
-                let slot = arrival == keys::SLOT && webhooks;
-                self.finish_take(run, &Claimed { channel, arrival, entry, slot })?;
+            if entry.taking && (!entry.held || self.in_log(run, &entry.request.id)?) {
+                self.settle_take(tree, webhooks, &key, run, entry)?;
                 continue;
             }
             if !entry.held {
-                if entry.taking {
-                    tree.insert(&key, encode(&Slot::Call(InboxEntry { taking: false, ..entry }))?)?;
-                }
                 continue;
             }
             // Held: its caller is gone with the last process, unanswered. The sender's
@@ -363,6 +355,18 @@ impl SledStore {
             refused += 1;
         }
         Ok(refused)
+    }
+
+    /// A take cut short: finished if its call is in the run's log, else the call is queued
+    /// again.
+    fn settle_take(&self, tree: &sled::Tree, webhooks: bool, key: &[u8], run: RunId, entry: InboxEntry) -> Result<()> {
+        let (Some(arrival), Some(channel)) = (keys::arrival(key), channel_at(key, webhooks)) else { return Ok(()) };
+        if self.in_log(run, &entry.request.id)? {
+            let slot = arrival == keys::SLOT && webhooks;
+            return self.finish_take(run, &Claimed { channel, arrival, entry, slot });
+        }
+        tree.insert(key, encode(&Slot::Call(InboxEntry { taking: false, ..entry }))?)?;
+        Ok(())
     }
 
     fn finish_take(&self, run: RunId, claimed: &Claimed) -> Result<()> {
@@ -740,6 +744,19 @@ impl Inbox for SledStore {
         Ok(refused)
     }
 
+    async fn settle_takes(&self, run: RunId) -> Result<()> {
+        for (tree, webhooks) in [(&self.inbox, true), (&self.trigger_inbox, false)] {
+            for item in tree.scan_prefix(run.bytes()) {
+                let (key, value) = item?;
+                let Ok(Slot::Call(entry)) = Slot::decode(&value) else { continue };
+                if entry.taking {
+                    self.settle_take(tree, webhooks, &key, run, entry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {
         self.remove_unstarted_runs()?;
         let refused = self.repair(&self.inbox, true, now_ms)? + self.repair(&self.trigger_inbox, false, now_ms)?;
@@ -773,6 +790,14 @@ impl Inbox for SledStore {
 
     async fn claim_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<bool> {
         Ok(self.trigger_waiters.remove(keys::trigger_waiter(module, name, run))?.is_some())
+    }
+}
+
+/// The channel of an inbox key: of the webhooks' inbox or the named triggers'.
+fn channel_at(key: &[u8], webhooks: bool) -> Option<Channel> {
+    match webhooks {
+        true => keys::webhook_of(key).map(Channel::Webhook),
+        false => keys::trigger_of(key).map(Channel::Trigger),
     }
 }
 
