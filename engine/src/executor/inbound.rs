@@ -41,7 +41,10 @@ pub const MESSAGE_WINDOW: Duration = Duration::from_secs(72 * 3600);
 /// The shortest time every message id is kept, even past the cap below: the signature
 /// schemes' timestamp tolerance, doubled.
 pub const MESSAGE_WINDOW_MIN: Duration = Duration::from_secs(10 * 60);
-/// At most this many message ids are kept; past it the oldest beyond the minimum window go.
+/// At most this many message ids of callers anyone could be (anonymous, or with a webhook's
+/// URL key) are kept; past it the oldest beyond the minimum window go. A signed sender's
+/// and an API key's ids are kept their whole window: a flood of open calls pushes none
+/// of them out (a GitHub-signed body carries no time, so only its id stops a replay).
 pub const MESSAGES_KEPT: usize = 500_000;
 
 /// After a withdrawal finds the call gone (the run took it), how long to wait at most for
@@ -953,6 +956,7 @@ impl Executor {
             answer_from,
             created_at_ms: now,
             forget_at_ms: now.saturating_add(MESSAGE_WINDOW.as_millis() as u64),
+            capped: counts_against_the_cap(&call.caller),
         };
         // An id belongs to its sender: another caller cannot claim it first.
         let key = format!("{scope}\0{}\0{id}", caller_identity(&call.caller));
@@ -1146,6 +1150,12 @@ impl Executor {
 }
 
 /// Who sent a call, as far as it was verified: a message id is theirs.
+/// Whether a caller's message ids count against `MESSAGES_KEPT`: anyone can call
+/// anonymously, or with a URL key that leaked; a signature or an API key is someone's.
+fn counts_against_the_cap(caller: &Caller) -> bool {
+    matches!(caller, Caller::Anonymous | Caller::UrlKey)
+}
+
 fn caller_identity(caller: &Caller) -> String {
     match caller {
         Caller::Anonymous => "anonymous".into(),
@@ -1187,4 +1197,18 @@ fn check_open(hook: &HookRecord, now_ms: u64) -> Result<(), ExecError> {
 /// Calls still held in a run's inbox: their callers are waiting.
 pub fn held(entries: Vec<InboxEntry>) -> impl Iterator<Item = RequestRecord> {
     entries.into_iter().filter(|e| e.held).map(|e| e.request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::Scheme;
+
+    #[test]
+    fn only_ids_of_callers_anyone_could_be_count_against_the_cap() {
+        assert!(counts_against_the_cap(&Caller::Anonymous));
+        assert!(counts_against_the_cap(&Caller::UrlKey));
+        assert!(!counts_against_the_cap(&Caller::Signature { scheme: Scheme::Github }));
+        assert!(!counts_against_the_cap(&Caller::ApiKey { name: "ops".into(), roles: Vec::new() }));
+    }
 }

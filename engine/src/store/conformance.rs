@@ -430,6 +430,7 @@ async fn a_message_id_is_noted_once_until_it_expires() {
             answer_from: Default::default(),
             created_at_ms: NOW,
             forget_at_ms: NOW + 100,
+            capped: true,
         };
         assert!(store.begin_message("k", &record, NOW).await.unwrap().is_none());
         assert_eq!(store.begin_message("k", &record, NOW + 1).await.unwrap().unwrap().fingerprint, "f");
@@ -454,6 +455,7 @@ async fn past_the_most_message_ids_kept_the_oldest_are_forgotten_first() {
                 answer_from: Default::default(),
                 created_at_ms: NOW + n * 1_000,
                 forget_at_ms: NOW + 1_000_000,
+                capped: true,
             };
             assert!(store.begin_message(&format!("k{n}"), &record, NOW).await.unwrap().is_none());
         }
@@ -467,6 +469,37 @@ async fn past_the_most_message_ids_kept_the_oldest_are_forgotten_first() {
         }
         // Over the cap, but all too young to forget.
         assert_eq!(store.forget_expired_messages(NOW + 10_000, 1, NOW).await.unwrap(), 0);
+    }
+}
+
+/// Ids of callers that are not anyone (signed senders, API keys) neither count against the
+/// cap nor go past it: a flood of open calls' ids cannot push one out before its time.
+#[tokio::test]
+async fn only_capped_message_ids_count_against_the_cap_and_go_past_it() {
+    for (_dir, store) in backends().await {
+        let note = |n: u64, capped: bool| IdempotencyRecord {
+            fingerprint: format!("f{n}"),
+            deliveries: Vec::new(),
+            accepted: true,
+            answer: None,
+            answer_from: Default::default(),
+            created_at_ms: NOW + n * 1_000,
+            forget_at_ms: NOW + 1_000_000,
+            capped,
+        };
+        // The oldest two are a signed sender's; then four open calls'.
+        for n in 0..6u64 {
+            assert!(store.begin_message(&format!("k{n}"), &note(n, n >= 2), NOW).await.unwrap().is_none());
+        }
+        // Keep 2 capped ids: the two oldest open calls' go, the signed ones stay.
+        assert_eq!(store.forget_expired_messages(NOW + 10_000, 2, NOW + 10_000).await.unwrap(), 2);
+        let mut kept = Vec::new();
+        for n in 0..6 {
+            kept.push(store.message(&format!("k{n}")).await.unwrap().is_some());
+        }
+        assert_eq!(kept, vec![true, true, false, false, true, true]);
+        // Past their window, they go as any id does.
+        assert_eq!(store.forget_expired_messages(NOW + 1_000_000, 2, NOW).await.unwrap(), 4);
     }
 }
 

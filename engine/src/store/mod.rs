@@ -382,8 +382,9 @@ pub trait Registry: Send + Sync {
     fn message(&self, key: &str) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send;
     fn put_message(&self, key: &str, record: &IdempotencyRecord) -> impl Future<Output = Result<()>> + Send;
     fn forget_message(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Forgets ids past their time, and past `max_kept` the oldest created before
-    /// `keep_after_ms`; returns how many.
+    /// Forgets ids past their time, and past `max_kept` capped ids the oldest capped ones
+    /// created before `keep_after_ms` (an id not capped stays its whole time); returns how
+    /// many.
     fn forget_expired_messages(
         &self,
         now_ms: u64,

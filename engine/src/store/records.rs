@@ -466,6 +466,14 @@ pub struct IdempotencyRecord {
     pub answer_from: AnswerFrom,
     pub created_at_ms: u64,
     pub forget_at_ms: u64,
+    /// Counts against the cap on ids kept: its caller could be anyone (see `MESSAGES_KEPT`).
+    #[serde(default = "counts_against_the_cap")]
+    pub capped: bool,
+}
+
+/// An id noted before ids were told apart counts against the cap, as all did then.
+fn counts_against_the_cap() -> bool {
+    true
 }
 
 /// Where a sender's retry finds the first call's answer.

@@ -6,7 +6,7 @@ use deadpool_postgres::Object;
 use crate::store::{Result, StoreError};
 
 /// Migration N brings the schema from version N - 1 to N.
-const MIGRATIONS: &[&str] = &[include_str!("schema-1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema-1.sql"), include_str!("schema-2.sql")];
 
 /// Any number that no other program takes as its advisory lock on the database.
 const MIGRATION_LOCK: i64 = 0x006c_6174_6368;

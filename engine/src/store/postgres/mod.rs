@@ -1052,14 +1052,14 @@ impl Registry for PgStore {
     ) -> Result<Option<IdempotencyRecord>> {
         let mut client = self.staged().await?;
         let bytes = encode(record)?;
-        let row: [&(dyn ToSql + Sync); 4] =
-            [&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &bytes];
+        let row: [&(dyn ToSql + Sync); 5] =
+            [&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &bytes, &record.capped];
         loop {
             let tx = client.transaction().await?;
             let inserted = tx
                 .execute(
-                    "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO messages (key, created_at_ms, forget_at_ms, record, capped)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     &row,
                 )
                 .await?;
@@ -1076,8 +1076,11 @@ impl Registry for PgStore {
                 return Ok(Some(existing));
             }
             // Past its time: this call is a first one again.
-            tx.execute("UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4 WHERE key = $1", &row)
-                .await?;
+            tx.execute(
+                "UPDATE messages SET created_at_ms = $2, forget_at_ms = $3, record = $4, capped = $5 WHERE key = $1",
+                &row,
+            )
+            .await?;
             self.commits.time(tx.commit()).await?;
             return Ok(None);
         }
@@ -1089,9 +1092,9 @@ impl Registry for PgStore {
 
     async fn put_message(&self, key: &str, record: &IdempotencyRecord) -> Result<()> {
         self.execute(
-            "INSERT INTO messages (key, created_at_ms, forget_at_ms, record) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key) DO UPDATE SET created_at_ms = $2, forget_at_ms = $3, record = $4",
-            &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?],
+            "INSERT INTO messages (key, created_at_ms, forget_at_ms, record, capped) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO UPDATE SET created_at_ms = $2, forget_at_ms = $3, record = $4, capped = $5",
+            &[&key.as_bytes(), &int(record.created_at_ms), &int(record.forget_at_ms), &encode(record)?, &record.capped],
         )
         .await?;
         Ok(())
@@ -1104,13 +1107,13 @@ impl Registry for PgStore {
 
     async fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
         let expired = self.execute_staged("DELETE FROM messages WHERE forget_at_ms <= $1", &[&int(now_ms)]).await?;
-        let live: i64 = self.staged().await?.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
+        let live: i64 = self.staged().await?.query_one("SELECT count(*) FROM messages WHERE capped", &[]).await?.get(0);
         let excess = (live as u64).saturating_sub(max_kept as u64);
         let trimmed = if excess == 0 {
             0
         } else {
             self.execute_staged(
-                "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE created_at_ms < $1
+                "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE capped AND created_at_ms < $1
                  ORDER BY created_at_ms LIMIT $2)",
                 &[&int(keep_after_ms), &int(excess)],
             )

@@ -993,22 +993,25 @@ impl Registry for SledStore {
 
     async fn forget_expired_messages(&self, now_ms: u64, max_kept: usize, keep_after_ms: u64) -> Result<usize> {
         let mut forgotten = 0;
-        let mut live = Vec::new();
+        let mut capped = Vec::new();
         for entry in self.messages.iter() {
             let (key, bytes) = entry?;
             let record: Option<IdempotencyRecord> = decode(&bytes).ok();
             match record {
-                Some(record) if record.forget_at_ms > now_ms => live.push((record.created_at_ms, key, bytes)),
+                Some(record) if record.forget_at_ms > now_ms && record.capped => {
+                    capped.push((record.created_at_ms, key, bytes));
+                }
+                Some(record) if record.forget_at_ms > now_ms => {}
                 // Only if unchanged: a concurrent call may have just renewed it.
                 _ => {
                     forgotten += usize::from(self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok())
                 }
             }
         }
-        if live.len() > max_kept {
-            live.sort_by_key(|(created, ..)| *created);
-            let excess = live.len() - max_kept;
-            for (created, key, bytes) in live.into_iter().take(excess) {
+        if capped.len() > max_kept {
+            capped.sort_by_key(|(created, ..)| *created);
+            let excess = capped.len() - max_kept;
+            for (created, key, bytes) in capped.into_iter().take(excess) {
                 if created < keep_after_ms && self.messages.compare_and_swap(&key, Some(bytes), None::<&[u8]>)?.is_ok()
                 {
                     forgotten += 1;
