@@ -23,10 +23,16 @@ struct Cluster {
 impl Cluster {
     /// `count` nodes on a fresh database (runs may call loopback); the first one leads.
     async fn start(count: usize) -> Cluster {
+        Cluster::start_with(&vec![&[][..]; count]).await
+    }
+
+    /// A node for each entry of `flags`, with those flags of its own; the first one leads.
+    async fn start_with(flags: &[&[&str]]) -> Cluster {
         let url = latch_testkit::postgres_database().await;
         let mut nodes = Vec::new();
-        for _ in 0..count {
-            let args = ["--database-url", url.as_str(), "--allow-http", "127.0.0.1:*"];
+        for own in flags {
+            let mut args = vec!["--database-url", url.as_str(), "--allow-http", "127.0.0.1:*"];
+            args.extend_from_slice(own);
             nodes.push(Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await);
         }
         let (database, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
@@ -248,4 +254,24 @@ async fn a_node_listening_on_every_address_needs_node_url() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--node-url is needed"), "{stderr}");
+}
+
+/// A node that does not lead holds a call's body against its own budget for bodies until
+/// the leader answers: held callers passed on cannot fill its memory either.
+#[tokio::test]
+async fn a_node_that_does_not_lead_counts_the_bodies_it_passes_on_until_answered() {
+    let cluster = Cluster::start_with(&[&[], &["--max-body-buffer-mib", "1"]]).await;
+    let (leader, follower) = (&cluster.nodes[0], &cluster.nodes[1]);
+    assert_eq!(cluster.leader().await, 0);
+    let (id, url, _slow) = crate::exhaustion::ledger_busy(follower, 6000).await;
+    let url = follower.rebase(&url);
+    let big = json!({ "type": "payment.created", "pad": "x".repeat(600_000) });
+    let first = tokio::spawn(send(follower.http.post(&url).json(&big)));
+    crate::exhaustion::listed(leader, &id, "queued", 1).await;
+    // The first call's 600 kB are still held here: a second does not fit in 1 MiB.
+    let (status, body) = send(follower.http.post(&url).json(&big)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("overloaded")), "{body}");
+    assert_eq!(first.await.expect("the first caller").0, StatusCode::OK, "the first call is taken");
+    // Answered: its bytes are given back.
+    assert_eq!(send(follower.http.post(&url).json(&big)).await.0, StatusCode::OK);
 }

@@ -352,7 +352,7 @@ async fn a_run_past_its_quotas_fails_alone() {
 /// A `payment-ledger` run busy with a slow event for `ms` (it took it and sleeps, its
 /// caller held for the answer): what comes next waits in its inbox. `(run id, URL, the slow
 /// event's caller)`.
-async fn ledger_busy(latch: &Latch, ms: u64) -> (String, String, tokio::task::JoinHandle<(StatusCode, serde_json::Value)>) {
+pub(crate) async fn ledger_busy(latch: &Latch, ms: u64) -> (String, String, tokio::task::JoinHandle<(StatusCode, serde_json::Value)>) {
     latch.upload_plugin("payment-ledger").await;
     let id = latch.start_run("payment-ledger", json!({ "order_id": "o-1", "answer_within_ms": 60_000 })).await;
     let url = latch.waiting_url(&id).await;

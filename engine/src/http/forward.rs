@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::RwLock;
 use tower_service::Service;
 
-use super::{ApiError, Limits, read_body};
+use super::{ApiError, Limits, read_charged_body};
 use crate::store::Leadership;
 
 /// Routes each request to this node's own router once it leads, to the leader before.
@@ -88,11 +88,12 @@ impl Forwarder {
     async fn forward(&self, request: Request) -> Response {
         let (parts, body) = request.into_parts();
         // Read here, bounded as the leader bounds it, so that a slow caller holds only us:
-        // only a module upload may be larger than a call's body.
+        // only a module upload may be larger than a call's body. Its bytes count against
+        // this node's budget for bodies until the leader has answered.
         let upload = parts.method == axum::http::Method::PUT && parts.uri.path().starts_with("/v1/modules/");
         let bounds = if upload { self.limits.module() } else { self.limits.body() };
-        let body = match read_body(body, bounds).await {
-            Ok(body) => body,
+        let (body, _charge) = match read_charged_body(body, bounds).await {
+            Ok(read) => read,
             Err(e) => return e.into_response(),
         };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
