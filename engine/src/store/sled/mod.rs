@@ -614,9 +614,8 @@ impl Inbox for SledStore {
         };
         // A close that came between the look above and the write may have missed this
         // call: take it back out. If the close got it first, it lists the call as
-        // acknowledged, and so the caller is answered. (A close rewrites the hook record:
-        // the same bytes mean no close came.)
-        let closed = self.hooks.get(token)? != looked_at;
+        // acknowledged, and so the caller is answered.
+        let closed = closed_since(looked_at.as_deref(), self.hooks.get(token)?.as_deref(), hook, now_ms);
         if closed && self.inbox.compare_and_swap(&key, Some(entry), None::<&[u8]>)?.is_ok() {
             return Ok(Delivery::Gone);
         }
@@ -791,6 +790,17 @@ impl Inbox for SledStore {
     async fn claim_trigger_waiter(&self, module: &ModuleName, name: &TriggerName, run: RunId) -> Result<bool> {
         Ok(self.trigger_waiters.remove(keys::trigger_waiter(module, name, run))?.is_some())
     }
+}
+
+/// Whether a hook record read again after a delivery's write no longer takes its call. The
+/// same bytes mean no close came (a close rewrites the record); other bytes may be a close,
+/// or the same webhook's record written again by a replay after a crash, still open.
+fn closed_since(looked_at: Option<&[u8]>, now: Option<&[u8]>, hook: &HookRecord, now_ms: u64) -> bool {
+    if now == looked_at {
+        return false;
+    }
+    let current = now.and_then(|bytes| decode::<HookRecord>(bytes).ok());
+    !current.is_some_and(|c| c.is(hook.run_id, hook.webhook()) && c.takes_calls(now_ms))
 }
 
 /// The channel of an inbox key: of the webhooks' inbox or the named triggers'.
@@ -1026,6 +1036,30 @@ impl Registry for SledStore {
 mod tests {
     use super::*;
     use crate::store::records::{Caller, Method};
+
+    /// A delivery takes its call back only if the hook record changed to one that no longer
+    /// takes it, not when the same open webhook was written again (a replay after a crash).
+    #[test]
+    fn a_call_is_taken_back_only_if_its_webhook_closed_since_the_look() {
+        let run = RunId::new();
+        let json = |state: &str| {
+            let hook = serde_json::json!({ "token": "t-1", "run_id": run, "number": 1, "methods": ["POST"],
+                "single_use": true, "state": state, "response": { "mode": "manual", "deadline_ms": 1000 } });
+            serde_json::to_vec(&hook).expect("encodes")
+        };
+        let open = json("open");
+        let hook: HookRecord = decode(&open).expect("a hook record");
+        // The same record, written again with other bytes (its fields in another order).
+        let mut rewritten: serde_json::Value = serde_json::from_slice(&open).expect("json");
+        rewritten["chosen_token"] = serde_json::json!(false);
+        let rewritten = serde_json::to_vec(&rewritten).expect("encodes");
+        assert_ne!(rewritten, open);
+        assert!(!closed_since(Some(&open), Some(&open), &hook, 0), "unchanged");
+        assert!(!closed_since(Some(&open), Some(&rewritten), &hook, 0), "written again, still open");
+        assert!(closed_since(Some(&open), Some(&json("closed")), &hook, 0), "closed");
+        assert!(closed_since(Some(&open), None, &hook, 0), "gone");
+        assert!(closed_since(Some(&open), Some(b"not json"), &hook, 0), "unreadable: not known to be open");
+    }
 
     /// Every inbox value reads back as it was written, in the same JSON serde's derived
     /// reader takes: a call (whatever its flags, headers and body) and each mark.
