@@ -687,6 +687,34 @@ async fn runs_reach_internal_addresses_and_other_ports_only_when_named() {
     assert_eq!(submission(&named, &other_port).await["error"]["code"], "host-not-allowed");
 }
 
+/// No proxy from the environment: with every proxy variable naming a listener (and none
+/// bypassed), a run's call still goes straight to its host, and the listener sees nothing.
+#[tokio::test]
+async fn outbound_calls_use_no_proxy_from_the_environment() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("address"));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while proxy.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let vendor = Vendor::start(Behaviour::Silent).await;
+    let proxy_url = proxy_url.as_str();
+    let mut env: Vec<(&str, &str)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .map(|name| (name, proxy_url))
+        .collect();
+    env.extend([("NO_PROXY", ""), ("no_proxy", "")]);
+    let latch = crate::harness::start_with_env(&["--allow-http", "127.0.0.1:*"], &env).await;
+    latch.upload_plugin("async-verification").await;
+    let run = submission(&latch, &vendor.url).await;
+    assert_eq!(run["status"], "waiting", "{run}");
+    assert_eq!(vendor.received().len(), 1, "the call went straight to its host");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the proxy saw no connection");
+}
+
 #[tokio::test]
 async fn outbound_calls_follow_no_redirect_and_a_cancellation_ends_one_in_flight() {
     let elsewhere = Vendor::start(Behaviour::Silent).await;

@@ -37,6 +37,13 @@ pub async fn start_with(args: &[&str]) -> Latch {
     Latch::start_checking_answers(env!("CARGO_BIN_EXE_latch").as_ref(), &args).await
 }
 
+/// A fresh `latch serve` with extra arguments and variables in its environment.
+pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Latch {
+    let backend = backend_args().await;
+    let args: Vec<&str> = args.iter().copied().chain(backend.iter().map(String::as_str)).collect();
+    Latch::start_with_env(env!("CARGO_BIN_EXE_latch").as_ref(), &args, env).await
+}
+
 /// A stored record of a run that no reader can decode, as a bug or a disk could leave it.
 pub enum Broken {
     /// The run's own record.

@@ -298,6 +298,8 @@ pub struct Latch {
     descriptor_limit: Option<u64>,
     /// Whether every answer the server gives is checked against its OpenAPI document.
     answers_checked: bool,
+    /// Variables set in the server's environment, besides the admin key and `RUST_LOG`.
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -314,6 +316,15 @@ impl Latch {
     pub async fn start_checking_answers(binary: &Path, args: &[&str]) -> Latch {
         let mut latch = Latch::start_unspawned(binary, args);
         latch.answers_checked = true;
+        latch.spawn().await;
+        latch
+    }
+
+    /// Starts `binary serve` as `start_checking_answers` does, with `env` in its environment.
+    pub async fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Latch {
+        let mut latch = Latch::start_unspawned(binary, args);
+        latch.answers_checked = true;
+        latch.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         latch.spawn().await;
         latch
     }
@@ -341,6 +352,7 @@ impl Latch {
             resume_key: tokio::sync::OnceCell::new(),
             descriptor_limit: None,
             answers_checked: false,
+            env: Vec::new(),
             _tmp: Some(tmp),
         }
     }
@@ -363,6 +375,7 @@ impl Latch {
             .args(["--listen", &self.listen])
             .args(&self.args)
             .env("LATCH_ADMIN_KEY", ADMIN_KEY)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 if self.answers_checked { "latch=info,latch::access=debug,warn" } else { "latch=info,warn" },
