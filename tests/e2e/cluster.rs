@@ -275,3 +275,30 @@ async fn a_node_that_does_not_lead_counts_the_bodies_it_passes_on_until_answered
     // Answered: its bytes are given back.
     assert_eq!(send(follower.http.post(&url).json(&big)).await.0, StatusCode::OK);
 }
+
+/// A call the leader had when it was killed is answered `502 leader-lost` by the node that
+/// passed it on; its retry under the same `Idempotency-Key`, once another node leads, is
+/// delivered once.
+#[tokio::test]
+async fn a_call_the_leader_had_when_it_died_is_leader_lost_and_its_retry_is_delivered_once() {
+    let mut cluster = Cluster::start(2).await;
+    assert_eq!(cluster.leader().await, 0);
+    let (id, url, _slow) = crate::exhaustion::ledger_busy(&cluster.nodes[1], 3000).await;
+    let url = cluster.nodes[1].rebase(&url);
+    let call = |node: &Latch| {
+        node.http.post(&url).header("Idempotency-Key", "k-1").json(&json!({ "type": "payment.created" }))
+    };
+    let held = tokio::spawn(send(call(&cluster.nodes[1])));
+    crate::exhaustion::listed(&cluster.nodes[1], &id, "queued", 1).await;
+    cluster.nodes[0].kill();
+    let (status, body) = held.await.expect("the held caller");
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("leader-lost")), "{body}");
+    assert_eq!(cluster.leader().await, 1);
+    let follower = &cluster.nodes[1];
+    assert_eq!(send(call(follower)).await.0, StatusCode::OK, "the retry is taken");
+    let done = follower.http.post(&url).json(&json!({ "type": "payment.succeeded" }));
+    assert_eq!(send(done).await.0, StatusCode::OK);
+    let run = follower.wait_for(&id, "completed").await;
+    let ledger = run["output"]["ledger"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ledger.iter().filter(|e| e["type"] == "payment.created").count(), 1, "{run}");
+}
