@@ -3,9 +3,9 @@
 //! never a record that cannot be read.
 //!
 //! What callers' bodies hold in memory, as read and as parsed, counts against one budget
-//! for the whole server (`BodyBudget`) for as long as their calls are handled: parsed JSON
-//! takes up to 16 times its text (`[0,0,...]`: 32 bytes a value for 2 bytes of text), and a
-//! held caller keeps its call for as long as the run takes to take it.
+//! for the whole server (`BodyBudget`) until their calls are written where they go:
+//! parsed JSON can take tens of times its text (`[0,0,...]`: a 32-byte slot a value, and
+//! an array's spare capacity, for 2 bytes of text; `[[0],[0],...]` more).
 
 use std::sync::Arc;
 

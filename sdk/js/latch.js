@@ -278,6 +278,9 @@ export function workflow({ description = '', triggers = [], namedTriggers = [], 
         return JSON.stringify(synchronous(main(input, request), 'main'));
       } catch (e) {
         if (e instanceof Failure) throw { code: e.code, message: e.detail };
+        // Anything else is a bug in the workflow. Said on stderr, which the run's failure
+        // shows; thrown on, it fails the run as a trap.
+        console.error(e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e));
         throw e;
       }
     },

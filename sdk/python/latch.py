@@ -9,6 +9,7 @@ the module into a component with componentize-py:
     componentize-py -d wit -w workflow componentize -p sdk/python -p <your dir> app -o app.wasm
 """
 
+import inspect
 import json
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -200,11 +201,22 @@ def step(name: str, work: Callable[[int], Any], *, attempts: int = 3, backoff_ms
         attempt += 1
 
 
+def _synchronous(value: Any, what: str) -> Any:
+    """Workflows are synchronous: every wait blocks in the engine, so a coroutine would
+    never run. An `async` function's result is refused by name."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never started: no "was never awaited" warning on top
+        raise TypeError(f"{what} returned a coroutine: workflows and steps must not be async")
+    return value
+
+
 def _attempt(work: Callable[[int], Any], attempt: int) -> steps.AttemptResult:
     try:
         # Keys sorted as the engine stores them: the live run reads back the same text a
         # replay will, so iterating over the output goes in the same order both times.
-        output = json.dumps(work(attempt), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        output = _synchronous(work(attempt), f"a step's work (attempt {attempt})")
+        output = json.dumps(output, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return steps.AttemptResult(Ok(output), False)
     except Failure as failure:
         return steps.AttemptResult(Err(types.Error(failure.code, failure.message)), isinstance(failure, Fatal))
@@ -330,6 +342,6 @@ class Workflow:
         self.request = None if isinstance(start, Start_Api) else Request(start.value)
         input = _data(start.value) if self.request is None else self.request.data
         try:
-            return json.dumps(self.main(input))
+            return json.dumps(_synchronous(self.main(input), "main"))
         except Failure as failure:
             raise Err(types.Error(failure.code, failure.message))

@@ -275,6 +275,16 @@ async fn a_call_whose_take_could_not_be_written_is_refused_or_listed_as_the_run_
     assert_eq!(send(latch.http.post(&callback).json(&json!({ "paid": 1 }))).await.0, StatusCode::ACCEPTED);
     assert_eq!(latch.wait_for(&id, "failed").await["error"]["code"], "storage");
     assert_eq!(listed_states(&latch, &id).await, vec![("not-taken".to_string(), true)], "the acknowledged call");
+
+    // A many-call webhook answered automatically: the run takes the call and waits for the
+    // next one, and that wait's write (the take's) fails. Its caller was told 2xx before.
+    let (latch, _) = with_fault(&[], "blink-callback", REFUSE_ONE_TAKE).await;
+    let id = latch.start_run("blink-callback", json!({ "auth": "none", "calls": 2 })).await;
+    let hook = latch.waiting_url(&id).await;
+    let (status, body) = send(latch.http.post(&hook).json(&json!({ "n": 1 }))).await;
+    assert_eq!((status, crate::harness::error_code(&body)), (StatusCode::GONE, "gone"), "{body}");
+    assert_eq!(latch.wait_for(&id, "failed").await["error"]["code"], "storage");
+    assert_eq!(listed_states(&latch, &id).await, vec![("not-taken".to_string(), false)]);
 }
 
 /// Each call listed for a run: its state, and whether its caller was acknowledged.

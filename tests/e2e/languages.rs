@@ -327,3 +327,19 @@ async fn order_approval_waits_at_named_triggers_the_same_in_every_language() {
     assert_eq!(seen[6]["status"], "payment-timed-out");
     assert_eq!(seen[7], "bad-input");
 }
+
+/// Workflows are synchronous: an `async` main or step in Python or JavaScript fails its
+/// run with a message that names the mistake (a coroutine or promise would never settle).
+#[tokio::test]
+async fn async_code_is_refused_in_python_and_javascript() {
+    for (suffix, returned) in [("-py", "returned a coroutine"), ("-js", "returned a promise")] {
+        let latch = server_with("async-refused", suffix, &[]).await;
+        for input in [json!({ "in": "main" }), json!({ "in": "step" })] {
+            let id = latch.start_run("async-refused", input.clone()).await;
+            let run = latch.wait_for(&id, "failed").await;
+            let message = run["error"]["message"].as_str().unwrap_or_default();
+            assert_eq!(run["error"]["code"], "trap", "{suffix} {input}: {run}");
+            assert!(message.contains(returned) && message.contains("must not be async"), "{suffix} {input}: {message}");
+        }
+    }
+}

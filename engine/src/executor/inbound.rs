@@ -339,7 +339,9 @@ impl Executor {
             Begun::Repeat(answer) => return Ok(answer),
             Begun::First(hold) => hold,
         };
-        let delivered = self.hand_to_webhook(&hook, &request, automatic).await;
+        // From here the call's data lives in `request` alone.
+        let Call { _memory: memory, .. } = call;
+        let delivered = self.hand_to_webhook(&hook, request, memory, automatic).await;
         self.settle(&message, &delivered).await;
         delivered
     }
@@ -348,7 +350,8 @@ impl Executor {
     async fn hand_to_webhook(
         self: &Arc<Self>,
         hook: &HookRecord,
-        request: &RequestRecord,
+        mut request: RequestRecord,
+        memory: Charge,
         automatic: Option<HttpResponse>,
     ) -> Result<Answer, ExecError> {
         check_open(hook, self.now_ms())?;
@@ -369,10 +372,15 @@ impl Executor {
             woken.store(true, Ordering::Relaxed);
             self.wake(hook.run_id);
         };
-        let delivered = store.deliver(hook, request, held, self.now_ms(), &wake).await;
+        let delivered = store.deliver(hook, &request, held, self.now_ms(), &wake).await;
         if !woken.load(Ordering::Relaxed) {
             self.wake(hook.run_id);
         }
+        // In the store now (or refused): a held caller waits on the call's id alone, and
+        // what its body held of the budget for bodies is given back.
+        request.data = Arc::default();
+        drop(memory);
+        let request = &request;
         match delivered? {
             Delivery::Accepted => {}
             Delivery::Gone => return Err(ExecError::Gone("the webhook no longer takes calls".into())),
@@ -465,15 +473,13 @@ impl Executor {
         };
         let message_id = callers::message_id(&trigger.auth, &incoming.headers, &incoming.body);
         let call = self.admitted_call(incoming, caller, message_id)?;
-        let view = expected_view(&call);
+        // The view is a copy of the data: made only where it is needed, and kept no longer.
         if store.take_listening(module, &trigger.name).await? {
-            return self.capture_sample(module, &trigger.name, view).await;
+            return self.capture_sample(module, &trigger.name, expected_view(&call)).await;
         }
         if let Some(schema) = &trigger.expects {
-            check_schema(schema, &view, "the call does not match what the trigger expects")?;
+            check_schema(schema, &expected_view(&call), "the call does not match what the trigger expects")?;
         }
-        // A copy of the data: not kept while the run starts and its caller is held.
-        drop(view);
         let mut request = self.request(&call, format!("trigger:{}", trigger.name)).await?;
         let run_id = RunId::new();
         let automatic = match &trigger.response {
@@ -488,7 +494,8 @@ impl Executor {
             Begun::First(hold) => hold,
         };
         request.data = call.data;
-        let started = self.start_from_trigger(module, run_id, request, &trigger.response, automatic).await;
+        let started =
+            self.start_from_trigger(module, run_id, request, call._memory, &trigger.response, automatic).await;
         self.settle(&message, &started).await;
         started
     }
@@ -498,6 +505,7 @@ impl Executor {
         module: &ModuleName,
         run_id: RunId,
         request: RequestRecord,
+        memory: Charge,
         mode: &ResponseMode,
         automatic: Option<HttpResponse>,
     ) -> Result<Answer, ExecError> {
@@ -514,6 +522,8 @@ impl Executor {
         // Held before the run exists: it may answer at once.
         let mut hold = self.shared.holds.hold_caller(&request_id).ok_or(ExecError::Overloaded)?;
         self.start_run_as(module, run_id, input, request).await?;
+        // The call is the run's input now: its caller waits on the run's answer alone.
+        drop(memory);
         let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
         match hold.until(deadline, |s| matches!(s, CallState::Answered(_) | CallState::Unanswered)).await {
             CallState::Answered(response) => Ok(Answer::for_request(response, &request_id)),

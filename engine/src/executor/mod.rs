@@ -311,6 +311,8 @@ impl Executor {
                 // It can never be driven: it fails, instead of staying `running` for ever.
                 tracing::error!(run = %run_id, "cannot read the run's log: {e}");
                 let failure = Failure::new("unreadable-log", format!("the run's log cannot be read: {e}"));
+                // Its end may take retries: it holds no slot meanwhile.
+                drop(slot);
                 self.finish(run, End::Failed(failure)).await;
                 return;
             }
@@ -380,13 +382,15 @@ impl Executor {
         // The record is the one the run's waits wrote last: what it still waits on goes.
         let wait = Wait { on: std::mem::take(&mut run.waiting_on), wake_at_ms: run.wake_at_ms.take() };
         run.updated_at_ms = self.now_ms();
-        // Its webhooks close before its end is recorded: an ended run has none open (a crash
-        // in between is repaired by recovery, which comes here again).
-        self.close_leftovers(run.id).await;
-        // Each later step is tried whatever became of the others.
+        // Its timer and places at named triggers go first: no call is handed to it while
+        // its webhooks close (which may take retries). Each step is tried whatever became of
+        // the others.
         if let Err(e) = self.run_state.clear_wait(&run, &wait).await {
             tracing::error!(run = %run.id, "cannot clear the run's wait: {e}");
         }
+        // Its webhooks close before its end is recorded: an ended run has none open (a crash
+        // in between is repaired by recovery, which comes here again).
+        self.close_leftovers(run.id).await;
         if let Err(e) = store.clear_cancel(run.id).await {
             tracing::error!(run = %run.id, "cannot clear the run's cancellation: {e}");
         }
@@ -438,8 +442,12 @@ impl Executor {
         let mut failed = None;
         // A take its last commit left unfinished is settled first: its call, if not in the
         // log, is closed with the rest.
-        if let Err(e) = store.settle_takes(run).await {
-            failed.get_or_insert(e);
+        match store.settle_takes(run).await {
+            // In the run's log, and the run ends: their held callers hear so.
+            Ok(taken) => taken.iter().for_each(|id| self.shared.holds.unanswered(id)),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
         let mut left = Vec::new();
         let mut keep = |closed: Result<Vec<InboxEntry>, StoreError>| match closed {

@@ -267,8 +267,11 @@ impl HostState {
             && let Err(e) = self.shared.store.append(self.run.id, &events).await
         {
             // The events that took these calls may not be in the log: a later commit (the
-            // run's failure) must not finish their takes. They are settled as the run ends.
-            self.claimed.clear();
+            // run's failure) must not finish their takes, nor the run's end tell their
+            // callers they were taken. They are settled as the run ends (`settle_takes`).
+            for claimed in self.claimed.drain(..) {
+                self.delivered.remove(&claimed.entry.request.id);
+            }
             return Err(e.into());
         }
         for claimed in std::mem::take(&mut self.claimed) {

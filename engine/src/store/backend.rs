@@ -77,7 +77,7 @@ impl Inbox for Store {
         fn create_hook(&self, hook: &HookRecord, now_ms: u64) -> Result<()>;
         fn hook(&self, token: &Token) -> Result<Option<HookRecord>>;
         fn close_hook(&self, token: &Token, run: RunId, webhook: WebhookId, reason: NotTakenReason, now_ms: u64) -> Result<Vec<InboxEntry>>;
-        fn settle_takes(&self, run: RunId) -> Result<()>;
+        fn settle_takes(&self, run: RunId) -> Result<Vec<String>>;
         fn deliver(&self, hook: &HookRecord, request: &RequestRecord, held: bool, now_ms: u64, written: &Written<'_>) -> Result<Delivery>;
         fn deliver_to_trigger(&self, run: RunId, name: &TriggerName, request: &RequestRecord) -> Result<()>;
         fn first_arrival(&self, run: RunId, channels: &[Channel]) -> Result<Option<Channel>>;

@@ -233,7 +233,7 @@ async fn takes_a_failed_commit_left_are_settled_as_the_run_ends() {
         store.claim(run, &webhook(1)).await.unwrap().unwrap();
         store.claim(run, &Channel::Trigger(name.clone())).await.unwrap().unwrap();
 
-        store.settle_takes(run).await.unwrap();
+        assert_eq!(store.settle_takes(run).await.unwrap(), vec![a.id.clone()], "in the log: taken");
         let queued = store.queued(run).await.unwrap();
         let left: Vec<_> = queued.iter().map(|e| (e.request.id.clone(), e.held, e.taking)).collect();
         assert_eq!(left, vec![(b.id.clone(), true, false), (c.id.clone(), true, false)], "the call in the log is gone");

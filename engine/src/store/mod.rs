@@ -283,8 +283,9 @@ pub trait Inbox: Send + Sync {
     fn repair_inbox(&self, now_ms: u64) -> impl Future<Output = Result<usize>> + Send;
     /// As a run ends, with no driver left: the takes its last commit left unfinished (that
     /// commit failed) are finished if their call is in the log, and their calls queued
-    /// again if not (a close then refuses them, and tells their held callers).
-    fn settle_takes(&self, run: RunId) -> impl Future<Output = Result<()>> + Send;
+    /// again if not (a close then refuses them, and tells their held callers). Returns the
+    /// ids of the calls whose takes it finished: they are in the run.
+    fn settle_takes(&self, run: RunId) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Notes that a run waits at a module's named trigger, staged; a note already there
     /// keeps its time.
     fn add_trigger_waiter(

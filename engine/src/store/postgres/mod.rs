@@ -272,11 +272,13 @@ async fn in_log(client: &impl GenericClient, run: RunId, request_id: &str) -> Re
     }))
 }
 
-/// A take cut short: finished if its call is in the run's log, else the call is queued again.
-async fn settle_take(client: &impl GenericClient, run: RunId, call: &QueuedCall) -> Result<()> {
+/// A take cut short: finished if its call is in the run's log (true), else the call is
+/// queued again.
+async fn settle_take(client: &impl GenericClient, run: RunId, call: &QueuedCall) -> Result<bool> {
     let slot = matches!(call.channel, Channel::Webhook(_)) && call.arrival == 0;
     if in_log(client, run, &call.entry.request.id).await? {
-        return finish_take(client, run, &call.channel, call.arrival, slot).await;
+        finish_take(client, run, &call.channel, call.arrival, slot).await?;
+        return Ok(true);
     }
     let (kind, name) = channel_key(&call.channel);
     let (run, arrival) = (run.bytes(), int(call.arrival));
@@ -286,7 +288,7 @@ async fn settle_take(client: &impl GenericClient, run: RunId, call: &QueuedCall)
             &[&run.as_slice(), &kind, &name, &arrival],
         )
         .await?;
-    Ok(())
+    Ok(false)
 }
 
 async fn finish_take(
@@ -730,15 +732,19 @@ impl Inbox for PgStore {
         Ok(refused)
     }
 
-    async fn settle_takes(&self, run: RunId) -> Result<()> {
-        // No lock: only the run's driver, which has stopped, sets or clears `taking`.
+    async fn settle_takes(&self, run: RunId) -> Result<Vec<String>> {
+        // No lock: only the run's driver, which has stopped, sets or clears `taking`. An
+        // unreadable row is left to the repair at the next start.
         let client = self.staged().await?;
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM inbox WHERE run = $1 AND taking AND mark IS NULL");
         let rows = client.query(&sql, &[&run.bytes().as_slice()]).await?;
+        let mut taken = Vec::new();
         for call in rows.iter().map(entry_row).filter_map(Result::ok).flatten() {
-            settle_take(&client, run, &call).await?;
+            if settle_take(&client, run, &call).await? {
+                taken.push(call.entry.request.id);
+            }
         }
-        Ok(())
+        Ok(taken)
     }
 
     async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {

@@ -357,16 +357,24 @@ impl SledStore {
         Ok(refused)
     }
 
-    /// A take cut short: finished if its call is in the run's log, else the call is queued
-    /// again.
-    fn settle_take(&self, tree: &sled::Tree, webhooks: bool, key: &[u8], run: RunId, entry: InboxEntry) -> Result<()> {
-        let (Some(arrival), Some(channel)) = (keys::arrival(key), channel_at(key, webhooks)) else { return Ok(()) };
+    /// A take cut short: finished if its call is in the run's log (true), else the call is
+    /// queued again.
+    fn settle_take(
+        &self,
+        tree: &sled::Tree,
+        webhooks: bool,
+        key: &[u8],
+        run: RunId,
+        entry: InboxEntry,
+    ) -> Result<bool> {
+        let (Some(arrival), Some(channel)) = (keys::arrival(key), channel_at(key, webhooks)) else { return Ok(false) };
         if self.in_log(run, &entry.request.id)? {
             let slot = arrival == keys::SLOT && webhooks;
-            return self.finish_take(run, &Claimed { channel, arrival, entry, slot });
+            self.finish_take(run, &Claimed { channel, arrival, entry, slot })?;
+            return Ok(true);
         }
         tree.insert(key, encode(&Slot::Call(InboxEntry { taking: false, ..entry }))?)?;
-        Ok(())
+        Ok(false)
     }
 
     fn finish_take(&self, run: RunId, claimed: &Claimed) -> Result<()> {
@@ -743,17 +751,19 @@ impl Inbox for SledStore {
         Ok(refused)
     }
 
-    async fn settle_takes(&self, run: RunId) -> Result<()> {
+    async fn settle_takes(&self, run: RunId) -> Result<Vec<String>> {
+        let mut taken = Vec::new();
         for (tree, webhooks) in [(&self.inbox, true), (&self.trigger_inbox, false)] {
             for item in tree.scan_prefix(run.bytes()) {
                 let (key, value) = item?;
                 let Ok(Slot::Call(entry)) = Slot::decode(&value) else { continue };
-                if entry.taking {
-                    self.settle_take(tree, webhooks, &key, run, entry)?;
+                let id = entry.request.id.clone();
+                if entry.taking && self.settle_take(tree, webhooks, &key, run, entry)? {
+                    taken.push(id);
                 }
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     async fn repair_inbox(&self, now_ms: u64) -> Result<usize> {
