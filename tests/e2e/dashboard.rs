@@ -39,6 +39,8 @@ async fn a_waiting_run_is_seen_its_url_copied_its_test_call_sent_from_the_page_a
     sign_in(&browser, &latch.base).await;
     let cookies = browser.execute("return document.cookie", json!([])).await;
     assert_eq!(cookies, "", "the admin key is not kept in a cookie");
+    let kept = browser.execute("return Object.values(sessionStorage).includes(arguments[0])", json!([ADMIN_KEY])).await;
+    assert_eq!(kept, true, "the admin key is kept in the tab's session storage");
 
     // The runs list shows the run waiting; its row leads to the run's page.
     browser.wait_for_text(&format!("tr[data-run-id='{id}'] td.status"), "waiting").await;
@@ -93,6 +95,22 @@ async fn a_waiting_run_is_seen_its_url_copied_its_test_call_sent_from_the_page_a
         .filter_map(|n| n.parse().ok())
         .collect();
     assert!(channels.len() >= 3 && channels[..3].iter().all(|c| *c < 80), "a dark background: {background}");
+
+    // The runs list is live: a run started and completed elsewhere shows up, then ends,
+    // without a reload.
+    browser.resize(1280, 900).await;
+    browser.click(&browser.find("#nav-runs").await).await;
+    let other = latch.start_run("order-payment", json!({ "order_id": "o-live", "amount": 1 })).await;
+    browser.wait_for_text(&format!("tr[data-run-id='{other}'] td.status"), "waiting").await;
+    let callback = latch.waiting_url(&other).await;
+    let paid = latch.http.post(&callback).json(&json!({ "status": "succeeded", "transaction": "tx-live" }));
+    assert_eq!(crate::harness::send(paid).await.0, StatusCode::ACCEPTED);
+    browser.wait_for_text(&format!("tr[data-run-id='{other}'] td.status"), "completed").await;
+
+    // Everything the pages loaded came from the server itself.
+    let script = "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(arguments[0]))";
+    let foreign = browser.execute(script, json!([latch.base])).await;
+    assert_eq!(foreign, json!([]), "nothing is loaded from another host");
     browser.quit().await;
 }
 

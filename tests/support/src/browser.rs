@@ -128,11 +128,14 @@ impl Browser {
         }
     }
 
-    /// Waits until the element `css` has exactly `text`.
+    /// Waits until the element `css` has exactly `text`. Read in the page in one step: a
+    /// live list may replace the element between a find and a read.
     pub async fn wait_for_text(&self, css: &str, text: &str) -> Element {
+        let read = "const found = document.querySelector(arguments[0]); return found ? found.innerText.trim() : null";
         self.wait_until(&format!("{css} to say {text:?}"), || async {
-            let element = self.try_find(css).await?;
-            (self.text(&element).await == text).then_some(element)
+            let now = self.execute(read, json!([css])).await;
+            (now.as_str() == Some(text)).then_some(())?;
+            self.try_find(css).await
         })
         .await
     }
