@@ -25,7 +25,12 @@ async fn sign_in(browser: &Browser, base: &str) {
     assert!(!refused.await.is_empty());
     browser.type_into(&browser.find("#admin-key").await, ADMIN_KEY).await;
     browser.click(&browser.find("#sign-in").await).await;
-    browser.find("#nav-runs").await;
+    // The navigation is on every page: signed in is when the sign-in form has gone.
+    let signed_in = browser.wait_until("the sign-in form to go", || async {
+        let gone = browser.execute("return document.querySelector('#admin-key') === null", json!([])).await;
+        (gone == true).then_some(())
+    });
+    signed_in.await;
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! The one inbound path: every call from outside (to a webhook, a start trigger or a named
-//! trigger) is checked, made a request record, handed to its run and answered here.
+//! trigger) is checked, made a request record, handed to its run and answered here. Each
+//! kind of target checks its callers as it declares (`call_webhook`, `call_start_trigger`,
+//! `call_named_trigger`); every admitted call then goes through `Executor::take_in`.
 //!
 //! What a 2xx promises (the README's rule):
 //! - A call to a **single-use webhook** is answered once it is durably in its run's inbox
@@ -130,7 +132,14 @@ struct Call {
     caller: Caller,
     message_id: Option<String>,
     /// Its body as read and as parsed, held against the budget while the call is handled.
-    _memory: Charge,
+    memory: Charge,
+}
+
+impl Call {
+    /// Lets go of everything but the call's charge against the budget for bodies.
+    fn into_charge(self) -> Charge {
+        self.memory
+    }
 }
 
 /// A GET's (or DELETE's) query is its data; a body's JSON otherwise. What it takes in memory
@@ -182,6 +191,86 @@ struct NamedTargets {
     fallback: NamedTriggerInfo,
     /// The answer when there is no candidate.
     missing: ExecError,
+}
+
+/// Where an admitted call goes.
+enum Target<'a> {
+    /// A run's webhook.
+    Webhook(HookRecord),
+    /// A new run of the module, whose start is the call.
+    Start {
+        module: &'a ModuleName,
+        trigger: &'a TriggerInfo,
+    },
+    Named(AtTrigger<'a>),
+}
+
+/// The runs admitted at a named trigger, or why there is none to hand the call to.
+struct AtTrigger<'a> {
+    module: &'a ModuleName,
+    name: &'a TriggerName,
+    execution: &'a Execution,
+    runs: Result<Vec<(RunId, Caller)>, ExecError>,
+}
+
+/// A target with the request record the call makes there. A named trigger's call becomes a
+/// request record for each run it reaches, as it reaches it (`hand_to_trigger`).
+enum Addressed<'a> {
+    Webhook {
+        hook: HookRecord,
+        request: RequestRecord,
+        automatic: Option<HttpResponse>,
+    },
+    Start {
+        module: &'a ModuleName,
+        trigger: &'a TriggerInfo,
+        run_id: RunId,
+        request: RequestRecord,
+        automatic: Option<HttpResponse>,
+    },
+    Named(AtTrigger<'a>),
+}
+
+impl Addressed<'_> {
+    /// Where a sender's message ids are unique.
+    fn scope(&self) -> String {
+        match self {
+            Addressed::Webhook { hook, .. } => format!("hook:{}:{}", hook.run_id, hook.webhook().0),
+            Addressed::Start { module, trigger, .. } => format!("start:{module}:{}", trigger.suffix),
+            Addressed::Named(at) => format!("named:{}:{}", at.module, at.name),
+        }
+    }
+
+    /// What else than its data makes a call another one (a named trigger's `execution`).
+    fn label(&self) -> &str {
+        match self {
+            Addressed::Named(at) => at.execution.label(),
+            Addressed::Webhook { .. } | Addressed::Start { .. } => "",
+        }
+    }
+
+    /// The delivery made before the call is handed out: its run and its request.
+    fn deliveries(&self) -> Vec<(String, String)> {
+        match self {
+            Addressed::Webhook { hook, request, .. } => vec![(hook.run_id.to_string(), request.id.clone())],
+            Addressed::Start { run_id, request, .. } => vec![(run_id.to_string(), request.id.clone())],
+            Addressed::Named(_) => Vec::new(),
+        }
+    }
+
+    fn automatic(&self) -> Option<HttpResponse> {
+        match self {
+            Addressed::Webhook { automatic, .. } | Addressed::Start { automatic, .. } => automatic.clone(),
+            Addressed::Named(_) => None,
+        }
+    }
+}
+
+/// What a caller presented, kept while each run's version checks it (a named trigger).
+struct Credentials {
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
 }
 
 /// A message id's record while its first call is handed out: each delivery is noted
@@ -245,6 +334,69 @@ enum Fate {
 }
 
 impl Executor {
+    // --- the one path ---------------------------------------------------------------
+
+    /// The one path of every admitted call, whatever its target: its request record is
+    /// made, a sender's retry gets the first call's answer, and the call is handed to its
+    /// target and its caller answered (at once, or held for the run's take or answer).
+    async fn take_in(self: &Arc<Self>, call: Call, target: Target<'_>) -> Result<Answer, ExecError> {
+        let addressed = self.address(&call, target).await?;
+        let window = match &addressed {
+            Addressed::Webhook { hook, .. } => self.answer_window(&hook.response),
+            Addressed::Start { trigger, .. } => self.answer_window(&trigger.response),
+            Addressed::Named(_) => self.shared.settings.take_timeout,
+        };
+        let message =
+            self.message(&addressed.scope(), &call, addressed.label(), addressed.deliveries(), addressed.automatic());
+        let _first = match self.begin(&message, window).await? {
+            Begun::Repeat(answer) => return Ok(answer),
+            Begun::First(hold) => hold,
+        };
+        let answer = match addressed {
+            // From here the call's data lives in `request` alone.
+            Addressed::Webhook { hook, request, automatic } => {
+                self.hand_to_webhook(&hook, request, call.into_charge(), automatic).await
+            }
+            Addressed::Start { module, trigger, run_id, request, automatic } => {
+                let memory = call.into_charge();
+                self.start_from_trigger(module, run_id, request, memory, &trigger.response, automatic).await
+            }
+            Addressed::Named(AtTrigger { runs: Err(missing), .. }) => Err(missing),
+            Addressed::Named(AtTrigger { module, name, execution, runs: Ok(admitted) }) => {
+                let noted = message.as_ref().map(|m| (m.key.as_str(), tokio::sync::Mutex::new(m.record.clone())));
+                let resumed = self.resume_named(module, name, execution, admitted, &call, noted.as_ref()).await;
+                let shows = shows_runs(&call.caller);
+                resumed.map(|ids| resumed_answer(ids.iter().map(ToString::to_string).collect(), shows))
+            }
+        };
+        self.settle(&message, &answer).await;
+        answer
+    }
+
+    /// Makes the request record a call is at its target, numbered in arrival order.
+    async fn address<'a>(&self, call: &Call, target: Target<'a>) -> Result<Addressed<'a>, ExecError> {
+        Ok(match target {
+            Target::Webhook(hook) => {
+                let request = self.request(call, hook.webhook().to_string()).await?;
+                let automatic = match &hook.response {
+                    ResponseMode::Automatic { response } => Some(response.clone()),
+                    ResponseMode::Manual { .. } => None,
+                };
+                Addressed::Webhook { hook, request, automatic }
+            }
+            Target::Start { module, trigger } => {
+                let request = self.request(call, format!("trigger:{}", trigger.name)).await?;
+                let run_id = RunId::new();
+                let automatic = match &trigger.response {
+                    ResponseMode::Automatic { response } => Some(fill(response, run_id, &request.id, module)),
+                    ResponseMode::Manual { .. } => None,
+                };
+                Addressed::Start { module, trigger, run_id, request, automatic }
+            }
+            Target::Named(at) => Addressed::Named(at),
+        })
+    }
+
     // --- webhooks -------------------------------------------------------------------
 
     /// The webhook behind a public URL. A token the run chose is guessable: without a
@@ -327,23 +479,7 @@ impl Executor {
         if !condition_holds(hook.condition.as_ref(), &call) {
             return Ok(Answer::not_activated());
         }
-        let request = self.request(&call, hook.webhook().to_string()).await?;
-        let automatic = match &hook.response {
-            ResponseMode::Automatic { response } => Some(response.clone()),
-            ResponseMode::Manual { .. } => None,
-        };
-        let scope = format!("hook:{}:{}", hook.run_id, hook.webhook().0);
-        let deliveries = vec![(hook.run_id.to_string(), request.id.clone())];
-        let message = self.message(&scope, &call, "", deliveries, automatic.clone());
-        let _first = match self.begin(&message, self.answer_window(&hook.response)).await? {
-            Begun::Repeat(answer) => return Ok(answer),
-            Begun::First(hold) => hold,
-        };
-        // From here the call's data lives in `request` alone.
-        let Call { _memory: memory, .. } = call;
-        let delivered = self.hand_to_webhook(&hook, request, memory, automatic).await;
-        self.settle(&message, &delivered).await;
-        delivered
+        self.take_in(call, Target::Webhook(hook)).await
     }
 
     /// Delivers a request to its webhook and answers its caller as the webhook says.
@@ -480,24 +616,7 @@ impl Executor {
         if let Some(schema) = &trigger.expects {
             check_schema(schema, &expected_view(&call), "the call does not match what the trigger expects")?;
         }
-        let mut request = self.request(&call, format!("trigger:{}", trigger.name)).await?;
-        let run_id = RunId::new();
-        let automatic = match &trigger.response {
-            ResponseMode::Automatic { response } => Some(fill(response, run_id, &request.id, module)),
-            ResponseMode::Manual { .. } => None,
-        };
-        let scope = format!("start:{module}:{}", trigger.suffix);
-        let deliveries = vec![(run_id.to_string(), request.id.clone())];
-        let message = self.message(&scope, &call, "", deliveries, automatic.clone());
-        let _first = match self.begin(&message, self.answer_window(&trigger.response)).await? {
-            Begun::Repeat(answer) => return Ok(answer),
-            Begun::First(hold) => hold,
-        };
-        request.data = call.data;
-        let started =
-            self.start_from_trigger(module, run_id, request, call._memory, &trigger.response, automatic).await;
-        self.settle(&message, &started).await;
-        started
+        self.take_in(call, Target::Start { module, trigger }).await
     }
 
     async fn start_from_trigger(
@@ -555,24 +674,15 @@ impl Executor {
         mut incoming: Incoming,
     ) -> Result<Answer, ExecError> {
         let targets = self.named_targets(module, name, &execution).await?;
-        // `key` carries an API key on triggers that take one: it is never the run's data.
-        let mut query = std::mem::take(&mut incoming.query);
-        let presented_query = query.clone();
-        query.retain(|(k, _)| k != callers::KEY_PARAM);
-        let mut memory = incoming.charge.take();
-        let data = call_data(incoming.method, &query, &incoming.body, &mut memory)?;
-        let mut headers = incoming.headers.clone();
-        callers::redact_credentials(&mut headers);
-        let mut call = Call {
-            method: incoming.method,
-            path: incoming.path.clone(),
-            query,
-            headers,
-            data,
-            caller: Caller::Anonymous,
-            message_id: None,
-            _memory: memory,
+        // Each run's version checks the caller as it declares: against what was presented.
+        let presented = Credentials {
+            query: incoming.query.clone(),
+            headers: incoming.headers.clone(),
+            body: incoming.body.clone(),
         };
+        // `key` carries an API key on triggers that take one: it is never the run's data.
+        incoming.query.retain(|(k, _)| k != callers::KEY_PARAM);
+        let mut call = self.admitted_call(incoming, Caller::Anonymous, None)?;
         let mut admitted = Vec::new();
         let mut first_refusal = None;
         let mut ignored = false;
@@ -583,7 +693,7 @@ impl Executor {
             let admission = match by_version.iter().find(|(version, _)| *version == run.version) {
                 Some((_, admission)) => admission.clone(),
                 None => {
-                    let admission = self.admit_named(declared, &presented_query, &incoming, &mut call).await?;
+                    let admission = self.admit_named(declared, &presented, &mut call).await?;
                     by_version.push((&run.version, admission.clone()));
                     admission
                 }
@@ -600,19 +710,13 @@ impl Executor {
             // No run to hand it to. The caller is still checked (against the named run's
             // version, else the newest), so that one who may not call learns nothing; an
             // admitted sender's retry of an accepted call gets the first answer.
-            match self.admit_named(&targets.fallback, &presented_query, &incoming, &mut call).await? {
+            match self.admit_named(&targets.fallback, &presented, &mut call).await? {
                 Admission::Admitted(_) => {}
                 Admission::Ignored => return Ok(Answer::not_activated()),
                 Admission::Refused(refusal) => return Err(refusal.into()),
             }
-            let message = self.message(&format!("named:{module}:{name}"), &call, execution.label(), Vec::new(), None);
-            let _first = match self.begin(&message, self.shared.settings.take_timeout).await? {
-                Begun::Repeat(answer) => return Ok(answer),
-                Begun::First(hold) => hold,
-            };
-            let missing = Err(targets.missing);
-            self.settle(&message, &missing).await;
-            return missing;
+            let runs = Err(targets.missing);
+            return self.take_in(call, Target::Named(AtTrigger { module, name, execution: &execution, runs })).await;
         }
         if admitted.is_empty() {
             return match first_refusal {
@@ -620,18 +724,8 @@ impl Executor {
                 _ => Ok(Answer::not_activated()),
             };
         }
-        let scope = format!("named:{module}:{name}");
-        let message = self.message(&scope, &call, execution.label(), Vec::new(), None);
-        let _first = match self.begin(&message, self.shared.settings.take_timeout).await? {
-            Begun::Repeat(answer) => return Ok(answer),
-            Begun::First(hold) => hold,
-        };
-        let noted = message.as_ref().map(|m| (m.key.as_str(), tokio::sync::Mutex::new(m.record.clone())));
-        let resumed = self.resume_named(module, name, &execution, admitted, &call, noted.as_ref()).await;
-        let shows = shows_runs(&call.caller);
-        let answer = resumed.map(|ids| resumed_answer(ids.iter().map(ToString::to_string).collect(), shows));
-        self.settle(&message, &answer).await;
-        answer
+        let runs = Ok(admitted);
+        self.take_in(call, Target::Named(AtTrigger { module, name, execution: &execution, runs })).await
     }
 
     /// Checks that a module declares a named trigger in some version, before a call's
@@ -730,13 +824,16 @@ impl Executor {
     async fn admit_named(
         &self,
         declared: &NamedTriggerInfo,
-        query: &[(String, String)],
-        incoming: &Incoming,
+        credentials: &Credentials,
         call: &mut Call,
     ) -> Result<Admission, ExecError> {
-        let mut query = query.to_vec();
-        let presented =
-            Presented { query: &mut query, headers: &incoming.headers, body: &incoming.body, now_ms: self.now_ms() };
+        let mut query = credentials.query.clone();
+        let presented = Presented {
+            query: &mut query,
+            headers: &credentials.headers,
+            body: &credentials.body,
+            now_ms: self.now_ms(),
+        };
         let caller = match callers::authenticate(&self.shared.store, &declared.auth, presented).await {
             Ok(caller) => caller,
             Err(callers::AuthError::Refused(_)) if declared.on_auth_failure == OnAuthFailure::Ignore => {
@@ -750,7 +847,7 @@ impl Executor {
             return Ok(Admission::Ignored);
         }
         call.caller = caller.clone();
-        call.message_id = callers::message_id(&declared.auth, &incoming.headers, &incoming.body);
+        call.message_id = callers::message_id(&declared.auth, &credentials.headers, &credentials.body);
         Ok(Admission::Admitted(caller))
     }
 
@@ -922,7 +1019,7 @@ impl Executor {
             data,
             caller,
             message_id,
-            _memory: memory,
+            memory,
         })
     }
 

@@ -12,8 +12,9 @@
 //!
 //! # Write order and recovery, for each write of several records
 //!
-//! No write takes more than one record atomically. Where an operation writes several, the
-//! order below makes every crash point recoverable, by the rule given:
+//! No operation relies on writing more than one record atomically (PostgreSQL commits some
+//! of them in one transaction; sled writes each on its own). Where an operation writes
+//! several, the order below makes every crash point recoverable, by the rule given:
 //!
 //! - **Starting a run**: the run record, then its `started` event (one flush covers both,
 //!   and the caller is answered after it). Recovery: a run record without a `started`
@@ -30,6 +31,12 @@
 //!   settles its takes the same way as it ends (`settle_takes`), its held callers waiting
 //!   still. A replay that meets an entry whose
 //!   request it delivered already finishes it as (3): a call is never delivered twice.
+//! - **A call with a sender's message id** (a signature scheme's, or an `Idempotency-Key`):
+//!   the id's note naming where the call goes, staged; the call, as above; then the note
+//!   marked accepted with the answer, durably, before the caller is answered. Recovery: a
+//!   retry that finds a note not marked accepted looks for its call where it would be (the
+//!   inbox, the not-taken list, the run's log): found, the retry gets the first answer and
+//!   delivers nothing; not found, the note is forgotten and the retry is a new call.
 //! - **Creating a webhook**: the hook record under its token (a compare-and-swap: a live
 //!   token of another webhook is refused), staged, then the `webhook-created` event in the
 //!   run's log. Recovery: a replay creates the webhook again; a hook record left by a crash
@@ -257,6 +264,7 @@ pub trait Inbox: Send + Sync {
     fn taken(&self, run: RunId, claimed: &Claimed) -> impl Future<Output = Result<()>> + Send;
     /// Takes a held call back out of the inbox if the run has not claimed it; true if it
     /// was withdrawn. A single-use webhook's slot is empty again: it takes a call again.
+    /// Staged: a withdrawal a crash loses leaves a held call, which start-up refuses.
     fn withdraw(
         &self,
         run: RunId,
@@ -295,6 +303,7 @@ pub trait Inbox: Send + Sync {
         run: RunId,
         since: u64,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Staged, as every note of where a run waits.
     fn remove_trigger_waiter(
         &self,
         module: &ModuleName,
@@ -307,7 +316,8 @@ pub trait Inbox: Send + Sync {
         module: &ModuleName,
         name: &TriggerName,
     ) -> impl Future<Output = Result<Vec<(RunId, u64)>>> + Send;
-    /// Claims a waiting run for one call: of several concurrent claims, one wins.
+    /// Claims a waiting run for one call: of several concurrent claims, one wins. Staged:
+    /// a claim lives only while its call is handed over, which a crash ends.
     fn claim_trigger_waiter(
         &self,
         module: &ModuleName,
@@ -320,6 +330,8 @@ pub trait Inbox: Send + Sync {
 pub trait Timers: Send + Sync {
     /// Staged: recovery sets a parked run's timer again from its log.
     fn add_timer(&self, due_ms: u64, run: RunId) -> impl Future<Output = Result<()>> + Send;
+    /// Staged: a timer a crash brings back only wakes its run for nothing (a wait ends at
+    /// the time its log gives), or is dropped once the run has ended.
     fn remove_timer(&self, due_ms: u64, run: RunId) -> impl Future<Output = Result<()>> + Send;
     /// Timers due at `now_ms` or earlier, oldest first, and when the next is due.
     fn due_timers(&self, now_ms: u64) -> impl Future<Output = Result<DueTimers>> + Send;
@@ -358,7 +370,8 @@ pub trait Registry: Send + Sync {
 
     /// Arms a start trigger to capture its next call as a sample.
     fn listen_for_sample(&self, module: &ModuleName, trigger: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Disarms a listening trigger; true for the one call that does so.
+    /// Disarms a listening trigger; true for the one call that does so. Staged: the
+    /// sample's durable write that follows covers it.
     fn take_listening(&self, module: &ModuleName, trigger: &str) -> impl Future<Output = Result<bool>> + Send;
     fn put_sample(
         &self,
@@ -373,7 +386,8 @@ pub trait Registry: Send + Sync {
     ) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
 
     /// Notes a sender's message id for a first call, unless a live note of it exists: then
-    /// that note is returned (the call is a repeat).
+    /// that note is returned (the call is a repeat). Staged: the call's own durable write
+    /// (its delivery, or its run's start) covers it; a note a crash loses had no call.
     fn begin_message(
         &self,
         key: &str,
@@ -382,6 +396,8 @@ pub trait Registry: Send + Sync {
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send;
     fn message(&self, key: &str) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send;
     fn put_message(&self, key: &str, record: &IdempotencyRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Staged: a note a crash brings back is looked into by the next retry (was its call
+    /// delivered?) before anything is delivered again.
     fn forget_message(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     /// Forgets ids past their time, and past `max_kept` capped ids the oldest capped ones
     /// created before `keep_after_ms` (an id not capped stays its whole time); returns how

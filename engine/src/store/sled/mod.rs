@@ -1045,7 +1045,7 @@ impl Registry for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::records::{Caller, Method};
+    use crate::store::records::{Caller, Method, RunStatus, WebhookInfo};
 
     /// A delivery takes its call back only if the hook record changed to one that no longer
     /// takes it, not when the same open webhook was written again (a replay after a crash).
@@ -1146,5 +1146,61 @@ mod tests {
         store.api_keys.insert("new", encode(&key).expect("encoded")).expect("key stored");
         assert!(store.revoke_api_key(&name).await.expect("revoke"), "the new key is revocable by its name");
         assert!(store.api_key("new").await.expect("read").is_none());
+    }
+
+    /// A key's creation cut short after its first write (the name taken, the key never
+    /// stored) leaves the name free for the next key.
+    #[tokio::test]
+    async fn a_key_creation_cut_short_leaves_its_name_free() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let name = KeyName::parse("cut-short").expect("name");
+        store.key_names.insert(name.as_str(), "lost").expect("name taken");
+        let key = ApiKeyRecord { name: name.clone(), roles: Vec::new(), key_sha256: "fresh".into(), created_at_ms: 0 };
+        store.create_api_key(&key).await.expect("the name is free again");
+        let keys = store.api_keys().await.expect("listed");
+        assert_eq!(keys.iter().map(|k| k.key_sha256.as_str()).collect::<Vec<_>>(), ["fresh"]);
+        assert!(store.revoke_api_key(&name).await.expect("revoke"), "the new key is revocable by its name");
+    }
+
+    /// A deletion cut short (the run's record goes last) leaves a run that the next
+    /// retention sweep finds, and whose deletion it finishes.
+    #[tokio::test]
+    async fn a_deletion_cut_short_is_found_and_finished_by_the_next_sweep() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let run = RunId::new();
+        let record = RunRecord {
+            id: run,
+            module: ModuleName::parse("orders").expect("a name"),
+            version: "v1".into(),
+            status: RunStatus::Completed,
+            input: serde_json::json!({}),
+            output: None,
+            error: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            waiting_on: Vec::new(),
+            wake_at_ms: None,
+        };
+        let started = Event::Started { input: serde_json::json!({}), start_ms: 1, seed: 7, trigger: None };
+        store.create_run(&record, &super::super::event_record(0, 1, started)).await.expect("created");
+        let hook: HookRecord = serde_json::from_value(serde_json::json!({ "token": "t-deleted", "run_id": run,
+            "number": 1, "methods": ["POST"], "single_use": true, "state": "closed",
+            "response": { "mode": "manual", "deadline_ms": 1000 } }))
+        .expect("a hook record");
+        store.create_hook(&hook, 1).await.expect("hook");
+        let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url: "http://h/hooks/t-deleted".into() };
+        let created = Event::WebhookCreated { webhook: Ok(info) };
+        store.append(run, &[super::super::event_record(1, 1, created)]).await.expect("appended");
+        // A deletion's first writes, then a crash: the webhook and the first event gone.
+        store.hooks.remove("t-deleted").expect("hook removed");
+        let first = store.events.scan_prefix(run.bytes()).keys().next().expect("an event").expect("read");
+        store.events.remove(first).expect("event removed");
+        assert_eq!(store.finished_before(2).await.expect("swept"), [run], "found by the next sweep");
+        store.delete_run(run).await.expect("deletion finished");
+        assert!(store.run(run).await.expect("read").is_none());
+        assert!(store.events(run).await.expect("read").0.is_empty());
+        assert!(store.finished_before(2).await.expect("swept").is_empty());
     }
 }
