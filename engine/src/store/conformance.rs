@@ -419,6 +419,32 @@ async fn a_key_made_while_its_name_is_revoked_stays_revocable() {
     }
 }
 
+/// Two keys made at once under one name: one is made, the other refused, and no key is
+/// left that its name cannot revoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_keys_made_at_once_under_one_name_one_is_made() {
+    for (_dir, store) in backends().await {
+        let name = KeyName::parse("twice").unwrap();
+        let key = |digest: String| ApiKeyRecord {
+            name: name.clone(),
+            roles: vec!["deploy".into()],
+            key_sha256: digest,
+            created_at_ms: NOW,
+        };
+        for round in 0..100 {
+            let (one, other) = (store.clone(), store.clone());
+            let (first, second) = (key(format!("a-{round}")), key(format!("b-{round}")));
+            let first = tokio::spawn(async move { one.create_api_key(&first).await });
+            let second = tokio::spawn(async move { other.create_api_key(&second).await });
+            let made = [first.await.unwrap(), second.await.unwrap()];
+            assert_eq!(made.iter().filter(|m| m.is_ok()).count(), 1, "round {round}: one is made");
+            assert!(made.iter().any(|m| matches!(m, Err(StoreError::NameTaken))), "round {round}");
+            assert!(store.revoke_api_key(&name).await.unwrap(), "round {round}: revocable by its name");
+            assert!(store.api_keys().await.unwrap().is_empty(), "round {round}: no key is left unreachable");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_message_id_is_noted_once_until_it_expires() {
     for (_dir, store) in backends().await {

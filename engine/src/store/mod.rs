@@ -32,11 +32,14 @@
 //!   still. A replay that meets an entry whose
 //!   request it delivered already finishes it as (3): a call is never delivered twice.
 //! - **A call with a sender's message id** (a signature scheme's, or an `Idempotency-Key`):
-//!   the id's note naming where the call goes, staged; the call, as above; then the note
-//!   marked accepted with the answer, durably, before the caller is answered. Recovery: a
-//!   retry that finds a note not marked accepted looks for its call where it would be (the
-//!   inbox, the not-taken list, the run's log): found, the retry gets the first answer and
-//!   delivers nothing; not found, the note is forgotten and the retry is a new call.
+//!   the id's note naming where the call goes, staged (a named trigger's call notes each
+//!   run durably before it is handed to it); the call, as above; then the note marked
+//!   accepted with the answer, before the caller is answered. Recovery: a retry that finds
+//!   a note not marked accepted (a crash, or that last write failed) looks for its call
+//!   where it would be: still held in an inbox, the retry waits for the first caller's
+//!   fate; taken into the run's log, or acknowledged and listed as not taken, the retry
+//!   gets the first answer and delivers nothing; elsewhere, the note is forgotten and the
+//!   retry is a new call.
 //! - **Creating a webhook**: the hook record under its token (a compare-and-swap: a live
 //!   token of another webhook is refused), staged, then the `webhook-created` event in the
 //!   run's log. Recovery: a replay creates the webhook again; a hook record left by a crash
@@ -51,10 +54,13 @@
 //!   close that fails without a crash is tried again (`Executor::close_leftovers`), and a
 //!   call racing a close looks at the hook record again after its write.
 //! - **An API key**: created by claiming its name (compare-and-swap), then writing the key
-//!   under its digest; revoked in the other order. Recovery: a name whose key is gone is
-//!   free again.
-//! - **Deleting a run** (retention): everything it owns, then its record last, so that a
-//!   crash half-way leaves a run that the next sweep finds and finishes deleting.
+//!   under its digest; revoked in the other order. A name whose key is not there is taken
+//!   still (the key is being made or revoked). Recovery: start-up frees a name that names
+//!   no key.
+//! - **Deleting a run** (retention): everything it owns, its log next to last and its
+//!   record last. Recovery: a deletion cut short leaves a record, which the next sweep
+//!   finds and finishes deleting; or only the record, which start-up removes as a creation
+//!   cut short (a record without a log).
 //! - A run's status, what it waits on, its timer and its places at named triggers are a
 //!   view of its log, staged; recovery writes them again from the log (`restore_parked`).
 

@@ -161,7 +161,7 @@ impl SledStore {
         let db = open_waiting_for_the_lock(&sled::Config::new().path(dir.join("sled")).cache_capacity(cache_bytes))?;
         let meta = db.open_tree("meta")?;
         let id_base = meta.get(ID_BASE_META)?.and_then(|v| be_u64(&v)).unwrap_or(0);
-        Ok(SledStore {
+        SledStore {
             id_base,
             meta,
             modules: db.open_tree("modules")?,
@@ -181,7 +181,20 @@ impl SledStore {
             commit: Arc::new(GroupCommit::start(db.clone())?),
             commits: CommitLatency::default(),
             db,
-        })
+        }
+        .free_names_without_keys()
+    }
+
+    /// At start-up: a key's name that names no key was left by a crash between a key's
+    /// two writes (made: the name, then the key; revoked: the key, then the name).
+    fn free_names_without_keys(self) -> Result<SledStore> {
+        for entry in self.key_names.iter() {
+            let (name, digest) = entry?;
+            if !self.api_keys.contains_key(&digest)? {
+                self.key_names.compare_and_swap(name, Some(digest), None::<&[u8]>)?.ok();
+            }
+        }
+        Ok(self)
     }
 
     /// Makes every write so far durable; concurrent callers share one fsync.
@@ -388,6 +401,34 @@ impl SledStore {
         Ok(())
     }
 
+    /// Deletes a run, its log next to last and its record last: its webhooks are found in
+    /// its log, and start-up removes a record without a log (a creation cut short). So a
+    /// deletion cut short at any point is finished by the next sweep (the record is still
+    /// there) or by start-up (only the record is left). Stops after `removals` keys, as a
+    /// crash would, for the tests.
+    async fn delete_run_until(&self, id: RunId, removals: usize) -> Result<()> {
+        let mut doomed: Vec<(&sled::Tree, sled::IVec)> = Vec::new();
+        for (token, webhook) in self.webhooks_of(id).await? {
+            if self.hook(&token).await?.is_some_and(|hook| hook.is(id, webhook)) {
+                doomed.push((&self.hooks, token.as_str().as_bytes().into()));
+            }
+        }
+        for tree in [&self.inbox, &self.trigger_inbox, &self.not_taken] {
+            for key in tree.scan_prefix(id.bytes()).keys() {
+                doomed.push((tree, key?));
+            }
+        }
+        doomed.push((&self.meta, format!("cancel:{id}").as_bytes().into()));
+        for key in self.events.scan_prefix(id.bytes()).keys() {
+            doomed.push((&self.events, key?));
+        }
+        doomed.push((&self.runs, id.bytes().as_slice().into()));
+        for (tree, key) in doomed.into_iter().take(removals) {
+            tree.remove(key)?;
+        }
+        self.durable().await
+    }
+
     /// Runs whose record exists without a `started` event: a creation a crash cut short.
     fn remove_unstarted_runs(&self) -> Result<()> {
         for key in self.runs.iter().keys() {
@@ -506,19 +547,7 @@ impl RunLog for SledStore {
     }
 
     async fn delete_run(&self, id: RunId) -> Result<()> {
-        for (token, webhook) in self.webhooks_of(id).await? {
-            if self.hook(&token).await?.is_some_and(|hook| hook.is(id, webhook)) {
-                self.hooks.remove(token.as_str().as_bytes())?;
-            }
-        }
-        for tree in [&self.events, &self.inbox, &self.trigger_inbox, &self.not_taken] {
-            for key in tree.scan_prefix(id.bytes()).keys() {
-                tree.remove(key?)?;
-            }
-        }
-        self.meta.remove(format!("cancel:{id}"))?;
-        self.runs.remove(id.bytes())?;
-        self.durable().await
+        self.delete_run_until(id, usize::MAX).await
     }
 
     async fn request_cancel(&self, id: RunId) -> Result<()> {
@@ -899,17 +928,10 @@ impl Registry for SledStore {
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
         let (name, digest) = (key.name.as_str().as_bytes(), key.key_sha256.as_bytes());
         // The name first: of two keys made with one name, one wins. A name whose key is
-        // gone (a revocation cut short) is free again.
-        loop {
-            let current = self.key_names.get(name)?;
-            if let Some(held) = &current
-                && self.api_keys.contains_key(held)?
-            {
-                return Err(StoreError::NameTaken);
-            }
-            if self.key_names.compare_and_swap(name, current, Some(digest))?.is_ok() {
-                break;
-            }
+        // not there is taken still (its key is being made, or revoked); one a crash left
+        // so is freed at start-up (`free_names_without_keys`).
+        if self.key_names.compare_and_swap(name, None::<&[u8]>, Some(digest))?.is_err() {
+            return Err(StoreError::NameTaken);
         }
         self.api_keys.insert(digest, encode(key)?)?;
         self.durable().await
@@ -1148,27 +1170,30 @@ mod tests {
         assert!(store.api_key("new").await.expect("read").is_none());
     }
 
-    /// A key's creation cut short after its first write (the name taken, the key never
-    /// stored) leaves the name free for the next key.
+    /// A key's name whose key is not stored yet is taken (another key under it would be
+    /// one its name cannot revoke); a creation a crash cut short there leaves the name
+    /// free once the server starts again.
     #[tokio::test]
-    async fn a_key_creation_cut_short_leaves_its_name_free() {
+    async fn a_name_whose_key_is_being_made_is_taken_and_one_a_crash_left_is_freed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
         let name = KeyName::parse("cut-short").expect("name");
-        store.key_names.insert(name.as_str(), "lost").expect("name taken");
+        store.key_names.insert(name.as_str(), "being-made").expect("name taken");
         let key = ApiKeyRecord { name: name.clone(), roles: Vec::new(), key_sha256: "fresh".into(), created_at_ms: 0 };
+        assert!(matches!(store.create_api_key(&key).await, Err(StoreError::NameTaken)), "taken while made");
+        store.close().await.expect("closed");
+        drop(store);
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens again");
         store.create_api_key(&key).await.expect("the name is free again");
         let keys = store.api_keys().await.expect("listed");
         assert_eq!(keys.iter().map(|k| k.key_sha256.as_str()).collect::<Vec<_>>(), ["fresh"]);
         assert!(store.revoke_api_key(&name).await.expect("revoke"), "the new key is revocable by its name");
     }
 
-    /// A deletion cut short (the run's record goes last) leaves a run that the next
-    /// retention sweep finds, and whose deletion it finishes.
-    #[tokio::test]
-    async fn a_deletion_cut_short_is_found_and_finished_by_the_next_sweep() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+    /// An ended run that owns something of every kind a deletion removes: its record, its
+    /// log, a closed webhook whose call is listed as not taken (and whose slot keeps a
+    /// mark), a call refused at a named trigger, a cancellation noted.
+    async fn ended_run_owning_everything(store: &SledStore) -> RunId {
         let run = RunId::new();
         let record = RunRecord {
             id: run,
@@ -1185,22 +1210,62 @@ mod tests {
         };
         let started = Event::Started { input: serde_json::json!({}), start_ms: 1, seed: 7, trigger: None };
         store.create_run(&record, &super::super::event_record(0, 1, started)).await.expect("created");
-        let hook: HookRecord = serde_json::from_value(serde_json::json!({ "token": "t-deleted", "run_id": run,
-            "number": 1, "methods": ["POST"], "single_use": true, "state": "closed",
+        let token = format!("t-{run}");
+        let hook: HookRecord = serde_json::from_value(serde_json::json!({ "token": token, "run_id": run,
+            "number": 1, "methods": ["POST"], "single_use": true, "state": "open",
             "response": { "mode": "manual", "deadline_ms": 1000 } }))
         .expect("a hook record");
         store.create_hook(&hook, 1).await.expect("hook");
-        let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url: "http://h/hooks/t-deleted".into() };
+        let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url: format!("http://h/hooks/{token}") };
         let created = Event::WebhookCreated { webhook: Ok(info) };
         store.append(run, &[super::super::event_record(1, 1, created)]).await.expect("appended");
-        // A deletion's first writes, then a crash: the webhook and the first event gone.
-        store.hooks.remove("t-deleted").expect("hook removed");
-        let first = store.events.scan_prefix(run.bytes()).keys().next().expect("an event").expect("read");
-        store.events.remove(first).expect("event removed");
-        assert_eq!(store.finished_before(2).await.expect("swept"), [run], "found by the next sweep");
-        store.delete_run(run).await.expect("deletion finished");
-        assert!(store.run(run).await.expect("read").is_none());
-        assert!(store.events(run).await.expect("read").0.is_empty());
-        assert!(store.finished_before(2).await.expect("swept").is_empty());
+        let request = |id: &str| RequestRecord {
+            id: id.into(),
+            webhook: "wh-1".into(),
+            method: Method::Post,
+            path: "/hooks/t".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            data: serde_json::json!({ "paid": true }).into(),
+            caller: Caller::Anonymous,
+            received_at_ms: 1,
+        };
+        store.deliver(&hook, &request("rq-1"), false, 1, &|| {}).await.expect("delivered");
+        store.close_hook(&hook.token, run, WebhookId(1), NotTakenReason::RunEnded, 1).await.expect("closed");
+        let name = TriggerName::parse("approve").expect("a name");
+        store.deliver_to_trigger(run, &name, &request("rq-2")).await.expect("delivered");
+        store.refuse_trigger_calls(run, NotTakenReason::RunEnded, 1).await.expect("refused");
+        store.request_cancel(run).await.expect("noted");
+        run
+    }
+
+    /// How many keys of the run's are left, in every tree a deletion removes from.
+    fn keys_of(store: &SledStore, run: RunId) -> usize {
+        let mut count = [&store.events, &store.inbox, &store.trigger_inbox, &store.not_taken]
+            .iter()
+            .map(|tree| tree.scan_prefix(run.bytes()).count())
+            .sum::<usize>();
+        count += usize::from(store.runs.contains_key(run.bytes()).expect("read"));
+        count += usize::from(store.hooks.contains_key(format!("t-{run}")).expect("read"));
+        count + usize::from(store.meta.contains_key(format!("cancel:{run}")).expect("read"))
+    }
+
+    /// A deletion cut short after any number of its removals, as by a crash, is finished
+    /// by start-up's repair and the next retention sweep: nothing of the run is left.
+    #[tokio::test]
+    async fn a_deletion_cut_short_anywhere_is_finished_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let owned = keys_of(&store, ended_run_owning_everything(&store).await);
+        assert!(owned >= 8, "the run owns something of every kind ({owned} keys)");
+        for cut in 0..=owned {
+            let run = ended_run_owning_everything(&store).await;
+            store.delete_run_until(run, cut).await.expect("cut short");
+            store.repair_inbox(2).await.expect("start-up");
+            for found in store.finished_before(2).await.expect("swept") {
+                store.delete_run(found).await.expect("deleted");
+            }
+            assert_eq!(keys_of(&store, run), 0, "cut after {cut} of {owned} removals");
+        }
     }
 }
