@@ -14,7 +14,7 @@ use super::records::{
 use super::{Channel, Delivery, Inbox, Registry, RunLog, RunQuery, Storage, Store, StoreError, Timers, event_record};
 use crate::ids::{KeyName, ModuleName, RunId, Token, TriggerName, WebhookId};
 
-const NOW: u64 = 1_000_000;
+pub(super) const NOW: u64 = 1_000_000;
 
 /// A fresh store of every backend: sled in its own directory, PostgreSQL in its own
 /// database on the test process's throwaway server.
@@ -26,7 +26,7 @@ async fn backends() -> Vec<(Option<tempfile::TempDir>, Store)> {
     vec![(Some(dir), sled), (None, postgres)]
 }
 
-fn run_record(id: RunId) -> RunRecord {
+pub(super) fn run_record(id: RunId) -> RunRecord {
     RunRecord {
         id,
         module: ModuleName::parse("orders").unwrap(),
@@ -42,7 +42,7 @@ fn run_record(id: RunId) -> RunRecord {
     }
 }
 
-fn started() -> EventRecord {
+pub(super) fn started() -> EventRecord {
     event_record(0, NOW, Event::Started { input: json!({}), start_ms: NOW, seed: 7, trigger: None })
 }
 
@@ -52,7 +52,7 @@ async fn new_run<S: Storage>(store: &S) -> RunId {
     id
 }
 
-fn hook(run: RunId, number: u32, token: &str, single_use: bool) -> HookRecord {
+pub(super) fn hook(run: RunId, number: u32, token: &str, single_use: bool) -> HookRecord {
     HookRecord {
         token: Token::parse(token).unwrap(),
         run_id: run,
@@ -72,7 +72,7 @@ fn hook(run: RunId, number: u32, token: &str, single_use: bool) -> HookRecord {
     }
 }
 
-async fn request<S: Storage>(store: &S, data: Value) -> RequestRecord {
+pub(super) async fn request<S: Storage>(store: &S, data: Value) -> RequestRecord {
     RequestRecord {
         id: format!("rq-{}", store.next_id().await.unwrap()),
         webhook: "wh-1".into(),
@@ -366,16 +366,15 @@ async fn timers_come_due_in_order() {
     }
 }
 
+fn api_key(name: &KeyName, digest: impl Into<String>) -> ApiKeyRecord {
+    ApiKeyRecord { name: name.clone(), roles: vec!["deploy".into()], key_sha256: digest.into(), created_at_ms: NOW }
+}
+
 #[tokio::test]
 async fn an_api_key_name_is_taken_once_and_free_again_after_revoking() {
     for (_dir, store) in backends().await {
         let name = KeyName::parse("ci").unwrap();
-        let key = |digest: &str| ApiKeyRecord {
-            name: name.clone(),
-            roles: vec!["deploy".into()],
-            key_sha256: digest.into(),
-            created_at_ms: NOW,
-        };
+        let key = |digest: &str| api_key(&name, digest);
         store.create_api_key(&key("d1")).await.unwrap();
         assert!(matches!(store.create_api_key(&key("d2")).await, Err(StoreError::NameTaken)));
         assert!(store.api_key("d2").await.unwrap().is_none(), "a refused key is not stored");
@@ -394,12 +393,7 @@ async fn an_api_key_name_is_taken_once_and_free_again_after_revoking() {
 async fn a_key_made_while_its_name_is_revoked_stays_revocable() {
     for (_dir, store) in backends().await {
         let name = KeyName::parse("racing").unwrap();
-        let key = |digest: String| ApiKeyRecord {
-            name: name.clone(),
-            roles: vec!["deploy".into()],
-            key_sha256: digest,
-            created_at_ms: NOW,
-        };
+        let key = |digest: String| api_key(&name, digest);
         for round in 0..100 {
             let (old, new) = (format!("old-{round}"), format!("new-{round}"));
             store.create_api_key(&key(old.clone())).await.unwrap();
@@ -425,12 +419,7 @@ async fn a_key_made_while_its_name_is_revoked_stays_revocable() {
 async fn of_two_keys_made_at_once_under_one_name_one_is_made() {
     for (_dir, store) in backends().await {
         let name = KeyName::parse("twice").unwrap();
-        let key = |digest: String| ApiKeyRecord {
-            name: name.clone(),
-            roles: vec!["deploy".into()],
-            key_sha256: digest,
-            created_at_ms: NOW,
-        };
+        let key = |digest: String| api_key(&name, digest);
         for round in 0..100 {
             let (one, other) = (store.clone(), store.clone());
             let (first, second) = (key(format!("a-{round}")), key(format!("b-{round}")));

@@ -191,7 +191,7 @@ impl SledStore {
         for entry in self.key_names.iter() {
             let (name, digest) = entry?;
             if !self.api_keys.contains_key(&digest)? {
-                self.key_names.compare_and_swap(name, Some(digest), None::<&[u8]>)?.ok();
+                let _ = self.key_names.compare_and_swap(name, Some(digest), None::<&[u8]>)?;
             }
         }
         Ok(self)
@@ -1067,6 +1067,8 @@ impl Registry for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::{self, NOW};
+    use crate::store::event_record;
     use crate::store::records::{Caller, Method, RunStatus, WebhookInfo};
 
     /// A delivery takes its call back only if the hook record changed to one that no longer
@@ -1195,46 +1197,22 @@ mod tests {
     /// mark), a call refused at a named trigger, a cancellation noted.
     async fn ended_run_owning_everything(store: &SledStore) -> RunId {
         let run = RunId::new();
-        let record = RunRecord {
-            id: run,
-            module: ModuleName::parse("orders").expect("a name"),
-            version: "v1".into(),
-            status: RunStatus::Completed,
-            input: serde_json::json!({}),
-            output: None,
-            error: None,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            waiting_on: Vec::new(),
-            wake_at_ms: None,
-        };
-        let started = Event::Started { input: serde_json::json!({}), start_ms: 1, seed: 7, trigger: None };
-        store.create_run(&record, &super::super::event_record(0, 1, started)).await.expect("created");
-        let token = format!("t-{run}");
-        let hook: HookRecord = serde_json::from_value(serde_json::json!({ "token": token, "run_id": run,
-            "number": 1, "methods": ["POST"], "single_use": true, "state": "open",
-            "response": { "mode": "manual", "deadline_ms": 1000 } }))
-        .expect("a hook record");
-        store.create_hook(&hook, 1).await.expect("hook");
-        let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url: format!("http://h/hooks/{token}") };
+        let mut record = conformance::run_record(run);
+        record.status = RunStatus::Completed;
+        store.create_run(&record, &conformance::started()).await.expect("created");
+        let hook = conformance::hook(run, 1, &format!("t-{run}"), true);
+        store.create_hook(&hook, NOW).await.expect("hook");
+        let url = format!("http://h/hooks/{}", hook.token);
+        let info = WebhookInfo { id: WebhookId(1), token: hook.token.clone(), url };
         let created = Event::WebhookCreated { webhook: Ok(info) };
-        store.append(run, &[super::super::event_record(1, 1, created)]).await.expect("appended");
-        let request = |id: &str| RequestRecord {
-            id: id.into(),
-            webhook: "wh-1".into(),
-            method: Method::Post,
-            path: "/hooks/t".into(),
-            query: Vec::new(),
-            headers: Vec::new(),
-            data: serde_json::json!({ "paid": true }).into(),
-            caller: Caller::Anonymous,
-            received_at_ms: 1,
-        };
-        store.deliver(&hook, &request("rq-1"), false, 1, &|| {}).await.expect("delivered");
-        store.close_hook(&hook.token, run, WebhookId(1), NotTakenReason::RunEnded, 1).await.expect("closed");
+        store.append(run, &[event_record(1, NOW, created)]).await.expect("appended");
+        let call = conformance::request(store, serde_json::json!({ "paid": true })).await;
+        store.deliver(&hook, &call, false, NOW, &|| {}).await.expect("delivered");
+        store.close_hook(&hook.token, run, WebhookId(1), NotTakenReason::RunEnded, NOW).await.expect("closed");
         let name = TriggerName::parse("approve").expect("a name");
-        store.deliver_to_trigger(run, &name, &request("rq-2")).await.expect("delivered");
-        store.refuse_trigger_calls(run, NotTakenReason::RunEnded, 1).await.expect("refused");
+        let call = conformance::request(store, serde_json::json!({ "approved": true })).await;
+        store.deliver_to_trigger(run, &name, &call).await.expect("delivered");
+        store.refuse_trigger_calls(run, NotTakenReason::RunEnded, NOW).await.expect("refused");
         store.request_cancel(run).await.expect("noted");
         run
     }
@@ -1261,8 +1239,8 @@ mod tests {
         for cut in 0..=owned {
             let run = ended_run_owning_everything(&store).await;
             store.delete_run_until(run, cut).await.expect("cut short");
-            store.repair_inbox(2).await.expect("start-up");
-            for found in store.finished_before(2).await.expect("swept") {
+            store.repair_inbox(NOW).await.expect("start-up");
+            for found in store.finished_before(NOW + 1).await.expect("swept") {
                 store.delete_run(found).await.expect("deleted");
             }
             assert_eq!(keys_of(&store, run), 0, "cut after {cut} of {owned} removals");
